@@ -1,0 +1,198 @@
+"""The shared inference backend every widget and method calls: model, preprocessing, labels, device, caching."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import overload
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError, model_errors
+from .cache import TensorCache
+from .device import batch_size_for, batches, device_of
+from .hooks import capture_outputs, eval_mode
+from .images import ImageLike, to_pil
+from .layers import LayerInfo, discover_layers, find_layer, has_conv
+from .preprocess import Preprocess, to_display
+
+DEFAULT_CACHE_BYTES = 512 * 2**20
+
+
+class Inspector:
+    """A CNN image classifier ready to be looked into: preprocessing, labels, layers, activations, predictions.
+
+    `model` is kept as the very object passed in and is never modified: calls run it in eval mode under
+    `torch.inference_mode()` and restore every module's `training` flag; hooks live only for one call.
+    The one exception is on request: `device=` moves the model there (`model.to(device)`, which changes it
+    in place). Without it the model runs where its parameters already are, and inputs follow it.
+
+    `transform` maps a PIL image to a [C,H,W] float tensor (a torchvision preset such as
+    `ResNet18_Weights.DEFAULT.transforms()` works); the default is the ImageNet recipe (resize 256, crop 224).
+    `labels` names the output classes; the default is "class 0", "class 1", ….
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        transform: Callable | None = None,
+        labels: Sequence[str] | None = None,
+        device: str | torch.device | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise InputError(f"Inspector needs a torch.nn.Module, not a {type(model).__name__}")
+        if not has_conv(model):
+            raise InputError(
+                f"{type(model).__name__} has no convolutional layers; cnnwidgets looks into CNNs, pass a model with Conv2d layers"
+            )
+        if device is not None:
+            model.to(device)
+        self.model = model
+        self.transform = transform if transform is not None else Preprocess()
+        self.labels = list(labels) if labels is not None else None
+        self._cache = TensorCache(cache_bytes)
+        self._layers: dict[tuple[int, ...], list[LayerInfo]] = {}
+        self._input_shape: tuple[int, ...] | None = None
+
+    # --- inputs -----------------------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are, so where inputs go."""
+        return device_of(self.model)
+
+    @property
+    def in_channels(self) -> int:
+        """How many channels the model's first convolution expects (3 for RGB, 1 for grayscale)."""
+        first = next(m for m in self.model.modules() if isinstance(m, nn.modules.conv._ConvNd))
+        return first.in_channels
+
+    def preprocess(self, image: ImageLike) -> torch.Tensor:
+        """The [1,C,H,W] float batch fed to the model for `image`, on the model's device.
+
+        A float tensor is taken as already preprocessed ([C,H,W] or [1,C,H,W]); anything else goes through
+        `transform`. Grayscale and RGBA pictures are converted to what the model expects.
+        """
+        if isinstance(image, torch.Tensor) and image.is_floating_point():
+            batch = image.detach()
+            if batch.dim() == 3:
+                batch = batch.unsqueeze(0)
+        else:
+            pil = to_pil(image, "L" if self.in_channels == 1 else "RGB")
+            batch = torch.as_tensor(self.transform(pil)).unsqueeze(0)
+        if batch.dim() != 4 or batch.shape[0] != 1 or batch.shape[1] != self.in_channels:
+            raise InputError(
+                f"an input of shape {tuple(image.shape) if isinstance(image, torch.Tensor) else tuple(batch.shape)} "
+                f"does not fit; this model takes one image as [{self.in_channels},H,W] or [1,{self.in_channels},H,W]"
+            )
+        if not torch.isfinite(batch).all():
+            raise InputError("the input contains NaN or infinite values; pass a finite image")
+        self._input_shape = tuple(batch.shape)
+        return batch.to(self.device, torch.float32)
+
+    def display_image(self, image: ImageLike) -> np.ndarray:
+        """The H×W×3 uint8 picture the model sees for `image` (after resizing and cropping)."""
+        return to_display(self.preprocess(image), self.transform)
+
+    # --- layers -----------------------------------------------------------------------------------------------
+
+    @property
+    def layers(self) -> list[LayerInfo]:
+        """Pickable layers in forward order, with output shapes for the last input preprocessed (224×224 before any)."""
+        shape = self._input_shape or (1, self.in_channels, 224, 224)
+        if shape not in self._layers:
+            with eval_mode(self.model), torch.inference_mode():
+                self._layers[shape] = discover_layers(self.model, torch.zeros(shape, device=self.device))
+        return self._layers[shape]
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    def layer(self, name: str) -> LayerInfo:
+        """The layer called `name`; an unknown name raises an error that lists close matches."""
+        return find_layer(self.layers, name)
+
+    def module(self, name: str) -> nn.Module:
+        """The module behind layer `name`."""
+        return self.model.get_submodule(self.layer(name).module_name)
+
+    # --- forward passes -------------------------------------------------------------------------------------------
+
+    @overload
+    def activations(self, image: ImageLike, layer: str) -> torch.Tensor: ...
+    @overload
+    def activations(self, image: ImageLike, layer: Sequence[str]) -> dict[str, torch.Tensor]: ...
+
+    def activations(self, image, layer):
+        """The [C,H,W] output of `layer` for `image` (on the CPU); for a list of layers, a dict of them.
+
+        All layers missing from the cache come from one forward pass; results are cached per (image, layer,
+        model weights), so asking again — another channel, a layer seen before — runs no forward.
+        """
+        names = [layer] if isinstance(layer, str) else list(layer)
+        batch = self.preprocess(image)
+        infos = [self.layer(name) for name in names]
+        keys = {info.name: (self._weights_key(), _tensor_key(batch), info.name) for info in infos}
+        found = {name: self._cache.get(key) for name, key in keys.items()}
+        missing = {info.name: (self.model.get_submodule(info.module_name), info.call) for info in infos if found[info.name] is None}
+        if missing:
+            with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(batch.shape)):
+                captured = capture_outputs(self.model, missing, batch)
+            for name, output in captured.items():
+                found[name] = output[0].cpu()
+                self._cache.put(keys[name], found[name])
+        return found[names[0]] if isinstance(layer, str) else {name: found[name] for name in names}
+
+    def logits(self, image: ImageLike) -> torch.Tensor:
+        """The class scores [classes] of one image."""
+        return self.batch_logits(self.preprocess(image))[0]
+
+    def batch_logits(self, images: torch.Tensor | Sequence[ImageLike], batch_size: int | None = None) -> torch.Tensor:
+        """Class scores [N, classes] of an [N,C,H,W] preprocessed batch or a list of images, in fast-sized batches."""
+        batch = images if isinstance(images, torch.Tensor) else torch.cat([self.preprocess(image) for image in images])
+        if batch.dim() != 4 or batch.shape[1] != self.in_channels:
+            raise InputError(f"a batch of shape {tuple(batch.shape)} does not fit; pass [N,{self.in_channels},H,W]")
+        if not torch.isfinite(batch).all():
+            raise InputError("the input contains NaN or infinite values; pass finite images")
+        size = batch_size or batch_size_for(self.device)
+        with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(batch.shape)):
+            outputs = [_scores(self.model(batch[part].to(self.device))) for part in batches(len(batch), size)]
+        return torch.cat(outputs).float().cpu()
+
+    def predict(self, image: ImageLike, k: int = 5) -> list[tuple[str, float]]:
+        """The top-`k` (label, probability) pairs for `image`, most probable first."""
+        probabilities = self.logits(image).softmax(-1)
+        top = probabilities.topk(min(k, len(probabilities)))
+        return [(self.label(int(i)), float(p)) for p, i in zip(top.values, top.indices)]
+
+    def label(self, index: int) -> str:
+        """The name of class `index`."""
+        if self.labels is None:
+            return f"class {index}"
+        if index >= len(self.labels):
+            raise InputError(f"the model scores class {index} but only {len(self.labels)} labels were given; pass one label per class")
+        return self.labels[index]
+
+    def _weights_key(self) -> int:
+        """Changes whenever any parameter or buffer is replaced or modified in place (training, load_state_dict)."""
+        return hash(tuple((t.data_ptr(), t._version) for t in (*self.model.parameters(), *self.model.buffers())))
+
+
+def _tensor_key(batch: torch.Tensor) -> tuple:
+    data = batch.detach().cpu().contiguous().numpy().tobytes()
+    return tuple(batch.shape), hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _scores(output: object) -> torch.Tensor:
+    """The class-score tensor of a model output (the first element of a tuple, `.logits` of a dataclass)."""
+    if isinstance(output, (tuple, list)):
+        output = output[0]
+    output = getattr(output, "logits", output)
+    if not isinstance(output, torch.Tensor) or output.dim() != 2:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise InputError(f"the model returned {shape}, not class scores [N, classes]; pass an image classifier")
+    return output
