@@ -92,7 +92,7 @@ def test_dead_on_all_images(lite0, cat):
     dead_cat = widget.maps["stats"]["dead"]
     dead_coffee = (lite0.activations(zoo.sample_image("coffee"), widget.layer).flatten(1).amax(1) == 0).tolist()
     assert widget.maps["stats"]["dead_all"] == [a and b for a, b in zip(dead_cat, dead_coffee)]
-    assert widget.maps["stats"]["images"] == 2
+    assert widget.maps["stats"]["n_images"] == 2
 
 
 def test_to_png_exports_the_view(explorer, tmp_path):

@@ -125,7 +125,7 @@ class LayerExplorer(CnnWidget):
             scaled, low, high = scale_maps(activations, self.normalize)
             stats = {key: value.tolist() for key, value in channel_stats(activations).items()}
             stats["dead_all"] = self._dead_all.get(self.layer)
-            stats["images"] = len(self._images)
+            stats["n_images"] = len(self._images)
             self.maps = array_message(scaled.numpy(), layer=self.layer, low=low.tolist(), high=high.tolist(), stats=stats)
         self._show_filters()
 

@@ -1,0 +1,340 @@
+// Layer explorer widget (anywidget front end): the input image with its top-5 predictions, a layer
+// picker, every channel map of the chosen layer on one canvas grid (click a map to enlarge it), the
+// channel's stats, and the layer's filters. Python computes and scales maps and filters; this file
+// decodes, colours and draws them. Colormaps are applied here only, so switching them is instant.
+import { isEmptyArray, toTypedArray } from './shared/arrays.js';
+import { applyColormap, colormapNames } from './shared/colormaps.js';
+import { canvasPoint, h, setOptions } from './shared/dom.js';
+import { cellAt, cellOrigin, gridLayout, packAtlas } from './shared/grid.js';
+import { drawFitted, drawNearest, rgbaToCanvas, rgbToImageData } from './shared/images.js';
+import { Listeners } from './shared/listeners.js';
+import { RequestStamp, throttle } from './shared/requests.js';
+
+const INPUT_BOX = 160;
+const GRID_WIDTH = 640;
+const CHANNEL_BOX = 224;
+const FILTER_GRID_WIDTH = 320;
+const SEND_INTERVAL_MS = 33;
+const FILTER_COLORMAP = 'coolwarm';
+const HIGHLIGHT_COLOR = '#00e5ff'; // cyan: absent from all offered colormaps
+const DEAD_COLOR = '#e53935';
+
+const CSS = `
+.cnnw-layer-explorer { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
+.cnnw-layer-explorer [hidden] { display: none !important; }
+.cnnw-layer-explorer canvas { image-rendering: pixelated; max-width: 100%; }
+.cnnw-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.cnnw-controls { align-items: center; }
+.cnnw-controls label { display: inline-flex; gap: 4px; align-items: center; }
+.cnnw-predictions { display: grid; grid-template-columns: minmax(60px, max-content) 200px 4em; gap: 3px 8px; align-items: center; }
+.cnnw-bar-track { height: 12px; background: var(--jp-layout-color2, #eee); }
+.cnnw-bar { height: 100%; background: var(--jp-brand-color1, #1976d2); }
+.cnnw-percent { text-align: right; font-variant-numeric: tabular-nums; }
+.cnnw-error { flex: 1 1 200px; min-width: 0; padding: 2px 8px; border-radius: 3px; background: #c62828; color: #fff; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.cnnw-note, .cnnw-caption { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
+.cnnw-grid { cursor: pointer; }
+.cnnw-side, .cnnw-filter-section { display: flex; flex-direction: column; align-items: flex-start; gap: 4px; }
+.cnnw-side { width: 240px; }
+.cnnw-filter-slice input { width: 5em; }
+`;
+
+function buildView() {
+  const select = (className) => h('select', { className });
+  const ui = {
+    input: h('canvas', { className: 'cnnw-input' }),
+    predictions: h('div', { className: 'cnnw-predictions' }),
+    layer: select('cnnw-layer'),
+    normalize: select('cnnw-normalize'),
+    colormap: select('cnnw-colormap'),
+    filterSliceInput: h('input', { type: 'number', min: -1, step: 1 }),
+    computing: h('span', { className: 'cnnw-note', textContent: 'computing…' }),
+    error: h('div', { className: 'cnnw-error' }),
+    grid: h('canvas', { className: 'cnnw-grid' }),
+    channel: h('canvas', { className: 'cnnw-channel' }),
+    channelInfo: h('div', { className: 'cnnw-channel-info cnnw-caption' }),
+    stats: h('div', { className: 'cnnw-stats' }),
+    filters: h('canvas', { className: 'cnnw-filters' }),
+    filtersInfo: h('div', { className: 'cnnw-filters-info cnnw-caption' }),
+  };
+  ui.filterSlice = h('label', { className: 'cnnw-filter-slice', title: '-1 = mean over input channels' },
+    'filter input channel', ui.filterSliceInput);
+  const labelled = (text, control) => h('label', {}, text, control);
+  ui.root = h('div', { className: 'cnnw-layer-explorer' },
+    h('style', { textContent: CSS }),
+    h('div', { className: 'cnnw-row' }, ui.input, ui.predictions),
+    h('div', { className: 'cnnw-row cnnw-controls' },
+      labelled('layer', ui.layer), ui.computing, labelled('normalize', ui.normalize),
+      labelled('colormap', ui.colormap), ui.filterSlice, ui.error),
+    h('div', { className: 'cnnw-row' },
+      ui.grid,
+      h('div', { className: 'cnnw-side' }, ui.channel, ui.channelInfo, ui.stats)),
+    h('div', { className: 'cnnw-filter-section' }, ui.filters, ui.filtersInfo));
+  setOptions(ui.normalize, [['layer', 'per layer'], ['channel', 'per channel']], 'layer');
+  setOptions(ui.colormap, colormapNames.map((name) => [name, name]), colormapNames[0]);
+  return ui;
+}
+
+/** Short human number: 3 significant digits, exponent for very large/small magnitudes. */
+function formatNumber(value) {
+  if (value === undefined || value === null || !Number.isFinite(value)) return '–';
+  const magnitude = Math.abs(value);
+  if (magnitude >= 1e4 || (magnitude > 0 && magnitude < 1e-3)) return value.toExponential(2);
+  return String(Number(value.toPrecision(3)));
+}
+
+/** "all N images" when Python says how many images dead_all covers (stats.n_images), else "all images". */
+function allImages(stats) {
+  return stats.n_images ? `all ${stats.n_images} images` : 'all images';
+}
+
+/** Decoded maps message, laid out for drawing; colormapped atlases are cached per colormap. */
+function decodeMaps(maps) {
+  const [channels, height, width] = maps.shape;
+  const grid = gridLayout({ count: channels, tileWidth: width, tileHeight: height, targetWidth: GRID_WIDTH });
+  const atlas = packAtlas(toTypedArray(maps), { count: channels, tileWidth: width, tileHeight: height, depth: 1, cols: grid.cols });
+  return { message: maps, layer: maps.layer, channels, grid, atlas, stats: maps.stats ?? {}, canvasByColormap: new Map() };
+}
+
+/** drawImage source holding all channel tiles of `shown` in the given colormap. */
+function coloredAtlas(shown, colormap) {
+  if (!shown.canvasByColormap.has(colormap)) {
+    const { pixels, width, height } = shown.atlas;
+    shown.canvasByColormap.set(colormap, rgbaToCanvas(applyColormap(pixels, width, height, colormap), width, height));
+  }
+  return shown.canvasByColormap.get(colormap);
+}
+
+function tileRect(atlas, index) {
+  const { x, y } = cellOrigin(atlas, index);
+  return [x, y, atlas.cellWidth, atlas.cellHeight];
+}
+
+/** Size `canvas` to `layout` and draw each tile of `source` (laid out as `atlas`) into its cell. */
+function drawTileGrid(canvas, source, atlas, layout) {
+  canvas.width = layout.width;
+  canvas.height = layout.height;
+  const ctx = canvas.getContext('2d'); // resized canvases start transparent: gaps show the page
+  for (let index = 0; index < layout.count; index++) {
+    const { x, y } = cellOrigin(layout, index);
+    drawNearest(ctx, source, tileRect(atlas, index), [x, y, layout.cellWidth, layout.cellHeight]);
+  }
+  return ctx;
+}
+
+function markDead(ctx, layout, index) {
+  const { x, y } = cellOrigin(layout, index);
+  ctx.strokeStyle = DEAD_COLOR;
+  ctx.lineWidth = Math.max(1, Math.min(layout.cellWidth, layout.cellHeight) / 32);
+  ctx.beginPath();
+  ctx.moveTo(x, y + layout.cellHeight);
+  ctx.lineTo(x + layout.cellWidth, y);
+  ctx.stroke();
+}
+
+function outlineCell(ctx, layout, index) {
+  const { x, y } = cellOrigin(layout, index);
+  ctx.strokeStyle = HIGHLIGHT_COLOR;
+  ctx.lineWidth = 2;
+  ctx.strokeRect(x + 1, y + 1, layout.cellWidth - 2, layout.cellHeight - 2);
+}
+
+function render({ model, el }) {
+  const ui = buildView();
+  el.append(ui.root);
+  const listeners = new Listeners();
+  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
+  const commit = (name, value) => {
+    model.set(name, value);
+    saveSoon();
+  };
+
+  // Maps answers carry no request id, only their layer: each value `layer` takes is stamped, and an
+  // answer is current only if its layer holds the newest stamp.
+  const layerRequests = new RequestStamp();
+  const stampByLayer = new Map();
+  const stampLayer = () => stampByLayer.set(model.get('layer'), layerRequests.next());
+  let shown = null; // decoded maps on screen (kept while a newer layer is computing)
+  let decodeError = '';
+
+  const selectedChannel = () => {
+    const channel = model.get('channel');
+    return shown && channel >= 0 && channel < shown.channels ? channel : -1;
+  };
+  const colormap = () => (colormapNames.includes(model.get('colormap')) ? model.get('colormap') : colormapNames[0]);
+
+  function drawError() {
+    const message = model.get('error') || decodeError;
+    ui.error.textContent = message;
+    ui.error.title = message;
+    ui.error.hidden = !message;
+  }
+
+  function drawInput() {
+    const image = model.get('image');
+    ui.input.hidden = isEmptyArray(image);
+    if (ui.input.hidden) return;
+    const [height, width] = image.shape;
+    const source = rgbaToCanvas(rgbToImageData(toTypedArray(image), width, height), width, height);
+    drawFitted(ui.input, source, [0, 0, width, height], INPUT_BOX);
+  }
+
+  function drawPredictions() {
+    ui.predictions.replaceChildren(...(model.get('predictions') ?? []).flatMap(({ label, probability }) => [
+      h('span', { textContent: label }),
+      h('div', { className: 'cnnw-bar-track' }, h('div', { className: 'cnnw-bar', style: `width: ${probability * 100}%` })),
+      h('span', { className: 'cnnw-percent', textContent: `${(probability * 100).toFixed(1)}%` }),
+    ]));
+  }
+
+  function drawLayerOptions() {
+    const pairs = (model.get('layers') ?? []).map(({ name, shape }) => [name, `${name} — ${shape.join('×')}`]);
+    setOptions(ui.layer, pairs, model.get('layer'));
+  }
+
+  function acceptMaps() {
+    const maps = model.get('maps');
+    if (isEmptyArray(maps) || maps === shown?.message) return;
+    if (!layerRequests.isCurrent(stampByLayer.get(maps.layer))) return; // stale: keep the previous maps
+    try {
+      shown = decodeMaps(maps);
+      decodeError = '';
+    } catch (error) {
+      decodeError = `maps: ${error.message}`;
+    }
+    drawError();
+  }
+
+  function drawGrid() {
+    ui.grid.hidden = !shown;
+    if (!shown) return;
+    const { grid, atlas, stats } = shown;
+    const ctx = drawTileGrid(ui.grid, coloredAtlas(shown, colormap()), atlas, grid);
+    for (let index = 0; index < grid.count; index++) if (stats.dead?.[index]) markDead(ctx, grid, index);
+    if (selectedChannel() >= 0) outlineCell(ctx, grid, selectedChannel());
+  }
+
+  function drawChannel() {
+    const channel = selectedChannel();
+    ui.channel.hidden = channel < 0;
+    if (channel < 0) {
+      ui.channelInfo.replaceChildren(shown ? 'click a map to enlarge it' : '');
+      return;
+    }
+    drawFitted(ui.channel, coloredAtlas(shown, colormap()), tileRect(shown.atlas, channel), CHANNEL_BOX);
+    const { stats, message } = shown;
+    const lines = [
+      `channel ${channel}: min ${formatNumber(stats.min?.[channel])} max ${formatNumber(stats.max?.[channel])}, ` +
+        `mean ${formatNumber(stats.mean?.[channel])}, zero ${formatNumber(100 * stats.zero_fraction?.[channel])} %`,
+      `colours span ${formatNumber(message.low?.[channel])} … ${formatNumber(message.high?.[channel])}`,
+    ];
+    if (stats.dead?.[channel]) lines.push('dead on this image');
+    if (stats.dead_all?.[channel]) lines.push(`dead on ${allImages(stats)}`);
+    ui.channelInfo.replaceChildren(...lines.map((line) => h('div', { textContent: line })));
+  }
+
+  function drawStats() {
+    if (!shown) {
+      ui.stats.textContent = '';
+      return;
+    }
+    const countTrue = (flags) => flags.filter(Boolean).length;
+    const { stats, channels } = shown;
+    let text = `${countTrue(stats.dead ?? [])} of ${channels} channels dead on this image`;
+    if (stats.dead_all) text += `, ${countTrue(stats.dead_all)} on ${allImages(stats)}`;
+    ui.stats.textContent = text;
+  }
+
+  function drawMaps() {
+    ui.layer.value = model.get('layer');
+    ui.colormap.value = colormap();
+    ui.computing.hidden = !(model.get('busy') || shown?.layer !== model.get('layer'));
+    drawGrid();
+    drawChannel();
+    drawStats();
+  }
+
+  function drawFilters() {
+    const filters = model.get('filters');
+    const hasFilters = !isEmptyArray(filters) && Boolean(filters.source);
+    ui.filters.hidden = !hasFilters;
+    ui.filtersInfo.textContent = hasFilters ? `filters of ${filters.source}${filters.note ? ` — ${filters.note}` : ''}` : 'no filters for this layer';
+    if (!hasFilters) return;
+    const [count, tileHeight, tileWidth, depth] = filters.shape;
+    const layout = gridLayout({ count, tileWidth, tileHeight, targetWidth: FILTER_GRID_WIDTH });
+    const atlas = packAtlas(toTypedArray(filters), { count, tileWidth, tileHeight, depth, cols: layout.cols });
+    const rgba = depth === 3
+      ? rgbToImageData(atlas.pixels, atlas.width, atlas.height)
+      : applyColormap(atlas.pixels, atlas.width, atlas.height, FILTER_COLORMAP);
+    drawTileGrid(ui.filters, rgbaToCanvas(rgba, atlas.width, atlas.height), atlas, layout);
+  }
+
+  function drawFilterSlice() {
+    const inChannels = model.get('filter_in_channels') ?? 0;
+    const rgb = model.get('filters')?.shape?.[3] === 3;
+    ui.filterSlice.hidden = inChannels <= 1 || (inChannels <= 3 && rgb);
+    ui.filterSliceInput.max = inChannels - 1;
+    ui.filterSliceInput.value = model.get('filter_slice');
+  }
+
+  const onModel = (events, fn) => events.split(' ').forEach((event) => listeners.onModel(model, event, fn));
+  onModel('change:error', drawError);
+  onModel('change:image', drawInput);
+  onModel('change:predictions', drawPredictions);
+  onModel('change:layers', drawLayerOptions);
+  onModel('change:layer', () => {
+    stampLayer();
+    acceptMaps();
+    drawMaps();
+  });
+  onModel('change:maps', () => {
+    acceptMaps();
+    drawMaps();
+  });
+  onModel('change:channel change:colormap change:busy', drawMaps);
+  onModel('change:normalize', () => (ui.normalize.value = model.get('normalize')));
+  onModel('change:filters', () => {
+    drawFilters();
+    drawFilterSlice();
+  });
+  onModel('change:filter_slice change:filter_in_channels', drawFilterSlice);
+
+  listeners.onDom(ui.layer, 'change', () => commit('layer', ui.layer.value));
+  listeners.onDom(ui.normalize, 'change', () => commit('normalize', ui.normalize.value));
+  listeners.onDom(ui.colormap, 'change', () => commit('colormap', ui.colormap.value));
+  listeners.onDom(ui.filterSliceInput, 'input', () => {
+    const slice = Number(ui.filterSliceInput.value);
+    if (Number.isInteger(slice) && slice >= -1 && slice < model.get('filter_in_channels')) commit('filter_slice', slice);
+  });
+  const channelUnder = (event) => {
+    if (!shown) return -1;
+    const { x, y } = canvasPoint(ui.grid, event);
+    return cellAt(shown.grid, x, y);
+  };
+  listeners.onDom(ui.grid, 'click', (event) => {
+    const channel = channelUnder(event);
+    if (channel >= 0) commit('channel', channel);
+  });
+  listeners.onDom(ui.grid, 'mousemove', (event) => {
+    const channel = channelUnder(event);
+    ui.grid.title = channel < 0 ? '' : `channel ${channel}${shown.stats.dead?.[channel] ? ' (dead)' : ''}`;
+  });
+
+  stampLayer();
+  ui.normalize.value = model.get('normalize');
+  drawError();
+  drawInput();
+  drawPredictions();
+  drawLayerOptions();
+  acceptMaps();
+  drawMaps();
+  drawFilters();
+  drawFilterSlice();
+
+  return () => {
+    listeners.removeAll();
+    saveSoon.flush();
+    ui.root.remove();
+  };
+}
+
+export default { render };
