@@ -228,3 +228,12 @@ def test_torchvision_models_work_through_the_same_inspector():
         assert len(inspector.labels) == 1000 and inspector.transform.crop_size == [224]
         assert any(layer.kind == "conv" for layer in inspector.layers)
         assert len(inspector.predict(np.zeros((300, 260, 3), np.uint8), k=2)) == 2
+
+
+def test_class_index_from_index_name_or_top_prediction(lite0, cat):
+    assert lite0.class_index(None, cat) == lite0.labels.index(lite0.predict(cat, k=1)[0][0])
+    assert lite0.class_index("espresso") == 967 and lite0.class_index(3) == 3
+    with pytest.raises(InputError, match="did you mean 'espresso'"):
+        lite0.class_index("expresso")
+    with pytest.raises(InputError, match="out of range; pick 0..999"):
+        lite0.class_index(1000)

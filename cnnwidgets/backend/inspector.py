@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Callable, Sequence
 from typing import overload
@@ -168,6 +169,28 @@ class Inspector:
         probabilities = self.logits(image).softmax(-1)
         top = probabilities.topk(min(k, len(probabilities)))
         return [(self.label(int(i)), float(p)) for p, i in zip(top.values, top.indices)]
+
+    def class_index(self, target: int | str | None, image: ImageLike | None = None) -> int:
+        """The class index for `target`: an index, a label name, or None for the top prediction on `image`."""
+        classes = len(self.labels) if self.labels is not None else None
+        if target is None:
+            if image is None:
+                raise InputError("target=None means the top predicted class, which needs an image; pass one")
+            return int(self.logits(image).argmax())
+        if isinstance(target, str):
+            if self.labels is None or target not in self.labels:
+                known = self.labels or []
+                close = difflib.get_close_matches(target, known, n=5, cutoff=0.6) or [k for k in known if target.lower() in k.lower()][:5]
+                hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "see inspector.labels"
+                raise InputError(f"no class named {target!r}; {hint}")
+            return self.labels.index(target)
+        if not isinstance(target, (int, np.integer)) or isinstance(target, bool):
+            raise InputError(f"a target must be a class index, a class name or None, not {type(target).__name__}")
+        if classes is None and image is not None:
+            classes = len(self.logits(image))
+        if target < 0 or (classes is not None and target >= classes):
+            raise InputError(f"class index {target} is out of range; pick 0..{(classes or 1) - 1}")
+        return int(target)
 
     def label(self, index: int) -> str:
         """The name of class `index`."""
