@@ -12,7 +12,8 @@ def filter_images(weight: torch.Tensor, input_channel: int = -1) -> tuple[torch.
 
     With 3 input channels and `input_channel` -1 the filters are RGB, each stretched to its own range
     (as in the CS231n figures of first-layer filters). Otherwise each shows one input channel's slice
-    (`input_channel`) or the mean over input channels (-1), scaled symmetrically so 128 means zero.
+    (`input_channel`) or the mean over input channels (-1), scaled symmetrically so 128 means zero: per filter,
+    or for 1×1 kernels (a single number each) on one scale for the whole layer.
     """
     weight = weight.detach().float().cpu()
     if weight.dim() != 4:
@@ -28,5 +29,8 @@ def filter_images(weight: torch.Tensor, input_channel: int = -1) -> tuple[torch.
         picked, note = weight[:, input_channel], f"input channel {input_channel} of {in_channels}"
     else:
         raise ValueError(f"input channel {input_channel} is out of range; pick -1 (mean) or 0..{in_channels - 1}")
-    bound = picked.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, 1, 1)
-    return scale_to_uint8(picked, -bound, bound).unsqueeze(-1), f"{note}; gray 128 = 0, each filter scaled symmetrically"
+    if picked[0].numel() == 1:  # 1×1 kernels: one value per filter, so only a scale shared by the layer shows anything
+        bound, scope = picked.abs().amax().clamp_min(1e-12), "one scale for the layer"
+    else:
+        bound, scope = picked.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, 1, 1), "each filter scaled to its own |max|"
+    return scale_to_uint8(picked, -bound, bound).unsqueeze(-1), f"{note}; 128 = 0 (blue < 0 < red), {scope}"
