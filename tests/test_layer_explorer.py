@@ -138,3 +138,8 @@ def test_memory_stays_bounded_over_many_switches(lite0, cat):
     growth = process.memory_info().rss - start
     assert growth < 64 * 2**20, f"memory grew by {growth / 2**20:.0f} MiB over 500 switches"
     assert lite0._cache.bytes <= lite0._cache.max_bytes
+
+
+def test_a_bare_model_is_wrapped_in_an_inspector(tiny, tiny_input):
+    widget = LayerExplorer(tiny, tiny_input)
+    assert widget.inspector.model is tiny and widget.layer == "relu"

@@ -219,3 +219,16 @@ def _scores(output: object) -> torch.Tensor:
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise InputError(f"the model returned {shape}, not class scores [N, classes]; pass an image classifier")
     return output
+
+
+def as_inspector(source: Inspector | nn.Module | None) -> Inspector:
+    """What a widget looks into: an Inspector as is, a bare model wrapped with the default preprocessing, or, for
+    None, the embedded EfficientNet-Lite0."""
+    if isinstance(source, Inspector):
+        return source
+    if source is None:
+        from ..zoo import efficientnet_lite0
+
+        return efficientnet_lite0()
+    return Inspector(source)
+

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import traitlets
+from torch import nn
 from tqdm.auto import tqdm
 
 from .. import render
-from ..backend import Inspector
+from ..backend import Inspector, as_inspector
 from ..backend.images import ImageLike
 from ..backend.layers import weights_layer
 from ..errors import InputError
@@ -21,7 +22,8 @@ from .base import CnnWidget, array_message, front_end
 class LayerExplorer(CnnWidget):
     """Pick a layer, see all its activation maps for the image; click one to enlarge it; see the layer's filters.
 
-    With no arguments it looks at the embedded EfficientNet-Lite0 and a photo of a cat. `images` adds more
+    With no arguments it looks at the embedded EfficientNet-Lite0 and a photo of a cat; a bare model is wrapped
+    in an `Inspector` with the default ImageNet preprocessing. `images` adds more
     images so channels dead on all of them are flagged too. `layer` and `channel` drive the view from Python.
     Switching layer or channel runs no new forward pass: all layers are captured once per image.
     """
@@ -42,7 +44,7 @@ class LayerExplorer(CnnWidget):
 
     def __init__(
         self,
-        inspector: Inspector | None = None,
+        inspector: Inspector | nn.Module | None = None,
         image: ImageLike | None = None,
         *,
         images: Sequence[ImageLike] = (),
@@ -50,7 +52,7 @@ class LayerExplorer(CnnWidget):
     ) -> None:
         from .. import zoo
 
-        self.inspector = inspector if inspector is not None else zoo.efficientnet_lite0()
+        self.inspector = as_inspector(inspector)
         self._images = [image if image is not None else zoo.sample_image("cat"), *images]
         layer, channel = kwargs.pop("layer", None), kwargs.pop("channel", -1)
         state = self._image_state(self._images[0])
