@@ -78,6 +78,10 @@ class JupyterServer:
     def lab_url(self, notebook: str) -> str:
         return f"{self.base_url}/lab/tree/{notebook}?token={self.token}"
 
+    def notebook7_url(self, notebook: str) -> str:
+        """The same notebook in Jupyter Notebook 7's interface (served by the same server)."""
+        return f"{self.base_url}/notebooks/{notebook}?token={self.token}"
+
 
 def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -189,7 +193,7 @@ def browser_page(_chromium):
             errors.append(f"console: {message.text} ({location.get('url', '')}:{location.get('lineNumber', '')})")
 
     page.on("console", on_console)
-    page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
+    page.on("pageerror", lambda error: errors.append(f"pageerror: {error} {(error.stack or '').splitlines()[1:3]}"))
     page.console_errors = errors
     try:
         yield page
@@ -200,9 +204,10 @@ def browser_page(_chromium):
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def open_notebook(page, server: JupyterServer, notebook: str, timeout_ms: int = KERNEL_TIMEOUT_MS) -> None:
-    """Open `notebook` in JupyterLab, accept a kernel dialog if one shows, and wait for its cells."""
-    page.goto(server.lab_url(notebook))
+def open_notebook(page, server: JupyterServer, notebook: str, timeout_ms: int = KERNEL_TIMEOUT_MS,
+                  notebook7: bool = False) -> None:
+    """Open `notebook` in JupyterLab (or Notebook 7), accept a kernel dialog if one shows, and wait for its cells."""
+    page.goto(server.notebook7_url(notebook) if notebook7 else server.lab_url(notebook))
     page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(state="visible", timeout=timeout_ms)
     _accept_kernel_dialog(page, wait_ms=3000)
 
