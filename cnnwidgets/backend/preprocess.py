@@ -48,17 +48,24 @@ def normalization_of(transform: Callable) -> tuple[Sequence[float], Sequence[flo
     return None
 
 
-def to_display(batch: torch.Tensor, transform: Callable) -> np.ndarray:
-    """The H×W×3 uint8 picture of a [1,C,H,W] model input: normalization undone where known, else min-max scaled."""
-    x = batch[0].detach().float().cpu()
+def display_batch(batch: torch.Tensor, transform: Callable) -> torch.Tensor:
+    """[N,H,W,3] uint8 pictures of an [N,C,H,W] model input: normalization undone where known, else each image
+    min-max scaled; grayscale shown as gray RGB."""
+    x = batch.detach().float().cpu()
     normalization = normalization_of(transform)
     if normalization is not None:
-        channels = x.shape[0]
-        mean = torch.tensor(list(normalization[0])[:channels]).view(-1, 1, 1)
-        std = torch.tensor(list(normalization[1])[:channels]).view(-1, 1, 1)
+        channels = x.shape[1]
+        mean = torch.tensor(list(normalization[0])[:channels]).view(1, -1, 1, 1)
+        std = torch.tensor(list(normalization[1])[:channels]).view(1, -1, 1, 1)
         x = (x * std + mean).clamp(0, 1)
     else:
-        x = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)
-    if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    return (x[:3] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        low = x.flatten(1).amin(1).view(-1, 1, 1, 1)
+        x = (x - low) / (x.flatten(1).amax(1).view(-1, 1, 1, 1) - low).clamp_min(1e-12)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return (x[:, :3] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def to_display(batch: torch.Tensor, transform: Callable) -> np.ndarray:
+    """The H×W×3 uint8 picture of a [1,C,H,W] model input (see `display_batch`)."""
+    return display_batch(batch[:1], transform)[0].numpy()

@@ -6,9 +6,10 @@ import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { applyColormap, colormapNames } from './shared/colormaps.js';
 import { canvasPoint, h, setOptions } from './shared/dom.js';
 import { cellAt, cellOrigin, gridLayout, packAtlas } from './shared/grid.js';
-import { drawFitted, drawNearest, rgbaToCanvas, rgbToImageData } from './shared/images.js';
+import { drawFitted, rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { RequestStamp, throttle } from './shared/requests.js';
+import { drawFilterMessage, drawTileGrid, tileRect } from './shared/tiles.js';
 
 const INPUT_BOX = 160;
 const GRID_WIDTH = 640;
@@ -102,23 +103,6 @@ function coloredAtlas(shown, colormap) {
     shown.canvasByColormap.set(colormap, rgbaToCanvas(applyColormap(pixels, width, height, colormap), width, height));
   }
   return shown.canvasByColormap.get(colormap);
-}
-
-function tileRect(atlas, index) {
-  const { x, y } = cellOrigin(atlas, index);
-  return [x, y, atlas.cellWidth, atlas.cellHeight];
-}
-
-/** Size `canvas` to `layout` and draw each tile of `source` (laid out as `atlas`) into its cell. */
-function drawTileGrid(canvas, source, atlas, layout) {
-  canvas.width = layout.width;
-  canvas.height = layout.height;
-  const ctx = canvas.getContext('2d'); // resized canvases start transparent: gaps show the page
-  for (let index = 0; index < layout.count; index++) {
-    const { x, y } = cellOrigin(layout, index);
-    drawNearest(ctx, source, tileRect(atlas, index), [x, y, layout.cellWidth, layout.cellHeight]);
-  }
-  return ctx;
 }
 
 function markDead(ctx, layout, index) {
@@ -259,13 +243,7 @@ function render({ model, el }) {
     ui.filters.hidden = !hasFilters;
     ui.filtersInfo.textContent = hasFilters ? `filters of ${filters.source}${filters.note ? ` — ${filters.note}` : ''}` : 'no filters for this layer';
     if (!hasFilters) return;
-    const [count, tileHeight, tileWidth, depth] = filters.shape;
-    const layout = gridLayout({ count, tileWidth, tileHeight, targetWidth: FILTER_GRID_WIDTH });
-    const atlas = packAtlas(toTypedArray(filters), { count, tileWidth, tileHeight, depth, cols: layout.cols });
-    const rgba = depth === 3
-      ? rgbToImageData(atlas.pixels, atlas.width, atlas.height)
-      : applyColormap(atlas.pixels, atlas.width, atlas.height, FILTER_COLORMAP);
-    drawTileGrid(ui.filters, rgbaToCanvas(rgba, atlas.width, atlas.height), atlas, layout);
+    drawFilterMessage(ui.filters, filters, FILTER_GRID_WIDTH, FILTER_COLORMAP);
   }
 
   function drawFilterSlice() {
