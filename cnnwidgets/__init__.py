@@ -1,9 +1,16 @@
 """cnnwidgets: live Jupyter widgets that show what a convolutional network sees."""
 
 from . import methods, zoo
-from .backend import Inspector, LayerInfo, Preprocess
+from .backend import Index, Inspector, LayerInfo, Preprocess
 from .errors import InputError, LayerNotFoundError
-from .widgets import LayerExplorer
+from .widgets import (
+    ActivationMaximization, AdversarialExplorer, CodeInversion, EmbeddingScatter, FeatureEvolution, InvarianceProbe,
+    LayerExplorer, SaliencyOverlay, TopActivations,
+)
 
-__all__ = ["Inspector", "InputError", "LayerExplorer", "LayerInfo", "LayerNotFoundError", "Preprocess", "methods", "zoo"]
+__all__ = [
+    "ActivationMaximization", "AdversarialExplorer", "CodeInversion", "EmbeddingScatter", "FeatureEvolution", "Index",
+    "Inspector", "InputError", "InvarianceProbe", "LayerExplorer", "LayerInfo", "LayerNotFoundError", "Preprocess",
+    "SaliencyOverlay", "TopActivations", "methods", "zoo",
+]
 __version__ = "0.1.0"

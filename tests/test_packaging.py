@@ -17,7 +17,10 @@ def test_wheel_contains_the_built_front_end(tmp_path):
     )
     (wheel,) = tmp_path.glob("cnnwidgets-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "cnnwidgets/static/layer_explorer.js" in names
+    for widget in ("layer_explorer", "feature_evolution", "top_activations", "embedding_scatter", "saliency_overlay",
+                   "activation_maximization", "code_inversion", "invariance_probe", "adversarial_explorer"):
+        assert f"cnnwidgets/static/{widget}.js" in names
+    assert "cnnwidgets/zoo/data/digits_cnn.pt" in names and "cnnwidgets/zoo/data/digits_cnn.json" in names
     assert "cnnwidgets/py.typed" in names and "cnnwidgets/zoo/efficientnet_lite0.py" in names
     bundle = zipfile.ZipFile(wheel).read("cnnwidgets/static/layer_explorer.js").decode()
     assert "export" in bundle and "import " not in bundle.split("\n", 1)[0]  # one self-contained ES module

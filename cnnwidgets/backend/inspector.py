@@ -148,6 +148,14 @@ class Inspector:
                 self._cache.put(keys[name], found[name])
         return found[names[0]] if isinstance(layer, str) else {name: found[name] for name in names}
 
+    def index(self, dataset: object, layers: Sequence[str] | None = None, **options: object) -> "Index":  # noqa: F821
+        """Stream `dataset` through the model once and return its `Index`: the top-k images of every channel of
+        `layers` (default: every activation layer), and each image's pooled code, label and prediction. Options:
+        k, codes, thumbnails, batch_size, offset, path, save_every, progress (see `backend.index.build_index`)."""
+        from .index import build_index
+
+        return build_index(self, dataset, layers, **options)
+
     def logits(self, image: ImageLike) -> torch.Tensor:
         """The class scores [classes] of one image."""
         return self.batch_logits(self.preprocess(image))[0]

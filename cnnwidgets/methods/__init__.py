@@ -1,6 +1,23 @@
 """Pure functions over tensors and an Inspector; no widget code."""
 
 from .activations import channel_stats, dead_channels, dead_on_all, scale_maps
+from .adversarial import fgsm, fooling_image, pgd
+from .cam import default_cam_layer, grad_cam, grad_cam_plus_plus, guided_grad_cam, layer_cam, score_cam
+from .deconv import deconv_projection, deconv_projections
+from .embed import grid_layout
+from .faithfulness import deletion_insertion, sanity_check
 from .filters import filter_images
+from .gradients import deconvnet, guided_backprop, integrated_gradients, saliency, smoothgrad
+from .invariance import invariance_curves
+from .invert import invert, invert_layers
+from .maximize import maximize
+from .receptive_field import ReceptiveField, receptive_field, receptive_fields
+from .reduce import display_map, reduce_map
 
-__all__ = ["channel_stats", "dead_channels", "dead_on_all", "filter_images", "scale_maps"]
+__all__ = [
+    "ReceptiveField", "channel_stats", "dead_channels", "dead_on_all", "deconv_projection", "deconv_projections",
+    "deconvnet", "default_cam_layer", "deletion_insertion", "display_map", "fgsm", "filter_images", "fooling_image",
+    "grad_cam", "grad_cam_plus_plus", "grid_layout", "guided_backprop", "guided_grad_cam", "integrated_gradients",
+    "invariance_curves", "invert", "invert_layers", "layer_cam", "maximize", "pgd", "receptive_field",
+    "receptive_fields", "reduce_map", "saliency", "sanity_check", "scale_maps", "score_cam", "smoothgrad",
+]

@@ -1,5 +1,16 @@
 """Thin anywidget classes: traits and glue over the backend and methods."""
 
+from .activation_maximization import ActivationMaximization
+from .adversarial_explorer import AdversarialExplorer
+from .code_inversion import CodeInversion
+from .embedding_scatter import EmbeddingScatter
+from .feature_evolution import FeatureEvolution
+from .invariance_probe import InvarianceProbe
 from .layer_explorer import LayerExplorer
+from .saliency_overlay import SaliencyOverlay
+from .top_activations import TopActivations
 
-__all__ = ["LayerExplorer"]
+__all__ = [
+    "ActivationMaximization", "AdversarialExplorer", "CodeInversion", "EmbeddingScatter", "FeatureEvolution",
+    "InvarianceProbe", "LayerExplorer", "SaliencyOverlay", "TopActivations",
+]

@@ -76,7 +76,10 @@ class JupyterServer:
     root_dir: Path  # holds the copied notebooks
 
     def lab_url(self, notebook: str) -> str:
-        return f"{self.base_url}/lab/tree/{notebook}?token={self.token}"
+        """The notebook in a JupyterLab workspace of its own (reset), so notebooks opened by earlier tests on this
+        server are not restored beside it in hidden tabs, where their cells would match the tests' selectors."""
+        stem = Path(notebook).stem
+        return f"{self.base_url}/lab/workspaces/{stem}/tree/{notebook}?token={self.token}&reset"
 
     def notebook7_url(self, notebook: str) -> str:
         """The same notebook in Jupyter Notebook 7's interface (served by the same server)."""
@@ -202,6 +205,17 @@ def browser_page(_chromium):
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def write_notebook(server: JupyterServer, name: str, source: str) -> str:
+    """Write a one-cell notebook running `source` into the server's folder; returns its name."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source)]
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(notebook, server.root_dir / name)
+    return name
 
 
 def open_notebook(page, server: JupyterServer, notebook: str, timeout_ms: int = KERNEL_TIMEOUT_MS,

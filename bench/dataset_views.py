@@ -1,0 +1,232 @@
+"""Dataset views: index building speed and memory, and 2-D embedding methods compared in one run.
+
+- Index: images per second for the digits CNN on the 1,797 digits and for EfficientNet-Lite0 on 224×224 images
+  (synthetic), on the CPU and on the GPU when there is one; resident memory while indexing 50,000 synthetic
+  32×32 images (top-k only, then with codes), sampled every 5,000 images.
+- Embedding: seconds and quality (5-NN accuracy of the class labels in 2-D, leave-one-out) of PCA, openTSNE,
+  scikit-learn's TSNE and umap-learn (when installed) on 1,797 digits codes, 1,797 and 20,000 synthetic
+  clustered 1,280-dim codes (PCA to 50 dims first, as `cnnwidgets.methods.embed` does).
+- Scatter: in headless Chromium (when there is one), ms per redraw and per hover lookup with 50,000 points.
+
+    .venv/bin/python bench/run.py dataset_views
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+
+import numpy as np
+import torch
+
+from common import machine
+
+UMAP_FROM_FACTS = {
+    "note": "umap-learn is not installed in this shared venv (only openTSNE was added); numbers measured on this kind of "
+            "machine and recorded in /work/shared/notes/facts.md",
+    "import_s": 27.7, "digits_1797x64_first_fit_s": 23.0, "digits_later_fit_s": 7.8, "20000x50_fit_s": 69.0,
+}
+
+
+class Synthetic(torch.utils.data.Dataset):
+    """`count` random preprocessed images of `shape`, made on the fly (nothing kept), with a label each."""
+
+    def __init__(self, count: int, shape: tuple[int, ...]) -> None:
+        self.count, self.shape = count, shape
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int):
+        generator = torch.Generator().manual_seed(i)
+        return torch.randn(self.shape, generator=generator), i % 10
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process(os.getpid()).memory_info().rss / 2**20
+
+
+def index_speed() -> dict:
+    from cnnwidgets import zoo
+    from cnnwidgets.backend.index import build_index
+    from cnnwidgets.zoo.digits import digits, digits_cnn
+
+    results = {}
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        inspector = digits_cnn(device=device)
+        data = digits()
+        build_index(inspector, digits("test"), progress=False)  # warm-up
+        start = time.perf_counter()
+        build_index(inspector, data, progress=False)
+        seconds = time.perf_counter() - start
+        results[f"digits_cnn_{device}"] = {"images": len(data), "seconds": round(seconds, 2), "images_per_s": round(len(data) / seconds, 1)}
+
+        lite0 = zoo.efficientnet_lite0(device=device)
+        count = 64 if device == "cpu" else 1024
+        images = Synthetic(count, (3, 224, 224))
+        layers = ["_blocks.3._expand_act", "_blocks.6._expand_act", "_blocks.9._expand_act"]
+        build_index(lite0, Synthetic(8, (3, 224, 224)), layers, progress=False)  # warm-up
+        start = time.perf_counter()
+        build_index(lite0, images, layers, progress=False)
+        seconds = time.perf_counter() - start
+        results[f"efficientnet_lite0_{device}"] = {"images": count, "layers": len(layers), "seconds": round(seconds, 2),
+                                                   "images_per_s": round(count / seconds, 1)}
+    return results
+
+
+def index_memory(count: int = 50_000) -> dict:
+    from cnnwidgets.backend.index import build_index
+    from cnnwidgets.zoo.digits import digits_cnn
+
+    inspector = digits_cnn()
+    results = {}
+    for name, options in {"top_k_only": {"codes": None, "thumbnails": 0}, "with_codes_and_thumbnails": {}}.items():
+        samples = []
+
+        class Watched(Synthetic):
+            def __getitem__(self, i: int):
+                if i % 5000 == 0:
+                    samples.append(round(_rss_mb(), 1))
+                return super().__getitem__(i)
+
+        start = time.perf_counter()
+        index = build_index(inspector, Watched(count, (1, 32, 32)), progress=False, **options)
+        seconds = time.perf_counter() - start
+        samples.append(round(_rss_mb(), 1))
+        results[name] = {"images": count, "seconds": round(seconds, 1), "images_per_s": round(count / seconds, 1),
+                         "rss_mb_every_5000": samples, "rss_growth_mb": round(samples[-1] - samples[1], 1),
+                         "index_mb": round(_index_bytes(index) / 2**20, 2)}
+    return results
+
+
+def _index_bytes(index) -> int:
+    state = index.state_dict()
+    total = sum(t.numel() * t.element_size() for key in ("hashes", "labels", "predictions", "confidences", "codes", "thumbnails")
+                if (t := state[key]) is not None)
+    return total + sum(t.numel() * t.element_size() for parts in state["top"].values() for t in parts.values())
+
+
+def _clusters(count: int, dims: int = 1280, classes: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Clustered codes like a CNN's penultimate layer: non-negative, class means apart, per-image noise."""
+    rng = np.random.default_rng(seed)
+    centers = rng.gamma(1.0, 1.0, (classes, dims)).astype(np.float32)
+    labels = rng.integers(0, classes, count)
+    codes = np.maximum(centers[labels] + rng.normal(0, 1.2, (count, dims)).astype(np.float32), 0)
+    return codes, labels
+
+
+def _knn_accuracy(layout: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
+    from sklearn.neighbors import NearestNeighbors
+
+    neighbours = NearestNeighbors(n_neighbors=k + 1).fit(layout).kneighbors(layout, return_distance=False)[:, 1:]
+    votes = labels[neighbours]
+    predicted = np.array([np.bincount(row, minlength=labels.max() + 1).argmax() for row in votes])
+    return float((predicted == labels).mean())
+
+
+def embedding_methods(sizes: tuple[int, ...] = (1797, 20000)) -> dict:
+    import subprocess
+    import sys
+
+    from cnnwidgets.backend.index import build_index
+    from cnnwidgets.methods.embed import pca, tsne
+    from cnnwidgets.zoo.digits import digits, digits_cnn
+
+    results: dict[str, dict] = {}
+    started = time.perf_counter()
+    import_s = subprocess.run([sys.executable, "-c", "import time; t = time.perf_counter(); import openTSNE; print(time.perf_counter() - t)"],
+                              capture_output=True, text=True, check=True).stdout
+    results["imports_s"] = {"openTSNE": round(float(import_s), 2)}
+    index = build_index(digits_cnn(), digits(), ["relu3"], progress=False)
+    datasets = {"digits_1797x64": (index.codes.numpy(), index.labels.numpy())}
+    for size in sizes:
+        datasets[f"synthetic_{size}x1280"] = _clusters(size)
+    for name, (codes, labels) in datasets.items():
+        row = {}
+        for method, run in {"pca": lambda c: pca(c, 2), "openTSNE": lambda c: tsne(c, backend="openTSNE"),
+                            "sklearn_TSNE": lambda c: tsne(c, backend="scikit-learn")}.items():
+            start = time.perf_counter()
+            layout = run(codes)
+            seconds = time.perf_counter() - start
+            row[method] = {"seconds": round(seconds, 2), "knn5_accuracy": round(_knn_accuracy(layout, labels), 4)}
+        if importlib.util.find_spec("umap") is not None:
+            from cnnwidgets.methods.embed import umap
+
+            start = time.perf_counter()
+            layout = umap(codes)
+            row["umap"] = {"seconds": round(time.perf_counter() - start, 2), "knn5_accuracy": round(_knn_accuracy(layout, labels), 4)}
+        results[name] = row
+    results["umap"] = UMAP_FROM_FACTS if importlib.util.find_spec("umap") is None else {"installed": True}
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def scatter_responsiveness(count: int = 50_000) -> dict | None:
+    """Redraw and hover times of the scatter front end with `count` points, in headless Chromium on the harness."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    chromium = Path("/usr/bin/chromium")
+    js = Path(__file__).resolve().parent.parent / "js"
+    if not chromium.exists() or not (js / "dev" / "harness.html").exists():
+        return None
+    from playwright.sync_api import sync_playwright
+
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "8791", "--bind", "127.0.0.1"], cwd=js,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(chromium), headless=True,
+                                                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                                       "--disable-component-update", "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            start = time.perf_counter()
+            page.goto(f"http://127.0.0.1:8791/dev/harness.html?widget=embedding_scatter&count={count}")
+            page.wait_for_selector("body[data-rendered=true]", timeout=120_000)
+            first_render_s = time.perf_counter() - start
+            timings = page.evaluate("""async () => {
+                const canvas = document.querySelector('canvas.cnnw-plot');
+                const rect = canvas.getBoundingClientRect();
+                const frame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
+                await frame(); await frame();
+                const redraws = [];
+                for (let i = 0; i < 20; i++) {
+                    const t0 = performance.now();
+                    canvas.dispatchEvent(new WheelEvent('wheel', { deltaY: i % 2 ? 100 : -100, clientX: rect.left + 300, clientY: rect.top + 250, cancelable: true }));
+                    await frame();
+                    redraws.push(performance.now() - t0);
+                }
+                const hovers = [];
+                for (let i = 0; i < 200; i++) {
+                    const t0 = performance.now();
+                    canvas.dispatchEvent(new MouseEvent('mousemove', { clientX: rect.left + 50 + (i * 37) % 540, clientY: rect.top + 40 + (i * 53) % 440 }));
+                    hovers.push(performance.now() - t0);
+                }
+                const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+                return { redraw_ms: median(redraws), hover_ms: median(hovers) };
+            }""")
+            browser.close()
+        return {"points": count, "first_render_s": round(first_render_s, 2), "redraw_ms_median": round(timings["redraw_ms"], 1),
+                "hover_lookup_ms_median": round(timings["hover_ms"], 3),
+                "note": "harness with synthetic state (js/dev/fixtures/embedding_scatter.mjs); redraw = wheel event to next frame"}
+    finally:
+        server.terminate()
+
+
+def run() -> dict:
+    torch.manual_seed(0)
+    return {
+        "name": "dataset_views",
+        "index_speed": index_speed(),
+        "index_memory": index_memory(),
+        "embedding": embedding_methods(),
+        "scatter_50k": scatter_responsiveness(),
+        "default_method": "tsne (openTSNE when installed): fastest at 20,000 points and ~2 s to import; UMAP needs ~30 s to import",
+        "machine": machine(),
+    }

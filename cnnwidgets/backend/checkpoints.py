@@ -1,0 +1,59 @@
+"""Training checkpoints from wherever users keep them: state dicts, files, or a folder of files."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Union
+
+import torch
+
+from ..errors import InputError
+
+StateOrPath = Union[Mapping[str, torch.Tensor], str, os.PathLike]
+CheckpointSource = Union[Mapping[int, StateOrPath], Sequence[tuple[int, StateOrPath]], str, os.PathLike]
+
+EPOCH_IN_NAME = re.compile(r"(?:epoch|ep|e)[_\-]?(\d+)", re.IGNORECASE)
+WRAPPING_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+def load_checkpoints(source: CheckpointSource) -> dict[int, dict[str, torch.Tensor]]:
+    """{epoch: state dict on the CPU} from {epoch: state or path}, [(epoch, state or path)], or a folder whose
+    file names carry the epoch (`epoch_5.pt`, `model_e05.pth`, …). Files load with `weights_only=True`."""
+    if isinstance(source, (str, os.PathLike)):
+        folder = Path(source)
+        if not folder.is_dir():
+            raise InputError(f"no folder at {str(folder)!r}; pass a folder of checkpoint files or a list of (epoch, state)")
+        files = sorted(p for p in folder.iterdir() if p.suffix in (".pt", ".pth"))
+        pairs = []
+        for path in files:
+            match = EPOCH_IN_NAME.findall(path.stem)
+            if match:
+                pairs.append((int(match[-1]), path))
+        if not pairs:
+            raise InputError(f"no checkpoint in {str(folder)!r} names its epoch; name files like 'epoch_5.pt' or pass (epoch, path) pairs")
+    elif isinstance(source, Mapping):
+        pairs = list(source.items())
+    else:
+        pairs = list(source)
+    checkpoints = {}
+    for epoch, state in pairs:
+        if int(epoch) in checkpoints:
+            raise InputError(f"epoch {epoch} is given twice; pass one checkpoint per epoch")
+        checkpoints[int(epoch)] = _state(state)
+    return checkpoints
+
+
+def _state(state: StateOrPath) -> dict[str, torch.Tensor]:
+    if isinstance(state, (str, os.PathLike)):
+        if not Path(state).is_file():
+            raise InputError(f"no checkpoint file at {str(state)!r}")
+        state = torch.load(state, map_location="cpu", weights_only=True)
+    for key in WRAPPING_KEYS:
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError("a checkpoint must be a state dict (name -> tensor), e.g. model.state_dict()")
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}

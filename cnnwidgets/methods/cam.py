@@ -1,0 +1,200 @@
+"""Class activation maps: Grad-CAM, Guided Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM.
+
+Each takes `(inspector, image, target=None, layer=None, **options)` and returns an [H,W] map at the input's
+resolution (on the CPU, rectified, not normalized); `layer` is a layer name from `inspector.layer_names`, by
+default the last convolutional block (`default_cam_layer`). Guided Grad-CAM returns [C,H,W] like the gradient
+methods.
+
+Gradient CAMs keep one forward graph per (image, layer) from the layer to the class scores, so another class
+costs one backward through the head only. Score-CAM reuses the cached activations of the layer and keeps the
+scores of every class for every channel mask, so switching class costs nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..backend.device import batch_size_for, batches
+from ..backend.gradients import layer_forward
+from ..backend.hooks import eval_mode
+from ..backend.images import ImageLike
+from ..backend.inspector import _tensor_key
+from ..backend.layers import LayerInfo
+from ..errors import InputError, LayerNotFoundError, model_errors
+from .gradients import guided_backprop, target_tensor
+
+CAM_KINDS = ("conv", "activation", "block")
+SCORE_CAM_EPS = 1e-8
+"""Score-CAM's masks are (A − min) / (max − min + eps), as in pytorch-grad-cam."""
+
+
+def default_cam_layer(inspector) -> str:
+    """The last convolutional block with a spatial output: the last conv or activation whose map is larger than
+    1×1, widened to the outermost block that ends with the same output shape (ResNet: `layer4`)."""
+    layers = inspector.layers
+    spatial = [layer for layer in layers if layer.kind in CAM_KINDS and _spatial(layer)]
+    if not spatial:
+        raise InputError("this model has no layer with a spatial output; CAM methods need a conv layer's [C,H,W] map")
+    last = next((layer for layer in reversed(spatial) if layer.kind in ("conv", "activation")), spatial[-1])
+    by_name = {layer.name: layer for layer in layers}
+    chosen = last
+    parts = last.module_name.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        parent = by_name.get(".".join(parts[:end]))
+        if parent is None or parent.shape != last.shape:
+            break
+        chosen = parent
+    return chosen.name
+
+
+def _spatial(layer: LayerInfo) -> bool:
+    return len(layer.shape) == 3 and layer.shape[1] * layer.shape[2] > 1
+
+
+def cam_layer(inspector, layer: str | None) -> LayerInfo:
+    """The LayerInfo for a CAM: the default when None; an error for unknown or non-spatial layers."""
+    if layer is None:
+        return inspector.layer(default_cam_layer(inspector))
+    try:
+        info = inspector.layer(layer)
+    except LayerNotFoundError:
+        if layer in dict(inspector.model.named_modules()):
+            raise InputError(
+                f"layer {layer!r} has no spatial output; CAM methods need a [C,H,W] map, e.g. {default_cam_layer(inspector)!r}"
+            ) from None
+        raise
+    if not _spatial(info):
+        raise InputError(
+            f"layer {info.name!r} outputs {'×'.join(map(str, info.shape))}, no spatial map to weight; "
+            f"pick an earlier layer such as {default_cam_layer(inspector)!r}"
+        )
+    return info
+
+
+def upsample(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """An [h,w] map resized bilinearly (pixel centers aligned, like OpenCV's resize) to `size`."""
+    return F.interpolate(cam[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
+
+
+def _gradient_cam(inspector, image: ImageLike, target, layer: str | None, weigh) -> torch.Tensor:
+    batch = inspector.preprocess(image)
+    info = cam_layer(inspector, layer)
+    forward = layer_forward(inspector, batch, info.name)
+    grads, _ = forward.gradient(target_tensor(inspector, target))
+    activation = forward.activation.detach()
+    cam = weigh(activation[0], grads[0]).clamp(min=0)
+    return upsample(cam, tuple(batch.shape[-2:])).cpu()
+
+
+def _grad_cam_map(activation: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    weights = grads.mean((1, 2))
+    return torch.einsum("c,chw->hw", weights, activation)
+
+
+def _grad_cam_pp_map(activation: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    # Chattopadhay et al. 2018 with the exponential-score simplification used by pytorch-grad-cam:
+    # alpha = g² / (2 g² + Σ_ij A · g³), weights = Σ_ij alpha · relu(g)
+    grads2 = grads.pow(2)
+    grads3 = grads2 * grads
+    sums = activation.sum((1, 2), keepdim=True)
+    alpha = grads2 / (2 * grads2 + sums * grads3 + 1e-6)
+    alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+    weights = (alpha * grads.clamp(min=0)).sum((1, 2))
+    return torch.einsum("c,chw->hw", weights, activation)
+
+
+def _layer_cam_map(activation: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    return (grads.clamp(min=0) * activation).sum(0)
+
+
+def grad_cam(inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017), [H,W]: relu(Σ_c mean(∂score/∂A_c) · A_c), upsampled to the input.
+
+    One forward (without a graph up to the layer) and one backward through the head; later classes on the
+    same image and layer reuse the forward.
+    """
+    return _gradient_cam(inspector, image, target, layer, _grad_cam_map)
+
+
+def grad_cam_plus_plus(inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None) -> torch.Tensor:
+    """Grad-CAM++ (Chattopadhay et al. 2018), [H,W]: pixel-weighted positive gradients as channel weights."""
+    return _gradient_cam(inspector, image, target, layer, _grad_cam_pp_map)
+
+
+def layer_cam(inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None) -> torch.Tensor:
+    """Layer-CAM (Jiang et al. 2021), [H,W]: relu(Σ_c relu(∂score/∂A_c) ⊙ A_c), weighting every position."""
+    return _gradient_cam(inspector, image, target, layer, _layer_cam_map)
+
+
+def guided_grad_cam(inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None) -> torch.Tensor:
+    """Guided Grad-CAM (Selvaraju et al. 2017), [C,H,W]: guided backprop times the upsampled Grad-CAM map."""
+    return guided_backprop(inspector, image, target) * grad_cam(inspector, image, target, layer)
+
+
+def score_cam_scores(inspector, image: ImageLike, layer: str | None = None, *, batch_size: int | None = None,
+                     progress: bool = True) -> torch.Tensor:
+    """Score-CAM's class scores [channels, classes]: the model's logits for the input masked by each channel.
+
+    Each channel's map is upsampled to the input (bilinear, corners aligned), scaled to [0, 1] and multiplied
+    into the input, as pytorch-grad-cam does. The layer's activations come from the inspector's cache (no new
+    forward when the layer was seen); channels whose map is constant give the all-zero mask, scored once.
+    The result is cached per (image, layer, weights).
+    """
+    batch = inspector.preprocess(image)
+    info = cam_layer(inspector, layer)
+    key = ("score_cam", inspector._weights_key(), _tensor_key(batch), info.name)
+    cached = inspector._cache.get(key)
+    if cached is not None:
+        return cached
+    activation = inspector.activations(batch, info.name).to(batch.device)  # [C,h,w], cached forward
+    channels = len(activation)
+    flat = activation.flatten(1)
+    constant = flat.amax(1) == flat.amin(1)
+    varying = (~constant).nonzero().flatten()
+    size = batch_size or batch_size_for(inspector.device)
+    scores = None
+    model = inspector.model
+    with eval_mode(model), torch.inference_mode(), model_errors(tuple(batch.shape)):
+        if bool(constant.any()):
+            zero_scores = _class_scores(model(torch.zeros_like(batch)))[0]
+            scores = zero_scores.expand(channels, -1).clone()
+        for part in tqdm(batches(len(varying), size), desc="Score-CAM", leave=False, disable=not progress):
+            picked = varying[part]
+            maps = F.interpolate(activation[picked][None], size=batch.shape[-2:], mode="bilinear", align_corners=True)[0]
+            low = maps.flatten(1).amin(1).view(-1, 1, 1)
+            high = maps.flatten(1).amax(1).view(-1, 1, 1)
+            masks = (maps - low) / (high - low + SCORE_CAM_EPS)
+            logits = _class_scores(model(batch * masks[:, None]))
+            if scores is None:
+                scores = torch.empty((channels, logits.shape[1]), dtype=logits.dtype, device=logits.device)
+            scores[picked] = logits
+    scores = scores.float().cpu()
+    inspector._cache.put(key, scores)
+    return scores
+
+
+def _class_scores(output: object) -> torch.Tensor:
+    from ..backend.gradients import class_scores
+
+    return class_scores(output)
+
+
+def score_cam(inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None, *,
+              batch_size: int | None = None, progress: bool = True) -> torch.Tensor:
+    """Score-CAM (Wang et al. 2020), [H,W]: relu(Σ_c softmax_c(score of the input masked by A_c) · A_c).
+
+    The masked inputs run in batches (`batch_size`, default fast for the device) with a progress bar; the
+    scores of all classes are kept, so another class on the same image and layer is free.
+    """
+    batch = inspector.preprocess(image)
+    info = cam_layer(inspector, layer)
+    scores = score_cam_scores(inspector, batch, info.name, batch_size=batch_size, progress=progress)
+    index = inspector.class_index(target) if target is not None else int(inspector.logits(batch).argmax())
+    if index >= scores.shape[1]:
+        raise InputError(f"class index {index} is out of range; pick 0..{scores.shape[1] - 1}")
+    weights = scores[:, index].softmax(0)
+    activation = inspector.activations(batch, info.name)
+    cam = torch.einsum("c,chw->hw", weights, activation.float()).clamp(min=0)
+    return upsample(cam, tuple(batch.shape[-2:]))

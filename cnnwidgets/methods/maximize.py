@@ -1,0 +1,240 @@
+"""Activation maximization: synthesize the input that most excites a class score, a channel or a neuron.
+
+Gradient ascent on the image (Erhan et al. 2009; Simonyan et al. 2013; Yosinski et al. 2015; Olah et al. 2017),
+with the regularizers that make results readable, each an option:
+
+- transformation robustness: random jitter (px), scale (±fraction) and rotation (±degrees) at every step;
+- a frequency-space, colour-decorrelated parameterization ("fourier"), or plain pixels ("pixel");
+- a periodic Gaussian blur (`blur` σ in px, every `blur_every` steps), and L2 and total-variation penalties.
+
+`Maximizer` holds one optimization that can be advanced a few steps at a time (the widget runs it in chunks
+and shows the image in between); `maximize` runs one to the end. The model is never modified: it runs in
+eval mode (restored afterwards), gradients are taken with `torch.autograd.grad` w.r.t. the image parameters
+only, hooks are removed in `finally`. Same arguments and seed, same images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from ..backend.hooks import eval_mode
+from ..backend.inspector import _scores
+from ..errors import InputError, model_errors
+from .image_params import (
+    ImageParam,
+    default_size,
+    ModelInput,
+    check_range,
+    check_steps,
+    grad_of,
+    l2_penalty,
+    layer_output,
+    random_transform,
+    to_uint8,
+    total_variation,
+)
+
+UNITS = ("channel", "neuron")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The regularizers and optimizer of one maximization (all defaults give readable class images)."""
+
+    param: str = "fourier"
+    lr: float = 0.05
+    jitter: float = 8.0
+    scale: float = 0.05
+    rotate: float = 5.0
+    blur: float = 0.0
+    blur_every: int = 4
+    l2: float = 0.0
+    tv: float = 0.0
+
+    def checked(self) -> "Settings":
+        for name, low, high in (("lr", 1e-6, 10.0), ("jitter", 0.0, 64.0), ("scale", 0.0, 0.9), ("rotate", 0.0, 180.0),
+                                ("blur", 0.0, 10.0), ("l2", 0.0, None), ("tv", 0.0, None)):
+            check_range(name, getattr(self, name), low, high)
+        if not isinstance(self.blur_every, int) or self.blur_every < 1:
+            raise InputError(f"blur_every={self.blur_every!r} is not a step count; pass a whole number ≥ 1")
+        return self
+
+
+@dataclass
+class MaximizationResult:
+    """What `maximize` found: images, the objective per step, and for a class target its probability on each image."""
+
+    images: torch.Tensor  # [N,3,H,W] floats in [0, 1]
+    history: list[float]  # mean objective (before penalties) per step
+    description: str
+    probabilities: list[float] | None = None  # softmax probability of the target class on each final image
+    predictions: list[list[tuple[str, float]]] = field(default_factory=list)  # top-3 on each final image
+
+    @property
+    def pictures(self) -> torch.Tensor:
+        """[N,H,W,3] uint8."""
+        return to_uint8(self.images)
+
+
+def with_options(settings: Settings, options: dict) -> Settings:
+    """`settings` with `options` replaced; an unknown option is an InputError listing the valid ones."""
+    unknown = sorted(set(options) - set(Settings.__dataclass_fields__))
+    if unknown:
+        raise InputError(f"unknown options {unknown}; valid ones are {sorted(Settings.__dataclass_fields__)}")
+    return replace(settings, **options).checked()
+
+
+class Maximizer:
+    """One activation-maximization run that can be advanced step by step (see the module doc).
+
+    Targets: `target` a class (index or label name) — its logit is maximized; or `layer` and `channel` — the
+    channel's mean activation (`unit="channel"`) or its centre neuron (`unit="neuron"`). `count` images are
+    optimized together from different random starts, for a batch of different results.
+    """
+
+    def __init__(
+        self,
+        inspector,
+        target: int | str | None = None,
+        *,
+        layer: str | None = None,
+        channel: int | None = None,
+        unit: str = "channel",
+        count: int = 1,
+        size: int | None = None,
+        seed: int = 0,
+        init: torch.Tensor | None = None,
+        settings: Settings | None = None,
+        **options: object,
+    ) -> None:
+        self.inspector = inspector
+        self.settings = with_options(settings or Settings(), options)
+        if unit not in UNITS:
+            raise InputError(f"unit={unit!r} is unknown; pick 'channel' or 'neuron'")
+        if not isinstance(count, int) or not 1 <= count <= 64:
+            raise InputError(f"count={count!r}; pass a whole number of images between 1 and 64")
+        self.size = size or default_size(inspector)
+        if not isinstance(self.size, int) or self.size < 16:
+            raise InputError(f"size={size!r} is too small; pass an image side of at least 16 px")
+        self.layer = self.channel = self.class_index = None
+        self.unit = unit
+        if layer is not None:
+            info = inspector.layer(layer)
+            self.layer = info.name
+            self._module = inspector.model.get_submodule(info.module_name)
+            self._call = info.call
+            channels = info.shape[0]
+            channel = 0 if channel is None else channel
+            if not isinstance(channel, int) or not 0 <= channel < channels:
+                raise InputError(f"channel {channel!r} is out of range; layer {info.name!r} has channels 0..{channels - 1}")
+            self.channel = channel
+            self.description = f"{info.name} channel {channel}" + (" (centre neuron)" if unit == "neuron" else "")
+        else:
+            if target is None:
+                raise InputError("maximize needs something to maximize; pass target='espresso' (a class) or layer= and channel=")
+            self.class_index = inspector.class_index(target)
+            self.description = f"class {inspector.label(self.class_index)!r} (logit)"
+        self.generator = torch.Generator().manual_seed(seed)
+        self.to_model = ModelInput.of(inspector)
+        self.param = ImageParam(count, self.size, kind=self.settings.param, generator=self.generator, init=init,
+                                device=inspector.device)
+        self.optimizer = torch.optim.Adam(self.param.parameters_to_optimize(), lr=self.settings.lr)
+        self.history: list[float] = []
+
+    @property
+    def steps_done(self) -> int:
+        return len(self.history)
+
+    def objective(self, images: torch.Tensor) -> torch.Tensor:
+        """[N] objective values of model-ready display images (with the autograd graph)."""
+        batch = self.to_model(images)
+        model = self.inspector.model
+        if self.class_index is not None:
+            return _scores(model(batch))[:, self.class_index]
+        maps = layer_output(model, self._module, self._call, batch)[:, self.channel]
+        if self.unit == "neuron":
+            return maps[:, maps.shape[1] // 2, maps.shape[2] // 2]
+        return maps.flatten(1).mean(1)
+
+    def step(self, steps: int = 1, stop: Callable[[], bool] | None = None) -> list[float]:
+        """Advance `steps` steps (fewer if `stop()` turns true); return the objective of each step taken."""
+        check_steps(steps)
+        s = self.settings
+        values = []
+        with eval_mode(self.inspector.model), torch.enable_grad(), model_errors((self.param.tensor.shape[0], 3, self.size, self.size)):
+            for _ in range(steps):
+                if stop is not None and stop():
+                    break
+                images = self.param()
+                seen = random_transform(images, self.generator, s.jitter, s.scale, s.rotate)
+                value = self.objective(seen)
+                loss = -value.sum()
+                if s.l2:
+                    loss = loss + s.l2 * l2_penalty(images)
+                if s.tv:
+                    loss = loss + s.tv * total_variation(images)
+                (gradient,) = grad_of(loss, self.param.parameters_to_optimize())
+                self.param.tensor.grad = gradient
+                self.optimizer.step()
+                self.param.tensor.grad = None
+                if s.blur and (self.steps_done + 1) % s.blur_every == 0:
+                    self.param.blur(s.blur)
+                values.append(float(value.detach().mean()))
+                self.history.append(values[-1])
+        return values
+
+    def images(self) -> torch.Tensor:
+        """The current images, [N,3,H,W] in [0, 1] (a detached copy)."""
+        with torch.no_grad():
+            return self.param().detach().clone()
+
+    def result(self) -> MaximizationResult:
+        images = self.images()
+        probabilities, predictions = None, []
+        if self.class_index is not None:
+            scores = self.inspector.batch_logits(self.to_model(images)).softmax(-1)
+            probabilities = scores[:, self.class_index].tolist()
+            top = scores.topk(min(3, scores.shape[1]), dim=1)
+            predictions = [[(self.inspector.label(int(i)), float(p)) for p, i in zip(ps, ids)]
+                           for ps, ids in zip(top.values, top.indices)]
+        return MaximizationResult(images, list(self.history), self.description, probabilities, predictions)
+
+
+def maximize(
+    inspector,
+    target: int | str | None = None,
+    *,
+    layer: str | None = None,
+    channel: int | None = None,
+    steps: int = 128,
+    progress: bool = True,
+    callback: Callable[[int, torch.Tensor], object] | None = None,
+    every: int = 16,
+    **options: object,
+) -> MaximizationResult:
+    """Synthesize images that maximize a class logit (`target`) or a channel/neuron (`layer`, `channel`).
+
+    Options: `count` images, `size` px, `seed`, `unit` ("channel"/"neuron"), `param` ("fourier"/"pixel"), `lr`,
+    `jitter` px, `scale` ±fraction, `rotate` ±degrees, `blur` σ px every `blur_every` steps, `l2` and `tv`
+    penalty weights, `init` start images. `callback(step, images)` is called every `every` steps.
+    """
+    from tqdm.auto import tqdm
+
+    check_steps(steps)
+    if not isinstance(every, int) or every < 1:
+        raise InputError(f"every={every!r}; pass a whole number of steps ≥ 1")
+    maximizer = Maximizer(inspector, target, layer=layer, channel=channel, **options)
+    bar = tqdm(total=steps, desc=f"maximizing {maximizer.description}", leave=False, disable=not progress or steps < 32)
+    try:
+        while maximizer.steps_done < steps:
+            chunk = min(every, steps - maximizer.steps_done)
+            maximizer.step(chunk)
+            bar.update(chunk)
+            if callback is not None:
+                callback(maximizer.steps_done, maximizer.images())
+    finally:
+        bar.close()
+    return maximizer.result()

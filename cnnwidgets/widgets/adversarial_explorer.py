@@ -1,0 +1,149 @@
+"""AdversarialExplorer: FGSM and PGD attacks with an epsilon slider, the perturbation magnified, predictions and
+saliency before and after, and fooling images grown from noise (CS231n; Goodfellow et al. 2014; Nguyen et al. 2015)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import traitlets
+from torch import nn
+
+from .. import render
+from ..backend import Inspector, as_inspector
+from ..backend.images import ImageLike
+from ..errors import InputError
+from ..methods.adversarial import AttackResult, fgsm, fooling_image, pgd, saliency
+from ..methods.image_params import to_uint8
+from .base import CnnWidget, array_message, front_end
+
+MAX_EPSILON = 32
+
+
+class AdversarialExplorer(CnnWidget):
+    """Attack the image: `method` "fgsm" or "pgd" (`steps` iterations), `epsilon` in pixel levels out of 255,
+    untargeted (`target` "") or toward class `target`. Shows original, magnified perturbation and adversarial
+    image with their top-5 and saliency maps. `fool()` (or the button) grows an image of `fool_target` from noise."""
+
+    _esm = front_end("adversarial_explorer")
+
+    method = traitlets.Enum(["fgsm", "pgd"], "pgd").tag(sync=True)
+    epsilon = traitlets.Int(8).tag(sync=True)
+    steps = traitlets.Int(10).tag(sync=True)
+    target = traitlets.Unicode("").tag(sync=True)
+    labels = traitlets.List().tag(sync=True)
+    original = traitlets.Dict().tag(sync=True)
+    perturbation = traitlets.Dict().tag(sync=True)
+    adversarial = traitlets.Dict().tag(sync=True)
+    saliency_original = traitlets.Dict().tag(sync=True)
+    saliency_adversarial = traitlets.Dict().tag(sync=True)
+    original_top = traitlets.List().tag(sync=True)
+    adversarial_top = traitlets.List().tag(sync=True)
+    summary = traitlets.Dict().tag(sync=True)
+    fool_target = traitlets.Unicode("goldfish").tag(sync=True)
+    fool_requests = traitlets.Int(0).tag(sync=True)
+    fooling = traitlets.Dict().tag(sync=True)
+    fooling_top = traitlets.List().tag(sync=True)
+
+    def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
+        from .. import zoo
+
+        self.inspector = as_inspector(inspector)
+        self._batch = self.inspector.preprocess(image if image is not None else zoo.sample_image("cat")).clone()
+        labels = [self.inspector.label(i) for i in range(len(self.inspector.logits(self._batch)))]
+        if kwargs.get("fool_target") is None and "goldfish" not in labels:
+            kwargs["fool_target"] = labels[0]
+        super().__init__(**kwargs)
+        self.labels = labels
+        self.result: AttackResult | None = None
+        self.fool_result: AttackResult | None = None
+        self._attack()
+
+    @traitlets.validate("epsilon")
+    def _check_epsilon(self, proposal: dict) -> int:
+        if not 0 <= proposal["value"] <= MAX_EPSILON:
+            raise InputError(f"epsilon={proposal['value']} is out of range; pick 0..{MAX_EPSILON} (pixel levels out of 255)")
+        return proposal["value"]
+
+    @traitlets.validate("steps")
+    def _check_steps(self, proposal: dict) -> int:
+        if not 1 <= proposal["value"] <= 100:
+            raise InputError(f"steps={proposal['value']} is out of range; pick 1..100")
+        return proposal["value"]
+
+    @traitlets.validate("target", "fool_target")
+    def _check_target(self, proposal: dict) -> str:
+        value = proposal["value"]
+        if value or proposal["trait"].name == "fool_target":
+            self.inspector.class_index(value)  # raises with close matches
+        return value
+
+    @traitlets.observe("method", "epsilon", "steps", "target")
+    def _on_attack(self, _change: dict) -> None:
+        self._attack()
+
+    @traitlets.observe("fool_requests")
+    def _on_fool(self, _change: dict) -> None:
+        self.fool()
+
+    def _attack(self) -> None:
+        with self._working():
+            epsilon, targeted = self.epsilon / 255, bool(self.target)
+            target = self.target or None
+            if self.method == "fgsm":
+                result = fgsm(self.inspector, self._batch, epsilon, target=target, targeted=targeted)
+            else:
+                result = pgd(self.inspector, self._batch, epsilon, steps=self.steps, target=target, targeted=targeted)
+            maps = saliency(self.inspector, torch.cat([result.original, result.adversarial]))
+            pictures = result.pictures()
+            self.result = result
+            with self.hold_trait_notifications():
+                self.original = array_message(pictures["original"].numpy())
+                self.perturbation = array_message(pictures["perturbation"].numpy(), linf=round(result.linf * 255, 2))
+                self.adversarial = array_message(pictures["adversarial"].numpy())
+                self.saliency_original = array_message(_gray(maps[0]))
+                self.saliency_adversarial = array_message(_gray(maps[1]))
+                self.original_top = _top(result.original_top)
+                self.adversarial_top = _top(result.adversarial_top)
+                self.summary = {"method": result.method, "epsilon": self.epsilon, "flipped": result.flipped,
+                                "label": result.label_name, "targeted": result.targeted,
+                                "before": result.label_probability[0], "after": result.label_probability[1],
+                                "linf": round(result.linf * 255, 2)}
+
+    def fool(self, steps: int = 50) -> AttackResult:
+        """Grow an image of class `fool_target` from noise and show it with its top-5."""
+        with self._working():
+            size = self._batch.shape[-1]
+            result = fooling_image(self.inspector, self.fool_target, steps=steps, size=size)
+            self.fool_result = result
+            self.fooling = array_message(to_uint8(result.adversarial)[0].numpy(), steps=result.steps, label=result.label_name)
+            self.fooling_top = _top(result.adversarial_top)
+        return result
+
+    def _figure_png(self) -> bytes:
+        import matplotlib.pyplot as plt
+
+        panels = [("original", self.original, self.original_top), ("perturbation (magnified)", self.perturbation, None),
+                  ("adversarial", self.adversarial, self.adversarial_top),
+                  ("saliency before", self.saliency_original, None), ("saliency after", self.saliency_adversarial, None)]
+        if self.fooling:
+            panels.append((f"fooling image ({self.fooling['steps']} steps)", self.fooling, self.fooling_top))
+        figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.8))
+        for axis, (title, message, top) in zip(axes, panels):
+            picture = np.frombuffer(message["data"], np.uint8).reshape(message["shape"])
+            axis.imshow(picture, cmap="magma" if picture.ndim == 2 else None)
+            if top:
+                title += "\n" + "\n".join(f"{p['label']} {p['probability']:.2f}" for p in top[:2])
+            axis.set_title(title, fontsize=9)
+            axis.axis("off")
+        summary = self.summary
+        figure.suptitle(f"{summary['method']} ε = {summary['epsilon']}/255: p({summary['label']}) "
+                        f"{summary['before']:.2f} → {summary['after']:.2f}", fontsize=10)
+        return render.figure_png(figure)
+
+
+def _gray(values: torch.Tensor) -> np.ndarray:
+    return (values.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def _top(pairs: list[tuple[str, float]]) -> list[dict]:
+    return [{"label": label, "probability": probability} for label, probability in pairs]

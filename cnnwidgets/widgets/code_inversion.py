@@ -1,0 +1,114 @@
+"""CodeInversion: reconstructions of one image from its code at several layers, shallow to deep, side by side and
+live (Mahendran & Vedaldi 2015). What survives at a layer is what that layer keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import traitlets
+from torch import nn
+
+from .. import render
+from ..backend import Inspector, as_inspector
+from ..backend.images import ImageLike
+from ..errors import InputError
+from ..methods.image_params import PARAMETERIZATIONS, to_uint8
+from ..methods.invariance import default_layers
+from ..methods.invert import INVERSION_DEFAULTS, Inverter
+from .activation_maximization import BackgroundOptimization
+from .base import array_message, front_end
+
+
+class CodeInversion(BackgroundOptimization):
+    """Invert `image`'s code at each of `layers` (default: four from shallow to deep) at `size` px (smaller is
+    faster), all advancing together in the background: `steps` more per run, the view refreshed every `every`.
+    `param`, `lr` and `tv` are the optimizer and total-variation prior of `cnnwidgets.methods.invert`."""
+
+    _esm = front_end("code_inversion")
+
+    layers = traitlets.List().tag(sync=True)
+    layer_names = traitlets.List().tag(sync=True)
+    param = traitlets.Enum(list(PARAMETERIZATIONS), INVERSION_DEFAULTS.param).tag(sync=True)
+    lr = traitlets.Float(INVERSION_DEFAULTS.lr).tag(sync=True)
+    tv = traitlets.Float(INVERSION_DEFAULTS.tv).tag(sync=True)
+    size = traitlets.Int(128).tag(sync=True)
+    original = traitlets.Dict().tag(sync=True)
+    reconstructions = traitlets.Dict().tag(sync=True)
+    psnr = traitlets.List().tag(sync=True)
+    distances = traitlets.List().tag(sync=True)
+
+    SETTINGS = ("layers", "param", "lr", "tv", "size")
+
+    def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, *,
+                 layers: Sequence[str] | None = None, **kwargs: object) -> None:
+        from .. import zoo
+
+        self.inspector = as_inspector(inspector)
+        self._batch = self.inspector.preprocess(image if image is not None else zoo.sample_image("cat")).clone()
+        kwargs["layers"] = list(layers) if layers is not None else default_layers(self.inspector)
+        kwargs.setdefault("steps", 100)
+        super().__init__(**kwargs)
+        self._setup_background()
+        self.layer_names = self.inspector.layer_names
+        self.inverters: list[Inverter] = []
+        with self._working():
+            self._make()
+            self._publish()
+        self.observe(lambda _change: self.reset(), list(self.SETTINGS))
+
+    @traitlets.validate("layers")
+    def _check_layers(self, proposal: dict) -> list:
+        names = list(proposal["value"])
+        if not names:
+            raise InputError("layers is empty; pass at least one layer name, e.g. ['_stem_act', '_head_act']")
+        return [self.inspector.layer(name).name for name in names]
+
+    @traitlets.validate("size")
+    def _check_size(self, proposal: dict) -> int:
+        if not 16 <= proposal["value"] <= 1024:
+            raise InputError(f"size={proposal['value']} is out of range; pick 16..1024 px")
+        return proposal["value"]
+
+    def _make(self) -> None:
+        batch = self._batch
+        if batch.shape[-1] != self.size or batch.shape[-2] != self.size:
+            batch = F.interpolate(batch, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+        self.inverters = [Inverter(self.inspector, batch, layer, param=self.param, lr=self.lr, tv=self.tv) for layer in self.layers]
+
+    def _advance(self, steps: int) -> None:
+        for inverter in self.inverters:
+            inverter.step(steps, stop=self._stop_event.is_set)
+
+    def _done(self) -> int:
+        return min((inverter.steps_done for inverter in self.inverters), default=0)
+
+    def _publish(self) -> None:
+        results = [inverter.result() for inverter in self.inverters]
+        with self.hold_trait_notifications():
+            self.original = array_message(to_uint8(results[0].original.unsqueeze(0))[0].numpy())
+            pictures = torch.stack([result.picture for result in results]).numpy()
+            self.reconstructions = array_message(pictures, layers=[r.layer for r in results], step=self._done())
+            self.psnr = [round(r.psnr, 2) for r in results]
+            self.distances = [round(r.code_distance, 4) for r in results]
+
+    def results(self):
+        """The current `InversionResult` of each layer."""
+        return [inverter.result() for inverter in self.inverters]
+
+    def _figure_png(self) -> bytes:
+        import matplotlib.pyplot as plt
+
+        pictures = np.frombuffer(self.reconstructions["data"], np.uint8).reshape(self.reconstructions["shape"])
+        figure, axes = plt.subplots(1, len(pictures) + 1, figsize=(3 * (len(pictures) + 1), 3.4))
+        axes[0].imshow(np.frombuffer(self.original["data"], np.uint8).reshape(self.original["shape"]))
+        axes[0].set_title("original", fontsize=9)
+        for axis, picture, layer, value in zip(axes[1:], pictures, self.reconstructions["layers"], self.psnr):
+            axis.imshow(picture)
+            axis.set_title(f"{layer}\nPSNR {value:.1f} dB", fontsize=9)
+        for axis in axes:
+            axis.axis("off")
+        figure.suptitle(f"reconstructions from each layer's code after {self.step} steps", fontsize=10)
+        return render.figure_png(figure)

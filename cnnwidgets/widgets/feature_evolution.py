@@ -1,0 +1,211 @@
+"""FeatureEvolution: how features form during training, from checkpoints or live while a model trains."""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import traitlets
+from torch import nn
+
+from .. import render
+from ..backend import Inspector, as_inspector
+from ..backend.checkpoints import CheckpointSource, load_checkpoints
+from ..backend.index import parse_item
+from ..errors import InputError
+from ..methods import filter_images
+from ..methods.evolution import evolution_panels, first_conv, weight_change
+from ..methods.receptive_field import receptive_fields
+from .base import CnnWidget, array_message, front_end
+
+
+class FeatureEvolution(CnnWidget):
+    """An epoch slider over training checkpoints: first-layer filters, each chosen feature's strongest image and
+    its deconvnet projection per epoch (rows = features, columns = epochs), and curves of dead channels,
+    sparsity, weight change and accuracy.
+
+    Give checkpoints (`{epoch: state_dict or path}`, `[(epoch, state)]` or a folder), or track a model live with
+    `FeatureEvolution.track(model, dataset)` and call `snapshot(epoch)` in your own training loop. The model
+    passed in is never changed: checkpoints load into a private copy. With no arguments it shows the embedded
+    digits CNN's training run on the held-out digits.
+    """
+
+    _esm = front_end("feature_evolution")
+
+    epochs = traitlets.List(traitlets.Int()).tag(sync=True)
+    epoch = traitlets.Int(-1).tag(sync=True)
+    features = traitlets.List().tag(sync=True)
+    filters = traitlets.Dict().tag(sync=True)
+    tiles = traitlets.Dict().tag(sync=True)
+    curves = traitlets.Dict().tag(sync=True)
+    colormap = traitlets.Enum(list(render.COLORMAPS), "coolwarm").tag(sync=True)
+
+    def __init__(
+        self,
+        model: Inspector | nn.Module | None = None,
+        checkpoints: CheckpointSource | None = None,
+        dataset: object = None,
+        *,
+        features: Sequence[tuple[str, int]] | None = None,
+        features_per_layer: int = 4,
+        layers: Sequence[str] | None = None,
+        sample: int = 256,
+        tile: int = 48,
+        seed: int = 0,
+        **kwargs: object,
+    ) -> None:
+        if model is None:
+            from .. import zoo
+
+            model = zoo.digits_cnn()
+            checkpoints = checkpoints or {e: zoo.checkpoint_path(e) for e in zoo.checkpoint_epochs()}
+            dataset = dataset if dataset is not None else zoo.digits("test")
+        if dataset is None:
+            raise InputError("FeatureEvolution needs a dataset to find each feature's strongest images; pass dataset=")
+        given = as_inspector(model)
+        self.inspector = Inspector(copy.deepcopy(given.model), given.transform, given.labels)
+        self._tracked: nn.Module | None = None
+        self._batch, self._targets = _sample_batch(self.inspector, dataset, sample, seed)
+        spatial = [l for l in self.inspector.layers if l.kind == "activation" and len(l.shape) == 3 and l.shape[1] > 1]
+        self._layers = list(layers) if layers is not None else [l.name for l in spatial] or self.inspector.layer_names
+        self._features = [(str(l), int(c)) for l, c in features] if features is not None else _pick_features(self.inspector, self._layers, features_per_layer, seed)
+        for layer, channel in self._features:
+            if not 0 <= channel < self.inspector.layer(layer).shape[0]:
+                raise InputError(f"channel {channel} is out of range for layer {layer!r}; pick 0..{self.inspector.layer(layer).shape[0] - 1}")
+        self._tile = tile
+        self._fields = receptive_fields(self.inspector.model, tuple(self._batch[:1].shape))
+        self._states: dict[int, dict[str, torch.Tensor]] = {}
+        self._panels: dict[int, dict] = {}
+        self._metrics: dict[int, dict[str, float]] = {}
+        super().__init__(**kwargs)
+        self.features = [{"layer": layer, "channel": channel} for layer, channel in self._features]
+        for epoch, state in sorted(load_checkpoints(checkpoints or {}).items()):
+            self._add(epoch, state, None)
+        self._publish()
+
+    @classmethod
+    def track(cls, model: nn.Module | Inspector, dataset: object, **options: object) -> FeatureEvolution:
+        """A widget that follows `model` as it trains: display it, then call `snapshot(epoch)` each epoch."""
+        widget = cls(model, None, dataset, **options)
+        widget._tracked = as_inspector(model).model
+        return widget
+
+    def snapshot(self, epoch: int, metrics: Mapping[str, float] | None = None) -> None:
+        """Record the tracked model's weights as they are now, as `epoch` (with optional metrics such as
+        accuracies, drawn as curves), and update the view."""
+        if self._tracked is None:
+            raise InputError("snapshot() follows a live model; create the widget with FeatureEvolution.track(model, dataset)")
+        self.add_checkpoint(epoch, self._tracked.state_dict(), metrics)
+
+    def add_checkpoint(self, epoch: int, state: Mapping[str, torch.Tensor], metrics: Mapping[str, float] | None = None) -> None:
+        """Add (or replace) the weights after `epoch` and update the view."""
+        with self._working():
+            self._add(int(epoch), load_checkpoints({epoch: state})[int(epoch)], metrics)
+            self._publish()
+
+    def _add(self, epoch: int, state: dict[str, torch.Tensor], metrics: Mapping[str, float] | None) -> None:
+        try:
+            self.inspector.model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise InputError(f"the checkpoint of epoch {epoch} does not fit the model: {str(error).splitlines()[0]}") from None
+        panels = evolution_panels(self.inspector, self._batch, self._features, self._layers, self._targets, self._tile, self._fields)
+        panels["filters"], panels["filters_note"] = filter_images(self.inspector.model.get_submodule(first_conv(self.inspector.model)).weight)
+        self._states[epoch], self._panels[epoch] = state, panels
+        self._metrics[epoch] = dict(metrics or {})
+
+    def _publish(self) -> None:
+        epochs = sorted(self._panels)
+        if not epochs:
+            self.epochs, self.epoch = [], -1
+            return
+        panels = [self._panels[e] for e in epochs]
+        self.filters = array_message(np.stack([p["filters"].numpy() for p in panels]), source=first_conv(self.inspector.model),
+                                     note=panels[0]["filters_note"])
+        self.tiles = array_message(torch.stack([p["tiles"] for p in panels], 1).numpy(),
+                                   values=torch.stack([p["values"] for p in panels], 1).tolist(),
+                                   images=torch.stack([p["images"] for p in panels], 1).tolist(), epochs=epochs)
+        weighted = [name for name, module in self.inspector.model.named_modules()
+                    if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear))]
+        changes = [None] + [weight_change(self._states[a], self._states[b], weighted) for a, b in zip(epochs, epochs[1:])]
+        metric_names = sorted({name for e in epochs for name in self._metrics[e]})
+        self.curves = {
+            "epochs": epochs,
+            "dead_fraction": {layer: [p["dead_fraction"][layer] for p in panels] for layer in self._layers},
+            "sparsity": {layer: [p["sparsity"][layer] for p in panels] for layer in self._layers},
+            "weight_change": {name: [None if c is None else c[name] for c in changes] for name in weighted},
+            "metrics": {
+                **({"sample accuracy": [p["accuracy"] for p in panels]} if panels[0]["accuracy"] is not None else {}),
+                **{name: [self._metrics[e].get(name) for e in epochs] for name in metric_names},
+            },
+        }
+        self.epochs = epochs
+        if self.epoch not in epochs:
+            self.epoch = epochs[-1]
+
+    @traitlets.validate("epoch")
+    def _check_epoch(self, proposal: dict) -> int:
+        if proposal["value"] != -1 and proposal["value"] not in self._panels:
+            raise InputError(f"no checkpoint for epoch {proposal['value']}; pick one of {sorted(self._panels)}")
+        return proposal["value"]
+
+    def _figure_png(self) -> bytes:
+        import matplotlib.pyplot as plt
+
+        epochs = self.epochs
+        if not epochs:
+            raise InputError("there is nothing to export yet; add a checkpoint or take a snapshot first")
+        column = epochs.index(self.epoch)
+        tiles = np.frombuffer(self.tiles["data"], np.uint8).reshape(self.tiles["shape"])  # [F, E, 2, S, S, 3]
+        filters = np.frombuffer(self.filters["data"], np.uint8).reshape(self.filters["shape"])[column]
+        figure = plt.figure(figsize=(4 + 1.1 * len(epochs), 2 + 0.6 * len(tiles)))
+        grid = figure.add_gridspec(2, 2, width_ratios=[1, max(1, len(epochs) / 3)], height_ratios=[1, 1])
+        axis = figure.add_subplot(grid[0, 0])
+        axis.imshow(render.tile(filters if filters.shape[-1] == 3 else render.colorize(filters[..., 0], "coolwarm")), interpolation="nearest")
+        axis.set_title(f"{self.filters['source']} filters, epoch {self.epoch}", fontsize=9)
+        axis.axis("off")
+        cells = tiles.transpose(0, 2, 3, 1, 4, 5)  # [F, 2, S, E, S, 3]: per feature, image row over projection row
+        count, _, size = cells.shape[:3]
+        axis = figure.add_subplot(grid[:, 1])
+        axis.imshow(cells.reshape(count * 2 * size, len(epochs) * size, 3), interpolation="nearest")
+        axis.set_xticks([(i + 0.5) * size for i in range(len(epochs))], [str(e) for e in epochs], fontsize=8)
+        axis.set_yticks([(2 * i + 1) * size for i in range(count)], [f"{f['layer']} #{f['channel']}" for f in self.features], fontsize=7)
+        axis.set_title("strongest image and its deconvnet projection, by epoch", fontsize=9)
+        axis = figure.add_subplot(grid[1, 0])
+        for layer, values in self.curves["dead_fraction"].items():
+            axis.plot(epochs, values, marker=".", label=layer)
+        axis.axvline(self.epoch, color="gray", lw=0.8)
+        axis.set_title("fraction of dead channels", fontsize=9)
+        axis.legend(fontsize=6)
+        return render.figure_png(figure)
+
+
+def _sample_batch(inspector: Inspector, dataset: object, sample: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A fixed random sample of `dataset` as one preprocessed batch, with labels when every item has one."""
+    if isinstance(dataset, torch.Tensor) and dataset.dim() == 4:
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:sample]
+        return dataset[order.sort().values].float(), None
+    try:
+        count = len(dataset)
+    except TypeError:
+        raise InputError("the dataset needs a length (a torch Dataset, a list of images or an [N,C,H,W] tensor)") from None
+    if count == 0:
+        raise InputError("the dataset is empty; pass at least one image")
+    positions = sorted(random.Random(seed).sample(range(count), min(sample, count)))
+    items = [parse_item(dataset[p], p) for p in positions]
+    batch = torch.cat([inspector.preprocess(image) for image, _ in items]).cpu()
+    labels = [label for _, label in items]
+    return batch, None if any(label is None for label in labels) else torch.tensor(labels)
+
+
+def _pick_features(inspector: Inspector, layers: Sequence[str], per_layer: int, seed: int) -> list[tuple[str, int]]:
+    generator = random.Random(seed)
+    features = []
+    for layer in layers:
+        channels = inspector.layer(layer).shape[0]
+        features += [(layer, c) for c in sorted(generator.sample(range(channels), min(per_layer, channels)))]
+    return features
+
+

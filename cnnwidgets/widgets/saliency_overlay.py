@@ -1,0 +1,240 @@
+"""SaliencyOverlay: an attribution map over the image, any class, any method, several side by side."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import traitlets
+
+from .. import render
+from ..backend import Inspector
+from ..backend.images import ImageLike
+from ..errors import InputError
+from ..methods import cam, faithfulness, gradients
+from ..methods.reduce import REDUCTIONS, display_map, to_uint8
+from .base import CnnWidget, array_message, front_end
+
+METHODS = {
+    "saliency": ("Gradient", gradients.saliency, False),
+    "smoothgrad": ("SmoothGrad", gradients.smoothgrad, False),
+    "integrated_gradients": ("Integrated gradients", gradients.integrated_gradients, False),
+    "deconvnet": ("Deconvnet", gradients.deconvnet, False),
+    "guided_backprop": ("Guided backprop", gradients.guided_backprop, False),
+    "grad_cam": ("Grad-CAM", cam.grad_cam, True),
+    "guided_grad_cam": ("Guided Grad-CAM", cam.guided_grad_cam, True),
+    "grad_cam_plus_plus": ("Grad-CAM++", cam.grad_cam_plus_plus, True),
+    "score_cam": ("Score-CAM", cam.score_cam, True),
+    "layer_cam": ("Layer-CAM", cam.layer_cam, True),
+}
+"""name -> (title, function, takes a layer)."""
+
+DEFAULT_COMPARE = ["saliency", "guided_backprop", "integrated_gradients", "grad_cam", "layer_cam"]
+SANITY_THUMBNAIL = 56
+MAPS_KEPT = 64
+
+
+class SaliencyOverlay(CnnWidget):
+    """The image with an attribution map over it: pick a method and a class (top-5 or any by name); opacity and
+    colormap apply in the browser. `side_by_side` shows `compare` methods for the class on one color scale
+    (each map divided by its own 99.5th percentile, 0..1). `run_sanity_check()` (or the panel's button) shows
+    how the maps change as the model's layers are randomized, on a copy of the model.
+
+    With no arguments it looks at the embedded EfficientNet-Lite0 and a photo of a cat. Maps are kept per
+    (method, class, layer), and CAM methods reuse the forward pass across classes.
+    """
+
+    _esm = front_end("saliency_overlay")
+
+    image = traitlets.Dict().tag(sync=True)
+    predictions = traitlets.List().tag(sync=True)
+    labels = traitlets.List().tag(sync=True)
+    methods = traitlets.List().tag(sync=True)
+    method = traitlets.Unicode("saliency").tag(sync=True)
+    target = traitlets.Int(-1).tag(sync=True)
+    layer = traitlets.Unicode("").tag(sync=True)
+    layers = traitlets.List().tag(sync=True)
+    reduce = traitlets.Enum(list(REDUCTIONS), "abs").tag(sync=True)
+    side_by_side = traitlets.Bool(False).tag(sync=True)
+    compare = traitlets.List(traitlets.Unicode(), DEFAULT_COMPARE).tag(sync=True)
+    opacity = traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True)
+    colormap = traitlets.Enum(list(render.COLORMAPS), "inferno").tag(sync=True)
+    maps = traitlets.Dict().tag(sync=True)
+    sanity = traitlets.Dict().tag(sync=True)
+    sanity_request = traitlets.Int(0).tag(sync=True)
+
+    def __init__(self, inspector: Inspector | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
+        from .. import zoo
+
+        self.inspector = inspector if inspector is not None else zoo.efficientnet_lite0()
+        self._raw: dict[tuple, torch.Tensor] = {}
+        initial = {name: kwargs.pop(name) for name in ("method", "target", "layer", "side_by_side", "compare", "reduce")
+                   if name in kwargs}
+        super().__init__(**kwargs)
+        self._ready = False
+        self.methods = [{"name": name, "title": title, "cam": takes_layer} for name, (title, _, takes_layer) in METHODS.items()]
+        self._set_image(image if image is not None else zoo.sample_image("cat"))
+        with self.hold_trait_notifications():
+            for name, value in initial.items():
+                setattr(self, name, value)
+        self._ready = True
+        self._show()
+
+    # --- image and classes -------------------------------------------------------------------------------------
+
+    def set_image(self, image: ImageLike) -> None:
+        """Look at another image; on bad input the error is shown and the current view stays."""
+        with self._working():
+            self._set_image(image)
+        self._show()
+
+    def _set_image(self, image: ImageLike) -> None:
+        inspector = self.inspector
+        batch = inspector.preprocess(image)
+        probabilities = inspector.logits(batch).softmax(-1)
+        top = probabilities.topk(min(5, len(probabilities)))
+        layers = [layer.name for layer in inspector.layers if layer.kind in cam.CAM_KINDS and cam._spatial(layer)]
+        ready, self._ready = self._ready, False
+        self._batch, self._raw = batch, {}
+        with self.hold_trait_notifications():
+            self.image = array_message(inspector.display_image(batch))
+            self.labels = [inspector.label(i) for i in range(len(probabilities))]
+            self.predictions = [{"label": inspector.label(int(i)), "index": int(i), "probability": float(p)}
+                                for p, i in zip(top.values, top.indices)]
+            self.layers = layers
+            if self.layer not in layers:
+                self.layer = cam.default_cam_layer(inspector)
+            self.target = int(top.indices[0])
+            self.sanity = {}
+        self._ready = ready
+
+    def set_class(self, target: int | str) -> None:
+        """Show class `target`: an index or a class name (an unknown name raises an error listing close names)."""
+        self.target = self.inspector.class_index(target)
+
+    # --- validation ----------------------------------------------------------------------------------------------
+
+    @traitlets.validate("method")
+    def _check_method(self, proposal: dict) -> str:
+        return _known_method(proposal["value"])
+
+    @traitlets.validate("compare")
+    def _check_compare(self, proposal: dict) -> list:
+        names = [_known_method(name) for name in proposal["value"]]
+        if not names:
+            raise InputError("compare needs at least one method, e.g. ['saliency', 'grad_cam']")
+        return names
+
+    @traitlets.validate("target")
+    def _check_target(self, proposal: dict) -> int:
+        value = proposal["value"]
+        if value == -1 and not self.labels:
+            return value
+        return self.inspector.class_index(value)
+
+    @traitlets.validate("layer")
+    def _check_layer(self, proposal: dict) -> str:
+        if not proposal["value"] and not self.layers:
+            return proposal["value"]
+        return cam.cam_layer(self.inspector, proposal["value"]).name
+
+    @traitlets.observe("method", "target", "layer", "reduce", "side_by_side", "compare")
+    def _on_view(self, _change: dict) -> None:
+        if self._ready:
+            self._show()
+
+    @traitlets.observe("sanity_request")
+    def _on_sanity_request(self, _change: dict) -> None:
+        self.run_sanity_check()
+
+    # --- computing -------------------------------------------------------------------------------------------------
+
+    @property
+    def shown_methods(self) -> list[str]:
+        return list(self.compare) if self.side_by_side else [self.method]
+
+    def attribution(self, method: str) -> torch.Tensor:
+        """The raw map of `method` for the current class (and layer, for CAMs); kept, so asking again is free."""
+        title, function, takes_layer = METHODS[_known_method(method)]
+        key = (method, self.target, self.layer if takes_layer else None)
+        if key not in self._raw:
+            options = {"layer": self.layer} if takes_layer else {}
+            self._raw[key] = function(self.inspector, self._batch, self.target, **options)
+            while len(self._raw) > MAPS_KEPT:
+                self._raw.pop(next(iter(self._raw)))
+        return self._raw[key]
+
+    def _show(self) -> None:
+        with self._working():
+            names = self.shown_methods
+            shown = [to_uint8(display_map(self.attribution(name), self.reduce)).numpy() for name in names]
+            self.maps = array_message(
+                np.stack(shown), methods=names, titles=[METHODS[name][0] for name in names], target=self.target,
+                label=self.inspector.label(self.target), layer=self.layer, reduce=self.reduce,
+            )
+
+    def run_sanity_check(self, steps: int | None = None) -> faithfulness.SanityCheck:
+        """Run the cascading randomization check for the shown methods and class; shows it in the panel."""
+        with self._working():
+            names = [name for name in self.shown_methods if name != "score_cam"] or ["saliency"]
+            order = faithfulness.randomization_steps(self.inspector.model)
+            if steps is not None:
+                order = order[:steps]
+            functions = [_with_layer(name, self.layer) for name in names]
+            result = faithfulness.sanity_check(self.inspector, self._batch, self.target, methods=functions, steps=order)
+            thumbnails = np.stack([
+                np.stack([_thumbnail(step_map) for step_map in result.maps[function.__name__]]) for function in functions
+            ])
+            self.sanity = array_message(
+                thumbnails, methods=names, titles=[METHODS[name][0] for name in names], steps=result.steps,
+                correlations=[result.correlations[function.__name__] for function in functions], target=self.target,
+                label=self.inspector.label(self.target),
+            )
+        return result
+
+    # --- export ------------------------------------------------------------------------------------------------------
+
+    def _figure_png(self) -> bytes:
+        import matplotlib.pyplot as plt
+        from matplotlib import colors
+
+        image = np.frombuffer(self.image["data"], np.uint8).reshape(self.image["shape"])
+        maps = np.frombuffer(self.maps["data"], np.uint8).reshape(self.maps["shape"])
+        count = len(maps)
+        figure, axes = plt.subplots(1, count, figsize=(3.4 * count + 0.8, 3.8), squeeze=False)
+        for axis, values, title in zip(axes[0], maps, self.maps["titles"]):
+            overlay = render.colorize(values, self.colormap).astype(np.float32)
+            blended = (1 - self.opacity) * image.astype(np.float32) + self.opacity * overlay
+            axis.imshow(blended.round().clip(0, 255).astype(np.uint8))
+            axis.set_title(title, fontsize=10)
+            axis.axis("off")
+        figure.suptitle(f"{self.maps['label']} (class {self.maps['target']})", fontsize=11)
+        mappable = plt.cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap=self.colormap)
+        figure.colorbar(mappable, ax=list(axes[0]), fraction=0.03, pad=0.02, label="attribution (shared scale)")
+        return render.figure_png(figure)
+
+
+def _known_method(name: str) -> str:
+    if name not in METHODS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(METHODS), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else f"pick one of {', '.join(METHODS)}"
+        raise InputError(f"unknown method {name!r}; {hint}")
+    return name
+
+
+def _with_layer(name: str, layer: str):
+    _, function, takes_layer = METHODS[name]
+    if not takes_layer:
+        return function
+
+    def bound(inspector, image, target):
+        return function(inspector, image, target, layer=layer)
+
+    bound.__name__ = name
+    return bound
+
+
+def _thumbnail(values: torch.Tensor) -> np.ndarray:
+    small = torch.nn.functional.adaptive_avg_pool2d(values[None, None].float(), SANITY_THUMBNAIL)[0, 0]
+    return to_uint8(display_map(small)).numpy()

@@ -1,0 +1,217 @@
+"""TopActivations: the dataset images that most activate one neuron, cropped to its receptive field."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import PIL.Image
+import traitlets
+
+from .. import render
+from ..backend.index import Index
+from ..errors import InputError
+from .base import CnnWidget, array_message, front_end
+
+CROP_MAX = 112
+"""Crops bigger than this (in input pixels) are downscaled to it before they are sent; smaller ones go as they are."""
+OUTSIDE = 128
+"""Gray for the part of a receptive field that lies outside the image (the zero padding the unit also sees)."""
+
+
+def field_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """The square `box` (top, left, bottom, right; may reach outside) of an H×W×3 image, outside filled gray."""
+    top, left, bottom, right = (int(round(v)) for v in box)
+    crop = np.full((bottom - top, right - left, 3), OUTSIDE, np.uint8)
+    height, width = image.shape[:2]
+    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(bottom, height), min(right, width)
+    if y1 > y0 and x1 > x0:
+        crop[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
+    return crop
+
+
+def _fit(image: np.ndarray, side: int) -> np.ndarray:
+    if image.shape[0] == side and image.shape[1] == side:
+        return image
+    return np.asarray(PIL.Image.fromarray(image).resize((side, side), PIL.Image.Resampling.BILINEAR))
+
+
+class TopActivations(CnnWidget):
+    """For one neuron (a channel of a layer), the k dataset images that activate it most, each cropped to the
+    neuron's receptive field around the position of its maximum, with the activation under it — like the POOL5
+    figure of Girshick et al. in the CS231n notes. Click a crop to see the whole image with the field outlined.
+
+    `index` comes from `inspector.index(dataset)`; `layer` and `channel` pick the neuron (default: the last
+    indexed layer, channel 0) and can be set from Python, like `selected` (which crop is enlarged, -1 none).
+    """
+
+    _esm = front_end("top_activations")
+
+    layers = traitlets.List().tag(sync=True)
+    layer = traitlets.Unicode("").tag(sync=True)
+    channel = traitlets.Int(0).tag(sync=True)
+    crops = traitlets.Dict().tag(sync=True)
+    selected = traitlets.Int(-1).tag(sync=True)
+    full = traitlets.Dict().tag(sync=True)
+
+    def __init__(self, index: Index, layer: str | None = None, channel: int | None = None, **kwargs: object) -> None:
+        if not isinstance(index, Index):
+            raise InputError(f"TopActivations needs an index from inspector.index(dataset), not a {type(index).__name__}")
+        index.check()
+        self.index = index
+        self._ready = False
+        super().__init__(**kwargs)
+        layers = []
+        for name in index.layers:
+            field = index.receptive_field(name)
+            layers.append({"name": name, "shape": list(index.layer_shape(name)),
+                           "field": None if field is None else {"size": list(field.size), "jump": list(field.jump)}})
+        self.set_trait("layers", layers)
+        with self.hold_trait_notifications():
+            self.layer = layer if layer is not None else index.layers[-1]
+            self.channel = channel if channel is not None else 0
+        self._ready = True
+        self._show()
+
+    # --- validation and reactions -------------------------------------------------------------------------------
+
+    @traitlets.validate("layer")
+    def _check_layer(self, proposal: dict) -> str:
+        self.index._layer(proposal["value"])
+        return proposal["value"]
+
+    @traitlets.validate("channel")
+    def _check_channel(self, proposal: dict) -> int:
+        channels = self.index.layer_shape(self.layer)[0] if self.layer else 0
+        if not 0 <= proposal["value"] < channels:
+            raise InputError(f"channel {proposal['value']} is out of range; layer {self.layer!r} has channels 0..{channels - 1}")
+        return proposal["value"]
+
+    @traitlets.validate("selected")
+    def _check_selected(self, proposal: dict) -> int:
+        shown = len(self.crops.get("ids", [])) if self.crops else 0
+        if not -1 <= proposal["value"] < max(shown, 1):
+            raise InputError(f"selected {proposal['value']} is out of range; pick -1 (none) or 0..{shown - 1}")
+        return proposal["value"]
+
+    @traitlets.observe("layer")
+    def _on_layer(self, _change: dict) -> None:
+        if self.channel >= self.index.layer_shape(self.layer)[0]:
+            self.channel = 0  # triggers _show
+        else:
+            self._show()
+
+    @traitlets.observe("channel")
+    def _on_channel(self, _change: dict) -> None:
+        self._show()
+
+    @traitlets.observe("selected")
+    def _on_selected(self, _change: dict) -> None:
+        self._show_full()
+
+    def random_neuron(self, seed: int | None = None) -> tuple[str, int]:
+        """Jump to a random (layer, channel), as the "random neuron" button does; returns it."""
+        chooser = random.Random(seed)
+        layer = chooser.choice(self.index.layers)
+        channel = chooser.randrange(self.index.layer_shape(layer)[0])
+        with self.hold_trait_notifications():
+            self.layer, self.channel = layer, channel
+        return layer, channel
+
+    # --- computing ------------------------------------------------------------------------------------------------
+
+    def _entries(self) -> list[dict]:
+        """The top-k of the current neuron, each with its image, field box and crop."""
+        field = self.index.receptive_field(self.layer)
+        entries = []
+        for image_id, value, (row, col) in self.index.top(self.layer, self.channel):
+            image = self.index.image(image_id)
+            height, width = image.shape[:2]
+            if field is None or field.covers_input or (field.size[0] >= height and field.size[1] >= width):
+                box = (0.0, 0.0, float(height), float(width))
+            else:
+                box = tuple(float(v) for v in field.box(row, col))
+            entries.append({"id": image_id, "value": value, "position": [row, col], "image": image, "box": box})
+        return entries
+
+    def _note(self) -> str:
+        field = self.index.receptive_field(self.layer)
+        if field is None:
+            return "no receptive field can be traced for this layer: whole images shown"
+        if field.covers_input or (field.size[0] >= field.input_size[0] and field.size[1] >= field.input_size[1]):
+            return f"the receptive field ({field.size[0]} px) is as big as the image: whole images shown"
+        note = f"receptive field {field.size[0]}×{field.size[1]} px, one unit every {field.jump[0]} px"
+        return note + "; gray = outside the image (padding)"
+
+    def _show(self) -> None:
+        if not self._ready:
+            return
+        with self._working():
+            entries = self._entries()
+            self._shown = entries
+            if entries:
+                sides = [int(round(e["box"][2] - e["box"][0])) for e in entries]
+                side = min(max(sides), CROP_MAX)
+                crops = np.stack([_fit(field_crop(e["image"], e["box"]), side) for e in entries])
+            else:
+                crops = np.zeros((0, 1, 1, 3), np.uint8)
+            labels = self.index.labels
+            predictions = self.index.predictions
+            self.crops = array_message(
+                crops, layer=self.layer, channel=self.channel, ids=[e["id"] for e in entries],
+                values=[e["value"] for e in entries], positions=[e["position"] for e in entries],
+                captions=[self._caption(e["id"], labels, predictions) for e in entries], note=self._note(),
+            )
+        if self.selected != -1 and self.selected >= len(entries):
+            self.selected = -1
+        else:
+            self._show_full()
+
+    def _caption(self, image_id: int, labels, predictions) -> str:
+        position = image_id - self.index.offset
+        predicted = self.index.class_names[int(predictions[position])] if self.index.class_names else str(int(predictions[position]))
+        if labels is not None and int(labels[position]) >= 0:
+            return f"#{image_id} {self.index.label_names[int(labels[position])]} (→ {predicted})"
+        return f"#{image_id} → {predicted}"
+
+    def _show_full(self) -> None:
+        if not self._ready:
+            return
+        if self.selected < 0 or self.selected >= len(getattr(self, "_shown", [])):
+            self.full = {}
+            return
+        entry = self._shown[self.selected]
+        height, width = entry["image"].shape[:2]
+        top, left, bottom, right = entry["box"]
+        clipped = [max(0, top), max(0, left), min(height, bottom), min(width, right)]
+        self.full = array_message(entry["image"], layer=self.layer, channel=self.channel, selected=self.selected,
+                                  id=entry["id"], value=entry["value"], box=clipped, position=entry["position"])
+
+    # --- export -----------------------------------------------------------------------------------------------
+
+    def _figure_png(self) -> bytes:
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Rectangle
+
+        crops = np.frombuffer(self.crops["data"], np.uint8).reshape(self.crops["shape"])
+        count = len(crops)
+        columns = min(8, max(count, 1))
+        rows = max(1, -(-count // columns))
+        with_full = bool(self.full)
+        figure = plt.figure(figsize=(1.4 * columns + (3.2 if with_full else 0), 1.6 * rows + 0.6))
+        grid = figure.add_gridspec(rows, columns + (3 if with_full else 0))
+        for i in range(count):
+            axis = figure.add_subplot(grid[i // columns, i % columns])
+            axis.imshow(crops[i], interpolation="nearest")
+            axis.set_title(f"{self.crops['values'][i]:.3g}", fontsize=8)
+            axis.axis("off")
+        if with_full:
+            axis = figure.add_subplot(grid[:, columns:])
+            image = np.frombuffer(self.full["data"], np.uint8).reshape(self.full["shape"])
+            axis.imshow(image)
+            top, left, bottom, right = self.full["box"]
+            axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, edgecolor="#00e5ff", linewidth=2))
+            axis.set_title(f"image #{self.full['id']}: {self.full['value']:.3g}", fontsize=9)
+            axis.axis("off")
+        figure.suptitle(f"{self.layer}, channel {self.channel}: top {count} images — {self.crops['note']}", fontsize=9)
+        return render.figure_png(figure)

@@ -1,0 +1,393 @@
+// EmbeddingScatter widget (anywidget front end): a dataset's CNN codes in 2-D, one dot per image coloured
+// by label or prediction; hover shows the image (cut from one sprite sheet of all thumbnails), scroll zooms,
+// drag pans, shift-drag (or "box select") selects a box of images shown below. The grid layout draws every
+// image in its assigned cell. Python computes layouts; zoom, pan, hover and selection never leave the browser.
+import { isEmptyArray, toTypedArray } from './shared/arrays.js';
+import { canvasPoint, h, setOptions } from './shared/dom.js';
+import { rgbaToCanvas, rgbToImageData } from './shared/images.js';
+import { Listeners } from './shared/listeners.js';
+import { categoryColor } from './shared/palette.js';
+import { throttle } from './shared/requests.js';
+import { buildBuckets, inBox, nearest } from './shared/spatial.js';
+import { decodeInt32, spriteRect } from './shared/sprites.js';
+import { initialView, panBy, toLayout, toScreen, unitsPerPixel, zoomAt } from './shared/viewport.js';
+
+const WIDTH = 640;
+const HEIGHT = 520;
+const HOVER_RADIUS_PX = 8;
+const HOVER_SIZE = 96;
+const SELECTED_SIZE = 40;
+const SELECTED_MAX = 200;
+const SEND_INTERVAL_MS = 100;
+const HIGHLIGHT_COLOR = '#00e5ff';
+const METHOD_LABELS = [['pca', 'PCA'], ['tsne', 't-SNE'], ['umap', 'UMAP']];
+
+const CSS = `
+.cnnw-embedding-scatter { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
+.cnnw-embedding-scatter [hidden] { display: none !important; }
+.cnnw-embedding-scatter .cnnw-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.cnnw-embedding-scatter .cnnw-controls { align-items: center; }
+.cnnw-embedding-scatter .cnnw-controls label { display: inline-flex; gap: 4px; align-items: center; }
+.cnnw-embedding-scatter .cnnw-stage { position: relative; border: 1px solid var(--jp-border-color2, #ddd); }
+.cnnw-embedding-scatter canvas.cnnw-plot { display: block; cursor: grab; background: #fff; }
+.cnnw-embedding-scatter canvas.cnnw-plot.cnnw-selecting { cursor: crosshair; }
+.cnnw-embedding-scatter .cnnw-hover { position: absolute; pointer-events: none; background: #fff; border: 1px solid #888; padding: 3px; box-shadow: 0 1px 4px rgba(0,0,0,.3); font-size: 11px; }
+.cnnw-embedding-scatter .cnnw-hover canvas { display: block; image-rendering: pixelated; }
+.cnnw-embedding-scatter .cnnw-legend { display: flex; flex-direction: column; gap: 2px; font-size: 12px; max-height: ${HEIGHT}px; overflow: auto; }
+.cnnw-embedding-scatter .cnnw-swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; border-radius: 50%; }
+.cnnw-embedding-scatter .cnnw-progress { width: 120px; }
+.cnnw-embedding-scatter .cnnw-selected { display: flex; flex-wrap: wrap; gap: 2px; max-width: ${WIDTH + 200}px; }
+.cnnw-embedding-scatter .cnnw-selected canvas { width: ${SELECTED_SIZE}px; height: ${SELECTED_SIZE}px; image-rendering: pixelated; }
+.cnnw-embedding-scatter .cnnw-error { flex: 1 1 200px; min-width: 0; padding: 2px 8px; border-radius: 3px; background: #c62828; color: #fff; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.cnnw-embedding-scatter .cnnw-note { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
+`;
+
+function buildView() {
+  const ui = {
+    method: h('select', { className: 'cnnw-method' }),
+    colorBy: h('select', { className: 'cnnw-color-by' }),
+    arrangement: h('select', { className: 'cnnw-arrangement' }),
+    boxSelect: h('input', { type: 'checkbox', className: 'cnnw-box-select' }),
+    reset: h('button', { className: 'cnnw-reset', textContent: 'reset view' }),
+    clear: h('button', { className: 'cnnw-clear', textContent: 'clear selection' }),
+    progress: h('progress', { className: 'cnnw-progress', max: 1, value: 1 }),
+    status: h('span', { className: 'cnnw-note cnnw-status' }),
+    error: h('div', { className: 'cnnw-error' }),
+    plot: h('canvas', { className: 'cnnw-plot', width: WIDTH, height: HEIGHT }),
+    hover: h('div', { className: 'cnnw-hover' }),
+    hoverImage: h('canvas', { className: 'cnnw-hover-image', width: HOVER_SIZE, height: HOVER_SIZE }),
+    hoverText: h('div', { className: 'cnnw-hover-text' }),
+    legend: h('div', { className: 'cnnw-legend' }),
+    selectedInfo: h('div', { className: 'cnnw-note cnnw-selected-info' }),
+    selected: h('div', { className: 'cnnw-selected' }),
+  };
+  ui.hover.append(ui.hoverImage, ui.hoverText);
+  ui.hover.hidden = true;
+  ui.root = h('div', { className: 'cnnw-embedding-scatter' },
+    h('style', { textContent: CSS }),
+    h('div', { className: 'cnnw-row cnnw-controls' },
+      h('label', {}, 'method', ui.method), h('label', {}, 'color by', ui.colorBy), h('label', {}, 'arrangement', ui.arrangement),
+      h('label', { title: 'or hold shift while dragging' }, ui.boxSelect, 'box select'), ui.reset, ui.clear,
+      ui.progress, ui.status, ui.error),
+    h('div', { className: 'cnnw-row' }, h('div', { className: 'cnnw-stage' }, ui.plot, ui.hover), ui.legend),
+    ui.selectedInfo, ui.selected);
+  setOptions(ui.method, METHOD_LABELS, 'tsne');
+  setOptions(ui.arrangement, [['scatter', 'scatter'], ['grid', 'image grid']], 'scatter');
+  return ui;
+}
+
+function render({ model, el }) {
+  const ui = buildView();
+  el.append(ui.root);
+  const listeners = new Listeners();
+  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
+  const commit = (name, value) => {
+    model.set(name, value);
+    saveSoon();
+  };
+
+  let view = initialView();
+  let points = null; // Float32Array [x0, y0, ...] in [0, 1]²
+  let buckets = null;
+  let spriteCanvas = null;
+  let sprite = null;
+  let classes = { values: null, count: 0, names: [] };
+  let byClass = [];
+  let hovered = -1;
+  let drag = null; // {mode: 'pan' | 'select', x, y, view, current}
+  let frame = 0;
+  let decodeError = '';
+
+  const ctx = ui.plot.getContext('2d');
+  const redraw = () => {
+    if (frame) return;
+    frame = requestAnimationFrame(() => {
+      frame = 0;
+      draw();
+    });
+  };
+
+  function drawError() {
+    const message = model.get('error') || decodeError;
+    ui.error.textContent = message;
+    ui.error.title = message;
+    ui.error.hidden = !message;
+  }
+
+  function drawStatus() {
+    ui.status.textContent = model.get('status') ?? '';
+    const progress = model.get('progress') ?? 1;
+    ui.progress.value = progress;
+    ui.progress.hidden = progress >= 1;
+    ui.method.value = model.get('method');
+    ui.arrangement.value = model.get('arrangement');
+  }
+
+  function decodePoints() {
+    const message = model.get('points');
+    if (isEmptyArray(message)) return;
+    try {
+      points = toTypedArray(message);
+      buckets = buildBuckets(points);
+      decodeError = '';
+    } catch (error) {
+      decodeError = `points: ${error.message}`;
+    }
+    drawError();
+    redraw();
+  }
+
+  function decodeClasses() {
+    const colorBy = model.get('color_by');
+    const message = model.get(colorBy === 'label' ? 'labels' : 'predictions');
+    if (isEmptyArray(message)) return;
+    const values = decodeInt32(message);
+    const names = (colorBy === 'label' ? model.get('label_names') : model.get('class_names')) ?? [];
+    let count = names.length;
+    for (const value of values) count = Math.max(count, value + 1);
+    classes = { values, count, names };
+    byClass = Array.from({ length: count }, () => []);
+    values.forEach((value, i) => byClass[value]?.push(i));
+    const pairs = [['label', 'label'], ['prediction', 'prediction']].filter(([value]) => value !== 'label' || model.get('has_labels'));
+    setOptions(ui.colorBy, pairs, colorBy);
+    ui.legend.replaceChildren(...byClass.map((members, value) => h('div', {},
+      h('span', { className: 'cnnw-swatch', style: `background: ${categoryColor(value, count)}` }),
+      `${names[value] ?? value} (${members.length})`)).filter((_, value) => byClass[value].length));
+    redraw();
+  }
+
+  function decodeSprite() {
+    const message = model.get('sprite');
+    if (isEmptyArray(message)) return;
+    const [height, width] = message.shape;
+    spriteCanvas = rgbaToCanvas(rgbToImageData(toTypedArray(message), width, height), width, height);
+    sprite = message;
+    drawSelected();
+    redraw();
+  }
+
+  function gridCells() {
+    const grid = model.get('grid');
+    if (model.get('arrangement') !== 'grid' || isEmptyArray(grid)) return null;
+    return { cells: decodeInt32(grid), columns: grid.columns, rows: grid.rows };
+  }
+
+  function draw() {
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, WIDTH, HEIGHT);
+    ctx.fillStyle = '#fff';
+    ctx.fillRect(0, 0, WIDTH, HEIGHT);
+    if (!points) return;
+    const grid = gridCells();
+    if (grid && spriteCanvas) drawGrid(grid);
+    else drawDots();
+    if (hovered >= 0 && !grid) {
+      const { x, y } = toScreen(view, WIDTH, HEIGHT, points[2 * hovered], points[2 * hovered + 1]);
+      ctx.strokeStyle = '#000';
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      ctx.arc(x, y, 6, 0, 2 * Math.PI);
+      ctx.stroke();
+    }
+    if (drag?.mode === 'select' && drag.current) {
+      ctx.strokeStyle = HIGHLIGHT_COLOR;
+      ctx.lineWidth = 1.5;
+      ctx.setLineDash([4, 3]);
+      ctx.strokeRect(drag.x, drag.y, drag.current.x - drag.x, drag.current.y - drag.y);
+      ctx.setLineDash([]);
+    }
+  }
+
+  function drawDots() {
+    const count = points.length / 2;
+    const size = Math.max(2, Math.min(6, Math.round(2 + Math.log10(Math.max(1, 2e4 / count)) * view.scale ** 0.3)));
+    const half = size / 2;
+    const groups = byClass.length ? byClass : [Array.from({ length: count }, (_, i) => i)];
+    const offset = sprite?.offset ?? 0;
+    const selected = new Set((model.get('selection') ?? []).map((id) => id - offset));
+    // with a selection, the rest fades and the selected dots are drawn on top, outlined
+    const passes = selected.size ? [[0.2, false], [1, true]] : [[1, null]];
+    // the view is affine: screen = layout * a + b (computed once, not per point, for 50,000 points)
+    const origin = toScreen(view, WIDTH, HEIGHT, 0, 0);
+    const unit = toScreen(view, WIDTH, HEIGHT, 1, 1);
+    const [ax, ay, bx, by] = [unit.x - origin.x, unit.y - origin.y, origin.x - half, origin.y - half];
+    for (const [alpha, wanted] of passes) {
+      ctx.globalAlpha = alpha;
+      groups.forEach((members, value) => {
+        ctx.fillStyle = byClass.length ? categoryColor(value, classes.count) : '#1f77b4';
+        ctx.beginPath();
+        for (const i of members) {
+          if (wanted !== null && selected.has(i) !== wanted) continue;
+          const x = points[2 * i] * ax + bx;
+          const y = points[2 * i + 1] * ay + by;
+          if (x < -size || y < -size || x > WIDTH || y > HEIGHT) continue;
+          ctx.rect(x, y, size, size);
+        }
+        ctx.fill();
+      });
+    }
+    ctx.globalAlpha = 1;
+  }
+
+  function drawGrid({ cells, columns, rows }) {
+    const span = Math.max(columns, rows);
+    ctx.imageSmoothingEnabled = true;
+    for (let i = 0; i < cells.length / 2; i++) {
+      const column = cells[2 * i];
+      if (column < 0) continue;
+      const row = cells[2 * i + 1];
+      const a = toScreen(view, WIDTH, HEIGHT, column / span, row / span);
+      const b = toScreen(view, WIDTH, HEIGHT, (column + 1) / span, (row + 1) / span);
+      if (b.x < 0 || b.y < 0 || a.x > WIDTH || a.y > HEIGHT) continue;
+      ctx.drawImage(spriteCanvas, ...spriteRect(sprite, i), a.x, a.y, b.x - a.x, b.y - a.y);
+    }
+  }
+
+  function pointUnder(event) {
+    if (!points) return { index: -1 };
+    const { x, y } = canvasPoint(ui.plot, event);
+    const grid = gridCells();
+    if (grid) {
+      const span = Math.max(grid.columns, grid.rows);
+      const p = toLayout(view, WIDTH, HEIGHT, x, y);
+      const column = Math.floor(p.x * span);
+      const row = Math.floor(p.y * span);
+      for (let i = 0; i < grid.cells.length / 2; i++) {
+        if (grid.cells[2 * i] === column && grid.cells[2 * i + 1] === row) return { index: i, x, y };
+      }
+      return { index: -1 };
+    }
+    const p = toLayout(view, WIDTH, HEIGHT, x, y);
+    return { index: nearest(buckets, p.x, p.y, HOVER_RADIUS_PX * unitsPerPixel(view, WIDTH, HEIGHT)), x, y };
+  }
+
+  function showHover(index, x, y) {
+    hovered = index;
+    ui.hover.hidden = index < 0;
+    if (index >= 0) {
+      const hctx = ui.hoverImage.getContext('2d');
+      hctx.imageSmoothingEnabled = false;
+      hctx.clearRect(0, 0, HOVER_SIZE, HOVER_SIZE);
+      ui.hoverImage.hidden = !spriteCanvas;
+      if (spriteCanvas) hctx.drawImage(spriteCanvas, ...spriteRect(sprite, index), 0, 0, HOVER_SIZE, HOVER_SIZE);
+      const id = (sprite?.offset ?? 0) + index;
+      const labelNames = model.get('label_names') ?? [];
+      const classNames = model.get('class_names') ?? [];
+      const labels = model.get('has_labels') ? decodeInt32(model.get('labels')) : null;
+      const predictions = decodeInt32(model.get('predictions'));
+      const parts = [`#${id}`];
+      if (labels) parts.push(`label ${labelNames[labels[index]] ?? labels[index]}`);
+      if (predictions) parts.push(`predicted ${classNames[predictions[index]] ?? predictions[index]}`);
+      ui.hoverText.textContent = parts.join(' · ');
+      const left = x + 14 + HOVER_SIZE + 8 > WIDTH ? x - HOVER_SIZE - 20 : x + 14;
+      const top = Math.min(Math.max(0, y - HOVER_SIZE / 2), HEIGHT - HOVER_SIZE - 24);
+      ui.hover.style.left = `${left}px`;
+      ui.hover.style.top = `${top}px`;
+    }
+    redraw();
+  }
+
+  function drawSelected() {
+    const selection = model.get('selection') ?? [];
+    ui.selectedInfo.textContent = selection.length
+      ? `${selection.length} images selected${selection.length > SELECTED_MAX ? ` (first ${SELECTED_MAX} shown)` : ''}`
+      : 'shift-drag (or tick "box select" and drag) to select images';
+    if (!spriteCanvas) {
+      ui.selected.replaceChildren();
+      return;
+    }
+    const offset = sprite.offset ?? 0;
+    ui.selected.replaceChildren(...selection.slice(0, SELECTED_MAX).map((id) => {
+      const canvas = h('canvas', { width: sprite.thumb, height: sprite.thumb, title: `#${id}` });
+      canvas.getContext('2d').drawImage(spriteCanvas, ...spriteRect(sprite, id - offset), 0, 0, sprite.thumb, sprite.thumb);
+      return canvas;
+    }));
+  }
+
+  const onModel = (events, fn) => events.split(' ').forEach((event) => listeners.onModel(model, event, fn));
+  onModel('change:error', drawError);
+  onModel('change:status change:progress change:method change:arrangement', drawStatus);
+  onModel('change:points', decodePoints);
+  onModel('change:labels change:predictions change:color_by change:label_names change:class_names change:has_labels', decodeClasses);
+  onModel('change:sprite', decodeSprite);
+  onModel('change:grid change:arrangement', redraw);
+  onModel('change:selection', () => {
+    drawSelected();
+    redraw();
+  });
+
+  listeners.onDom(ui.method, 'change', () => commit('method', ui.method.value));
+  listeners.onDom(ui.colorBy, 'change', () => commit('color_by', ui.colorBy.value));
+  listeners.onDom(ui.arrangement, 'change', () => commit('arrangement', ui.arrangement.value));
+  listeners.onDom(ui.reset, 'click', () => {
+    view = initialView();
+    redraw();
+  });
+  listeners.onDom(ui.clear, 'click', () => commit('selection', []));
+  listeners.onDom(ui.boxSelect, 'change', () => ui.plot.classList.toggle('cnnw-selecting', ui.boxSelect.checked));
+  listeners.onDom(ui.plot, 'wheel', (event) => {
+    event.preventDefault();
+    const { x, y } = canvasPoint(ui.plot, event);
+    view = zoomAt(view, Math.exp(-event.deltaY * 0.0015), x, y);
+    redraw();
+  });
+  listeners.onDom(ui.plot, 'dblclick', () => {
+    view = initialView();
+    redraw();
+  });
+  // Drags use pointer events captured by the canvas: JupyterLab's notebook listens to mouse events on the
+  // document (to drag-select cells) and would otherwise swallow the mouseup of a shift-drag.
+  listeners.onDom(ui.plot, 'mousedown', (event) => event.stopPropagation());
+  listeners.onDom(ui.plot, 'pointerdown', (event) => {
+    if (event.button !== 0) return;
+    ui.plot.setPointerCapture?.(event.pointerId);
+    const { x, y } = canvasPoint(ui.plot, event);
+    drag = { mode: event.shiftKey || ui.boxSelect.checked ? 'select' : 'pan', x, y, view, current: null };
+    showHover(-1, 0, 0);
+  });
+  const endDrag = (event) => {
+    if (!drag) return;
+    ui.plot.releasePointerCapture?.(event.pointerId);
+    const finished = drag;
+    drag = null;
+    if (finished.mode === 'select' && finished.current && points) {
+      const a = toLayout(view, WIDTH, HEIGHT, finished.x, finished.y);
+      const b = toLayout(view, WIDTH, HEIGHT, finished.current.x, finished.current.y);
+      const offset = sprite?.offset ?? 0;
+      commit('selection', inBox(points, a.x, a.y, b.x, b.y).map((i) => i + offset));
+    }
+    redraw();
+  };
+  listeners.onDom(ui.plot, 'pointerup', endDrag);
+  listeners.onDom(ui.plot, 'pointercancel', endDrag);
+  listeners.onDom(ui.plot, 'pointermove', (event) => {
+    if (drag) {
+      const { x, y } = canvasPoint(ui.plot, event);
+      if (drag.mode === 'pan') view = panBy(drag.view, x - drag.x, y - drag.y);
+      else drag.current = { x, y };
+      redraw();
+      return;
+    }
+    const { index, x, y } = pointUnder(event);
+    if (index !== hovered) showHover(index, x, y);
+  });
+  listeners.onDom(ui.plot, 'pointerleave', () => {
+    if (!drag) showHover(-1, 0, 0);
+  });
+
+  drawError();
+  drawStatus();
+  decodeSprite();
+  decodeClasses();
+  decodePoints();
+  drawSelected();
+
+  return () => {
+    if (frame) cancelAnimationFrame(frame);
+    listeners.removeAll();
+    saveSoon.flush();
+    ui.root.remove();
+  };
+}
+
+export default { render };

@@ -1,0 +1,344 @@
+// Saliency overlay widget (anywidget front end): the input image with an attribution map blended over it,
+// a class picker (top-5 plus search over every class name), a method picker, and a side-by-side mode that
+// shows several methods on one shared 0..1 colour scale. Python sends each map as uint8 bytes; opacity and
+// colormap are applied here, so moving the slider or switching colormap needs no round trip.
+// Answers carry what they were computed for (methods, class, layer, reduction); only the newest is shown.
+import { isEmptyArray, toTypedArray } from './shared/arrays.js';
+import { colormapNames } from './shared/colormaps.js';
+import { h, setOptions } from './shared/dom.js';
+import { rgbaToCanvas } from './shared/images.js';
+import { Listeners } from './shared/listeners.js';
+import { blendOverlay, colorbarPixels, labelIndex, searchLabels, viewKey } from './shared/overlay.js';
+import { RequestStamp, throttle } from './shared/requests.js';
+
+const SINGLE_SIZE = 336;
+const SIDE_SIZE = 224;
+const THUMB_SIZE = 64;
+const MATCHES_SHOWN = 8;
+const SEND_INTERVAL_MS = 33;
+const CURVE_WIDTH = 420;
+const CURVE_HEIGHT = 180;
+const CURVE_COLORS = ['#1976d2', '#e53935', '#43a047', '#fb8c00', '#8e24aa', '#00897b'];
+
+const CSS = `
+.cnnw-saliency-overlay { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
+.cnnw-saliency-overlay [hidden] { display: none !important; }
+.cnnw-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: center; }
+.cnnw-row label { display: inline-flex; gap: 4px; align-items: center; }
+.cnnw-maps { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
+.cnnw-panel { display: flex; flex-direction: column; align-items: center; gap: 2px; }
+.cnnw-panel canvas { image-rendering: auto; }
+.cnnw-title, .cnnw-note, .cnnw-caption { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
+.cnnw-title { font-weight: 600; color: inherit; }
+.cnnw-matches { display: flex; flex-wrap: wrap; gap: 4px; }
+.cnnw-matches button { font-size: 11px; padding: 1px 6px; cursor: pointer; }
+.cnnw-compare-list { display: flex; flex-wrap: wrap; gap: 8px; }
+.cnnw-error { flex: 1 1 200px; min-width: 0; padding: 2px 8px; border-radius: 3px; background: #c62828; color: #fff; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.cnnw-colorbar-row { display: flex; gap: 6px; align-items: center; }
+.cnnw-sanity { border-top: 1px solid var(--jp-border-color2, #ddd); padding-top: 6px; display: flex; flex-direction: column; align-items: flex-start; gap: 6px; }
+.cnnw-sanity-maps { display: grid; gap: 2px; align-items: center; }
+`;
+
+function buildView() {
+  const ui = {
+    classSelect: h('select', { className: 'cnnw-class' }),
+    search: h('input', { className: 'cnnw-search', type: 'search', placeholder: 'any class…', size: 16 }),
+    matches: h('div', { className: 'cnnw-matches' }),
+    method: h('select', { className: 'cnnw-method' }),
+    layer: h('select', { className: 'cnnw-layer' }),
+    reduce: h('select', { className: 'cnnw-reduce' }),
+    opacity: h('input', { className: 'cnnw-opacity', type: 'range', min: 0, max: 1, step: 0.01 }),
+    colormap: h('select', { className: 'cnnw-colormap' }),
+    sideBySide: h('input', { className: 'cnnw-side-by-side', type: 'checkbox' }),
+    compare: h('div', { className: 'cnnw-compare-list' }),
+    computing: h('span', { className: 'cnnw-note cnnw-computing', textContent: 'computing…' }),
+    error: h('div', { className: 'cnnw-error' }),
+    maps: h('div', { className: 'cnnw-maps' }),
+    colorbar: h('canvas', { className: 'cnnw-colorbar', width: 160, height: 10 }),
+    caption: h('div', { className: 'cnnw-caption' }),
+    sanityRun: h('button', { className: 'cnnw-sanity-run', textContent: 'run sanity check' }),
+    sanityNote: h('span', { className: 'cnnw-note' }),
+    sanityCurve: h('canvas', { className: 'cnnw-sanity-curve', width: CURVE_WIDTH, height: CURVE_HEIGHT }),
+    sanityMaps: h('div', { className: 'cnnw-sanity-maps' }),
+  };
+  const labelled = (text, control) => h('label', {}, text, control);
+  ui.layerLabel = labelled('layer', ui.layer);
+  ui.methodLabel = labelled('method', ui.method);
+  ui.compareRow = h('div', { className: 'cnnw-row' }, h('span', { className: 'cnnw-note', textContent: 'compare:' }), ui.compare);
+  ui.root = h('div', { className: 'cnnw-saliency-overlay' },
+    h('style', { textContent: CSS }),
+    h('div', { className: 'cnnw-row' }, labelled('class', ui.classSelect), ui.search, ui.matches),
+    h('div', { className: 'cnnw-row' }, ui.methodLabel, ui.layerLabel, labelled('map', ui.reduce),
+      labelled('side by side', ui.sideBySide), ui.computing, ui.error),
+    ui.compareRow,
+    h('div', { className: 'cnnw-row' }, labelled('opacity', ui.opacity), labelled('colormap', ui.colormap),
+      h('div', { className: 'cnnw-colorbar-row' }, h('span', { className: 'cnnw-note', textContent: '0' }), ui.colorbar,
+        h('span', { className: 'cnnw-note', textContent: '1 (each map\u2019s 99.5th percentile)' }))),
+    ui.maps,
+    ui.caption,
+    h('div', { className: 'cnnw-sanity' },
+      h('div', { className: 'cnnw-row' }, ui.sanityRun, ui.sanityNote),
+      ui.sanityCurve, ui.sanityMaps));
+  setOptions(ui.reduce, [['abs', '|value| (max over channels)'], ['positive', 'positive part']], 'abs');
+  setOptions(ui.colormap, colormapNames.map((name) => [name, name]), colormapNames[0]);
+  return ui;
+}
+
+/** The views the model state asks for right now. */
+function requestedView(model) {
+  const methods = model.get('side_by_side') ? model.get('compare') ?? [] : [model.get('method')];
+  return { methods, target: model.get('target'), layer: model.get('layer'), reduce: model.get('reduce') };
+}
+
+function decodeMaps(maps) {
+  const [count, height, width] = maps.shape;
+  const values = toTypedArray(maps);
+  const frames = [];
+  for (let index = 0; index < count; index++) frames.push(values.subarray(index * height * width, (index + 1) * height * width));
+  return { message: maps, key: viewKey(maps), frames, width, height, titles: maps.titles ?? maps.methods };
+}
+
+function drawCurves(canvas, sanity) {
+  const ctx = canvas.getContext('2d');
+  const { width, height } = canvas;
+  ctx.clearRect(0, 0, width, height);
+  ctx.fillStyle = '#fff';
+  ctx.fillRect(0, 0, width, height);
+  const steps = (sanity.steps?.length ?? 0) + 1;
+  const [left, right, top, bottom] = [36, 8, 8, 20];
+  const x = (i) => left + ((width - left - right) * i) / Math.max(1, steps - 1);
+  const y = (v) => top + ((height - top - bottom) * (1 - (v + 0.2) / 1.2));
+  ctx.strokeStyle = '#bbb';
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  ctx.moveTo(left, y(0));
+  ctx.lineTo(width - right, y(0));
+  ctx.stroke();
+  ctx.fillStyle = '#666';
+  ctx.font = '10px sans-serif';
+  ctx.fillText('1', 22, y(1) + 3);
+  ctx.fillText('0', 22, y(0) + 3);
+  ctx.fillText('trained → randomized, top layer first', left, height - 5);
+  (sanity.correlations ?? []).forEach((values, index) => {
+    ctx.strokeStyle = CURVE_COLORS[index % CURVE_COLORS.length];
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    values.forEach((value, step) => (step === 0 ? ctx.moveTo(x(step), y(value)) : ctx.lineTo(x(step), y(value))));
+    ctx.stroke();
+  });
+}
+
+function render({ model, el }) {
+  const ui = buildView();
+  el.append(ui.root);
+  const listeners = new Listeners();
+  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
+  const commit = (name, value) => {
+    model.set(name, value);
+    saveSoon();
+  };
+
+  const requests = new RequestStamp();
+  const stampByKey = new Map();
+  const stampView = () => stampByKey.set(viewKey(requestedView(model)), requests.next());
+  let shown = null; // decoded maps on screen (kept while a newer view is computing)
+  let photo = null; // decoded RGB image
+  let decodeError = '';
+
+  const colormap = () => (colormapNames.includes(model.get('colormap')) ? model.get('colormap') : colormapNames[0]);
+  const methodInfo = () => new Map((model.get('methods') ?? []).map((info) => [info.name, info]));
+
+  function drawError() {
+    const message = model.get('error') || decodeError;
+    ui.error.textContent = message;
+    ui.error.title = message;
+    ui.error.hidden = !message;
+  }
+
+  function acceptImage() {
+    const image = model.get('image');
+    photo = isEmptyArray(image) ? null : { rgb: toTypedArray(image), height: image.shape[0], width: image.shape[1] };
+  }
+
+  function acceptMaps() {
+    const maps = model.get('maps');
+    if (isEmptyArray(maps) || maps === shown?.message) return;
+    if (!requests.isCurrent(stampByKey.get(viewKey(maps)))) return; // stale: keep the previous maps
+    try {
+      shown = decodeMaps(maps);
+      decodeError = '';
+    } catch (error) {
+      decodeError = `maps: ${error.message}`;
+    }
+    drawError();
+  }
+
+  function drawMaps() {
+    const fresh = shown && photo && shown.width === photo.width && shown.height === photo.height;
+    ui.computing.hidden = !(model.get('busy') || (shown && shown.key !== viewKey(requestedView(model))));
+    if (!fresh) return;
+    const size = shown.frames.length > 1 ? SIDE_SIZE : SINGLE_SIZE;
+    const opacity = model.get('opacity');
+    const panels = shown.frames.map((frame, index) => {
+      const canvas = h('canvas', { className: 'cnnw-overlay', width: shown.width, height: shown.height });
+      canvas.style.width = `${size}px`;
+      canvas.dataset.method = shown.message.methods[index];
+      const rgba = blendOverlay(photo.rgb, frame, shown.width, shown.height, colormap(), opacity);
+      canvas.getContext('2d').putImageData(new ImageData(rgba, shown.width, shown.height), 0, 0);
+      return h('div', { className: 'cnnw-panel' }, h('div', { className: 'cnnw-title', textContent: shown.titles[index] }), canvas);
+    });
+    ui.maps.replaceChildren(...panels);
+    const layerNote = shown.message.methods.some((name) => methodInfo().get(name)?.cam) ? `, CAMs at ${shown.message.layer}` : '';
+    ui.caption.textContent = `class ${shown.message.target}: ${shown.message.label}${layerNote}`;
+  }
+
+  function drawColorbar() {
+    const { width, height } = ui.colorbar;
+    ui.colorbar.getContext('2d').putImageData(new ImageData(colorbarPixels(colormap(), width, height), width, height), 0, 0);
+  }
+
+  function drawClassOptions() {
+    const predictions = model.get('predictions') ?? [];
+    const labels = model.get('labels') ?? [];
+    const target = model.get('target');
+    const pairs = predictions.map(({ label, index, probability }) => [index, `${label} — ${(probability * 100).toFixed(1)}%`]);
+    if (target >= 0 && !predictions.some(({ index }) => index === target)) pairs.push([target, `${labels[target] ?? `class ${target}`}`]);
+    setOptions(ui.classSelect, pairs, target);
+  }
+
+  function drawMatches() {
+    const labels = model.get('labels') ?? [];
+    const found = searchLabels(labels, ui.search.value, MATCHES_SHOWN);
+    ui.matches.replaceChildren(...found.map((index) => {
+      const button = h('button', { className: 'cnnw-match', textContent: labels[index], type: 'button' });
+      button.dataset.index = index;
+      return button;
+    }));
+  }
+
+  function drawControls() {
+    const info = methodInfo();
+    const names = [...info.keys()];
+    setOptions(ui.method, names.map((name) => [name, info.get(name).title]), model.get('method'));
+    setOptions(ui.layer, (model.get('layers') ?? []).map((name) => [name, name]), model.get('layer'));
+    const compare = new Set(model.get('compare') ?? []);
+    ui.compare.replaceChildren(...names.map((name) => {
+      const box = h('input', { type: 'checkbox', checked: compare.has(name), value: name, className: 'cnnw-compare' });
+      return h('label', {}, box, info.get(name).title);
+    }));
+    const side = Boolean(model.get('side_by_side'));
+    ui.sideBySide.checked = side;
+    ui.compareRow.hidden = !side;
+    ui.methodLabel.hidden = side;
+    const shownMethods = side ? [...compare] : [model.get('method')];
+    ui.layerLabel.hidden = !shownMethods.some((name) => info.get(name)?.cam);
+    ui.reduce.value = model.get('reduce');
+    ui.opacity.value = model.get('opacity');
+    ui.colormap.value = colormap();
+  }
+
+  function drawSanity() {
+    const sanity = model.get('sanity');
+    const has = !isEmptyArray(sanity);
+    ui.sanityCurve.hidden = !has;
+    ui.sanityMaps.hidden = !has;
+    ui.sanityNote.textContent = has
+      ? `rank correlation with the trained model's map as layers are re-initialized top down (class ${sanity.label}); `
+        + 'a map that stays the same does not depend on what the model learned'
+      : 'randomize the model\u2019s layers (on a copy) and see which maps change';
+    if (!has) return;
+    drawCurves(ui.sanityCurve, sanity);
+    const [methods, steps, height, width] = sanity.shape;
+    const values = toTypedArray(sanity);
+    const cells = [];
+    ui.sanityMaps.style.gridTemplateColumns = `120px repeat(${steps}, ${THUMB_SIZE}px)`;
+    for (let m = 0; m < methods; m++) {
+      const color = CURVE_COLORS[m % CURVE_COLORS.length];
+      cells.push(h('span', { className: 'cnnw-title', textContent: sanity.titles[m], style: `color: ${color}` }));
+      for (let s = 0; s < steps; s++) {
+        const offset = (m * steps + s) * height * width;
+        const rgb = new Uint8Array(height * width * 3); // black: the map alone, opacity 1
+        const rgba = blendOverlay(rgb, values.subarray(offset, offset + height * width), width, height, colormap(), 1);
+        const canvas = rgbaToCanvas(rgba, width, height);
+        canvas.style.width = `${THUMB_SIZE}px`;
+        canvas.title = s === 0 ? 'trained' : `after re-initializing ${sanity.steps.slice(0, s).join(', ')}`;
+        cells.push(canvas);
+      }
+    }
+    ui.sanityMaps.replaceChildren(...cells);
+  }
+
+  const onModel = (events, fn) => events.split(' ').forEach((event) => listeners.onModel(model, event, fn));
+  onModel('change:error', drawError);
+  onModel('change:image', () => {
+    acceptImage();
+    drawMaps();
+  });
+  onModel('change:predictions change:labels change:target', drawClassOptions);
+  onModel('change:methods change:layers change:compare change:side_by_side change:method change:layer change:reduce', drawControls);
+  onModel('change:method change:target change:layer change:reduce change:side_by_side change:compare', () => {
+    stampView();
+    acceptMaps();
+    drawMaps();
+  });
+  onModel('change:maps', () => {
+    acceptMaps();
+    drawMaps();
+  });
+  onModel('change:busy', drawMaps);
+  onModel('change:opacity', () => {
+    ui.opacity.value = model.get('opacity');
+    drawMaps();
+  });
+  onModel('change:colormap', () => {
+    ui.colormap.value = colormap();
+    drawMaps();
+    drawColorbar();
+    drawSanity();
+  });
+  onModel('change:sanity', drawSanity);
+
+  listeners.onDom(ui.classSelect, 'change', () => commit('target', Number(ui.classSelect.value)));
+  listeners.onDom(ui.search, 'input', drawMatches);
+  listeners.onDom(ui.search, 'keydown', (event) => {
+    if (event.key !== 'Enter') return;
+    const labels = model.get('labels') ?? [];
+    const exact = labelIndex(labels, ui.search.value);
+    const index = exact >= 0 ? exact : searchLabels(labels, ui.search.value, 1)[0];
+    if (index !== undefined && index >= 0) commit('target', index);
+  });
+  listeners.onDom(ui.matches, 'click', (event) => {
+    const index = Number(event.target?.dataset?.index);
+    if (Number.isInteger(index)) commit('target', index);
+  });
+  listeners.onDom(ui.method, 'change', () => commit('method', ui.method.value));
+  listeners.onDom(ui.layer, 'change', () => commit('layer', ui.layer.value));
+  listeners.onDom(ui.reduce, 'change', () => commit('reduce', ui.reduce.value));
+  listeners.onDom(ui.sideBySide, 'change', () => commit('side_by_side', ui.sideBySide.checked));
+  listeners.onDom(ui.compare, 'change', () => {
+    const picked = [...ui.compare.querySelectorAll('input:checked')].map((box) => box.value);
+    if (picked.length) commit('compare', picked);
+    else drawControls(); // keep at least one method
+  });
+  listeners.onDom(ui.opacity, 'input', () => commit('opacity', Number(ui.opacity.value)));
+  listeners.onDom(ui.colormap, 'change', () => commit('colormap', ui.colormap.value));
+  listeners.onDom(ui.sanityRun, 'click', () => commit('sanity_request', (model.get('sanity_request') ?? 0) + 1));
+
+  stampView();
+  drawError();
+  acceptImage();
+  drawClassOptions();
+  drawControls();
+  drawColorbar();
+  acceptMaps();
+  drawMaps();
+  drawSanity();
+
+  return () => {
+    listeners.removeAll();
+    saveSoon.flush();
+    ui.root.remove();
+  };
+}
+
+export default { render };

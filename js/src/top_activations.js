@@ -1,0 +1,214 @@
+// TopActivations widget (anywidget front end): the top-k dataset images of one neuron, each cropped to the
+// neuron's receptive field, with the activation under each; click a crop to see its whole image with the
+// field outlined. A layer picker, a channel picker with previous/next, and a "random neuron" button.
+// Python finds the images and cuts the crops; this file decodes and draws them.
+import { isEmptyArray, toTypedArray } from './shared/arrays.js';
+import { canvasPoint, h, setOptions } from './shared/dom.js';
+import { drawFitted, drawNearest, rgbaToCanvas, rgbToImageData } from './shared/images.js';
+import { Listeners } from './shared/listeners.js';
+import { throttle } from './shared/requests.js';
+import { randomNeuron, scaleBox, stepChannel } from './shared/neurons.js';
+
+const CELL = 96;
+const FULL_BOX = 320;
+const SEND_INTERVAL_MS = 33;
+const HIGHLIGHT_COLOR = '#00e5ff'; // cyan, as the other widgets' highlights
+
+const CSS = `
+.cnnw-top-activations { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
+.cnnw-top-activations [hidden] { display: none !important; }
+.cnnw-top-activations canvas { image-rendering: pixelated; }
+.cnnw-top-activations .cnnw-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.cnnw-top-activations .cnnw-controls { align-items: center; }
+.cnnw-top-activations .cnnw-controls label { display: inline-flex; gap: 4px; align-items: center; }
+.cnnw-top-activations .cnnw-channel-input { width: 5em; }
+.cnnw-top-activations .cnnw-crops { display: grid; grid-template-columns: repeat(auto-fill, ${CELL + 8}px); gap: 6px; flex: 1 1 480px; max-width: 880px; }
+.cnnw-top-activations figure { margin: 0; display: flex; flex-direction: column; align-items: center; cursor: pointer; }
+.cnnw-top-activations figure canvas { width: ${CELL}px; height: ${CELL}px; outline: 2px solid transparent; outline-offset: 1px; }
+.cnnw-top-activations figure.cnnw-selected canvas { outline-color: ${HIGHLIGHT_COLOR}; }
+.cnnw-top-activations figcaption { font-size: 11px; text-align: center; max-width: ${CELL + 8}px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.cnnw-top-activations .cnnw-value { font-variant-numeric: tabular-nums; font-weight: 600; }
+.cnnw-top-activations .cnnw-side { display: flex; flex-direction: column; gap: 4px; width: ${FULL_BOX}px; }
+.cnnw-top-activations .cnnw-error { flex: 1 1 200px; min-width: 0; padding: 2px 8px; border-radius: 3px; background: #c62828; color: #fff; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.cnnw-top-activations .cnnw-note, .cnnw-top-activations .cnnw-caption { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
+`;
+
+function buildView() {
+  const ui = {
+    layer: h('select', { className: 'cnnw-layer' }),
+    channel: h('input', { className: 'cnnw-channel-input', type: 'number', min: 0, step: 1 }),
+    previous: h('button', { className: 'cnnw-previous', textContent: '◀', title: 'previous channel' }),
+    next: h('button', { className: 'cnnw-next', textContent: '▶', title: 'next channel' }),
+    random: h('button', { className: 'cnnw-random', textContent: 'random neuron' }),
+    computing: h('span', { className: 'cnnw-note cnnw-computing', textContent: 'computing…' }),
+    error: h('div', { className: 'cnnw-error' }),
+    field: h('div', { className: 'cnnw-caption cnnw-field' }),
+    crops: h('div', { className: 'cnnw-crops' }),
+    full: h('canvas', { className: 'cnnw-full' }),
+    fullInfo: h('div', { className: 'cnnw-caption cnnw-full-info' }),
+  };
+  ui.root = h('div', { className: 'cnnw-top-activations' },
+    h('style', { textContent: CSS }),
+    h('div', { className: 'cnnw-row cnnw-controls' },
+      h('label', {}, 'layer', ui.layer),
+      h('label', {}, 'channel', ui.channel), ui.previous, ui.next, ui.random, ui.computing, ui.error),
+    ui.field,
+    h('div', { className: 'cnnw-row' }, ui.crops, h('div', { className: 'cnnw-side' }, ui.full, ui.fullInfo)));
+  return ui;
+}
+
+function formatValue(value) {
+  if (!Number.isFinite(value)) return '–';
+  const magnitude = Math.abs(value);
+  return magnitude >= 1e4 || (magnitude > 0 && magnitude < 1e-3) ? value.toExponential(2) : String(Number(value.toPrecision(3)));
+}
+
+function render({ model, el }) {
+  const ui = buildView();
+  el.append(ui.root);
+  const listeners = new Listeners();
+  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
+  const commit = (changes) => {
+    Object.entries(changes).forEach(([name, value]) => model.set(name, value));
+    saveSoon();
+  };
+  let decodeError = '';
+  let figures = [];
+
+  const layerInfo = () => (model.get('layers') ?? []).find((layer) => layer.name === model.get('layer'));
+  const channelCount = () => layerInfo()?.shape?.[0] ?? 0;
+
+  function drawError() {
+    const message = model.get('error') || decodeError;
+    ui.error.textContent = message;
+    ui.error.title = message;
+    ui.error.hidden = !message;
+  }
+
+  function drawControls() {
+    const pairs = (model.get('layers') ?? []).map(({ name, shape }) => [name, `${name} — ${shape.join('×')}`]);
+    setOptions(ui.layer, pairs, model.get('layer'));
+    ui.channel.max = Math.max(0, channelCount() - 1);
+    ui.channel.value = model.get('channel');
+  }
+
+  function drawBusy() {
+    const crops = model.get('crops');
+    const stale = !crops || crops.layer !== model.get('layer') || crops.channel !== model.get('channel');
+    ui.computing.hidden = !(model.get('busy') || stale);
+  }
+
+  function drawCrops() {
+    const crops = model.get('crops');
+    drawBusy();
+    if (isEmptyArray(crops) && !crops?.ids?.length) {
+      ui.crops.replaceChildren();
+      figures = [];
+      return;
+    }
+    let pixels;
+    try {
+      pixels = toTypedArray(crops);
+      decodeError = '';
+    } catch (error) {
+      decodeError = `crops: ${error.message}`;
+      drawError();
+      return;
+    }
+    drawError();
+    const [count, side] = crops.shape;
+    const tileBytes = side * side * 3;
+    figures = [];
+    for (let i = 0; i < count; i++) {
+      const rgba = rgbToImageData(pixels.subarray(i * tileBytes, (i + 1) * tileBytes), side, side);
+      const canvas = h('canvas', { width: CELL, height: CELL, className: 'cnnw-crop' });
+      drawNearest(canvas.getContext('2d'), rgbaToCanvas(rgba, side, side), [0, 0, side, side], [0, 0, CELL, CELL]);
+      const caption = h('figcaption', {},
+        h('span', { className: 'cnnw-value', textContent: formatValue(crops.values[i]) }), ' ',
+        h('span', { textContent: crops.captions?.[i] ?? `#${crops.ids[i]}` }));
+      caption.title = caption.textContent;
+      const figure = h('figure', { title: `image #${crops.ids[i]}, max at (${crops.positions[i].join(', ')})` }, canvas, caption);
+      figure.dataset.index = String(i);
+      figures.push(figure);
+    }
+    ui.crops.replaceChildren(...figures);
+    ui.field.textContent = `${crops.layer}, channel ${crops.channel}: top ${count} images — ${crops.note ?? ''}`;
+    drawSelection();
+  }
+
+  function drawSelection() {
+    figures.forEach((figure, i) => figure.classList.toggle('cnnw-selected', i === model.get('selected')));
+  }
+
+  function drawFull() {
+    const full = model.get('full');
+    const shown = !isEmptyArray(full) && full.selected === model.get('selected');
+    ui.full.hidden = !shown;
+    if (!shown) {
+      ui.fullInfo.textContent = figures.length ? 'click a crop to see the whole image' : '';
+      return;
+    }
+    const [height, width] = full.shape;
+    const source = rgbaToCanvas(rgbToImageData(toTypedArray(full), width, height), width, height);
+    drawFitted(ui.full, source, [0, 0, width, height], FULL_BOX);
+    const ctx = ui.full.getContext('2d');
+    const [top, left, bottom, right] = scaleBox(full.box, ui.full.width / width, ui.full.height / height);
+    ctx.strokeStyle = HIGHLIGHT_COLOR;
+    ctx.lineWidth = 2;
+    ctx.strokeRect(left + 1, top + 1, Math.max(1, right - left - 2), Math.max(1, bottom - top - 2));
+    ui.fullInfo.textContent = `image #${full.id}: activation ${formatValue(full.value)} at unit (${full.position.join(', ')}); ` +
+      `the outline is the receptive field, clipped to the image`;
+  }
+
+  const onModel = (events, fn) => events.split(' ').forEach((event) => listeners.onModel(model, event, fn));
+  onModel('change:error', drawError);
+  onModel('change:layers change:layer change:channel', () => {
+    drawControls();
+    drawBusy();
+  });
+  onModel('change:busy', drawBusy);
+  onModel('change:crops', () => {
+    drawCrops();
+    drawFull();
+  });
+  onModel('change:selected', () => {
+    drawSelection();
+    drawFull();
+  });
+  onModel('change:full', drawFull);
+
+  listeners.onDom(ui.layer, 'change', () => commit({ layer: ui.layer.value, selected: -1 }));
+  listeners.onDom(ui.channel, 'change', () => {
+    const channel = Number(ui.channel.value);
+    if (Number.isInteger(channel) && channel >= 0 && channel < channelCount()) commit({ channel, selected: -1 });
+    else ui.channel.value = model.get('channel');
+  });
+  listeners.onDom(ui.previous, 'click', () => commit({ channel: stepChannel(model.get('channel'), -1, channelCount()), selected: -1 }));
+  listeners.onDom(ui.next, 'click', () => commit({ channel: stepChannel(model.get('channel'), 1, channelCount()), selected: -1 }));
+  listeners.onDom(ui.random, 'click', () => {
+    const neuron = randomNeuron(model.get('layers') ?? [], Math.random);
+    if (neuron) commit({ ...neuron, selected: -1 });
+  });
+  listeners.onDom(ui.crops, 'click', (event) => {
+    const figure = event.target.closest?.('figure');
+    if (!figure || !ui.crops.contains(figure)) return;
+    commit({ selected: Number(figure.dataset.index) });
+  });
+  listeners.onDom(ui.full, 'mousemove', (event) => {
+    const { x, y } = canvasPoint(ui.full, event);
+    ui.full.title = `(${Math.round(y)}, ${Math.round(x)}) on screen`;
+  });
+
+  drawError();
+  drawControls();
+  drawCrops();
+  drawFull();
+
+  return () => {
+    listeners.removeAll();
+    saveSoon.flush();
+    ui.root.remove();
+  };
+}
+
+export default { render };

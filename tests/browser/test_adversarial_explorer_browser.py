@@ -1,0 +1,41 @@
+"""AdversarialExplorer in a real JupyterLab: the epsilon slider re-runs the attack, the button grows a fooling image."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import open_notebook, run_cells, write_notebook
+from .test_invariance_probe_browser import TIMEOUT_MS, console_errors, wait_canvas
+
+pytestmark = pytest.mark.browser
+
+SOURCE = """from cnnwidgets import zoo
+from cnnwidgets.widgets.adversarial_explorer import AdversarialExplorer
+attack = AdversarialExplorer(zoo.efficientnet_lite0(device="cpu"), zoo.sample_image("cat"), method="fgsm", epsilon=1)
+attack"""
+
+
+def test_adversarial_explorer_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
+    page = browser_page
+    open_notebook(page, jupyter_server, write_notebook(jupyter_server, "fv_adversarial_explorer.ipynb", SOURCE))
+    run_cells(page, 1)
+    widget = page.locator(".cnnw-adversarial-explorer")
+    widget.wait_for(state="visible", timeout=TIMEOUT_MS)
+    perturbation = wait_canvas(page, ".cnnw-adversarial-explorer canvas.cnnw-perturbation", min_colors=3)
+    wait_canvas(page, ".cnnw-adversarial-explorer canvas.cnnw-saliency-original", min_colors=20)
+    assert "ε = 1/255" in widget.locator(".cnnw-summary").inner_text()
+
+    widget.locator("input.cnnw-epsilon").fill("12")
+    page.wait_for_function("() => document.querySelector('.cnnw-adversarial-explorer .cnnw-summary').textContent.includes('ε = 12/255')",
+                           timeout=TIMEOUT_MS)
+    wait_canvas(page, ".cnnw-adversarial-explorer canvas.cnnw-adversarial", min_colors=100)
+    assert "flipped" in widget.locator(".cnnw-summary").inner_text()
+
+    widget.locator("button.cnnw-fool").click()
+    wait_canvas(page, ".cnnw-adversarial-explorer canvas.cnnw-fooling", min_colors=50)
+    page.wait_for_function("() => document.querySelector('.cnnw-adversarial-explorer .cnnw-fooling + .cnnw-caption')?.textContent.includes('goldfish')",
+                           timeout=TIMEOUT_MS)
+    assert not widget.locator(".cnnw-error").is_visible()
+    assert perturbation["width"] > 100
+    widget.screenshot(path=str(artifacts_dir / "adversarial_explorer.png"))
+    assert not console_errors(page), console_errors(page)

@@ -1,0 +1,126 @@
+"""EmbeddingScatter in a real JupyterLab: dots render, t-SNE replaces PCA, hovering a dot shows its image,
+scrolling zooms and shift-dragging selects images."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .conftest import open_notebook, run_cells
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOK = "02_top_images_and_embeddings.ipynb"
+CELLS = 13  # up to `scatter = cnnwidgets.EmbeddingScatter(index)`
+RENDER_TIMEOUT_MS = 60_000
+LAYOUT_TIMEOUT_MS = 120_000  # t-SNE of 1,797 points on a busy 2-core CPU
+IGNORED_CONSOLE_ERRORS = re.compile(r"/lab/api/news|/lab/api/update|/lab/api/extensions|pypi\.org")
+ROOT = ".cnnw-embedding-scatter"
+
+PIXELS_JS = """(canvas) => {
+    const { width, height } = canvas;
+    const shown = !canvas.hidden && canvas.offsetWidth > 0;
+    if (!width || !height) return { width, height, hash: 0, colors: 0, shown };
+    const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+    let hash = 2166136261;
+    const colors = new Set();
+    for (let i = 0; i < data.length; i += 4) {
+        const rgba = (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3];
+        hash = Math.imul(hash ^ rgba, 16777619) >>> 0;
+        if (colors.size < 10000) colors.add(rgba);
+    }
+    return { width, height, hash, colors: colors.size, shown };
+}"""
+
+# A pixel of the plot that belongs to a dot: saturated (not white, not gray), with saturated neighbours
+# (the middle of a dot, not an anti-aliased edge).
+FIND_DOT_JS = """() => {
+    const canvas = document.querySelector('.cnnw-embedding-scatter canvas.cnnw-plot');
+    const { width, height } = canvas;
+    const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+    const saturated = (x, y) => {
+        const i = (y * width + x) * 4;
+        return Math.max(data[i], data[i + 1], data[i + 2]) - Math.min(data[i], data[i + 1], data[i + 2]) > 60;
+    };
+    for (let y = Math.floor(height / 4); y < height - 2; y += 2) {
+        for (let x = Math.floor(width / 4); x < width - 2; x += 2) {
+            if (saturated(x, y) && saturated(x + 1, y) && saturated(x, y + 1)) {
+                const rect = canvas.getBoundingClientRect();
+                return { x: x * rect.width / width, y: y * rect.height / height };
+            }
+        }
+    }
+    return null;
+}"""
+
+
+def pixels(locator) -> dict:
+    return locator.evaluate(PIXELS_JS)
+
+
+def test_embedding_scatter_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
+    page = browser_page
+    open_notebook(page, jupyter_server, NOTEBOOK)
+    run_cells(page, CELLS)
+
+    widget = page.locator(ROOT)
+    plot = widget.locator("canvas.cnnw-plot")
+    plot.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
+    assert widget.count() == 1
+
+    # PCA at once, t-SNE when ready: the status says so and the dots move
+    page.wait_for_function(
+        "() => /t-SNE of 1797 images/.test(document.querySelector('.cnnw-embedding-scatter .cnnw-status')?.textContent ?? '')",
+        timeout=LAYOUT_TIMEOUT_MS, polling=250,
+    )
+    page.wait_for_timeout(300)  # the last frame
+    drawn = pixels(plot)
+    assert drawn["colors"] >= 10, drawn  # ten classes of dots on white
+    legend = widget.locator(".cnnw-legend").inner_text()
+    assert "0 (178)" in legend and "9 (180)" in legend
+
+    # hover a dot: its thumbnail appears next to the cursor, with its label and prediction
+    hover = widget.locator(".cnnw-hover")
+    assert not hover.is_visible()
+    plot.scroll_into_view_if_needed()  # mouse events only reach what is inside the viewport
+    page.wait_for_timeout(300)
+    dot = page.evaluate(FIND_DOT_JS)
+    assert dot, "no dot found on the plot"
+    box = plot.bounding_box()
+    page.mouse.move(box["x"] + dot["x"], box["y"] + dot["y"])
+    hover.wait_for(state="visible", timeout=5_000)
+    thumbnail = pixels(widget.locator("canvas.cnnw-hover-image"))
+    assert thumbnail["shown"] and thumbnail["colors"] >= 5, thumbnail  # a gray digit, not a blank square
+    assert re.match(r"#\d+ · label \d · predicted \d", widget.locator(".cnnw-hover-text").inner_text())
+    widget.screenshot(path=str(artifacts_dir / "embedding_scatter_hover.png"))
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    hover.wait_for(state="hidden", timeout=5_000)
+
+    # scrolling zooms in: the plot changes
+    before_zoom = pixels(plot)["hash"]
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -400)
+    page.wait_for_function(
+        "([js, before]) => eval(js)(document.querySelector('.cnnw-embedding-scatter canvas.cnnw-plot')).hash !== before",
+        arg=[PIXELS_JS, before_zoom], timeout=5_000,
+    )
+    plot.dblclick()  # back to the whole view
+
+    # shift-drag a box around the dot hovered before (the view is back where it was): its images show below
+    page.wait_for_timeout(300)
+    page.keyboard.down("Shift")
+    page.mouse.move(box["x"] + dot["x"] - 30, box["y"] + dot["y"] - 30)
+    page.mouse.down()
+    page.mouse.move(box["x"] + dot["x"] + 30, box["y"] + dot["y"] + 30, steps=8)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    selected = widget.locator(".cnnw-selected canvas")
+    selected.first.wait_for(state="visible", timeout=5_000)
+    assert re.match(r"\d+ images selected", widget.locator(".cnnw-selected-info").inner_text())
+    assert pixels(selected.first)["colors"] >= 3
+    widget.screenshot(path=str(artifacts_dir / "embedding_scatter_selection.png"))
+
+    assert not widget.locator(".cnnw-error").is_visible(), widget.locator(".cnnw-error").inner_text()
+    errors = [error for error in page.console_errors if not IGNORED_CONSOLE_ERRORS.search(error)]
+    assert not errors, "console errors:\n" + "\n".join(errors)

@@ -1,0 +1,94 @@
+"""SaliencyOverlay in a real JupyterLab: the overlay draws, and opacity, class and method redraw it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import NOTEBOOKS, open_notebook, run_cells
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOK = "04_gradients_and_cams.ipynb"
+WIDGET_CELLS = 4  # markdown, imports, markdown, `overlay = SaliencyOverlay(inspector, cat)`
+RENDER_TIMEOUT_MS = 90_000
+UPDATE_TIMEOUT_MS = 60_000
+IGNORED_CONSOLE_ERRORS = re.compile(r"/lab/api/news|/lab/api/update|/lab/api/extensions|pypi\.org")
+
+PIXELS_JS = """(canvas) => {
+    const { width, height } = canvas;
+    if (!width || !height) return { width, height, hash: 0, colors: 0 };
+    const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+    let hash = 2166136261;
+    const colors = new Set();
+    for (let i = 0; i < data.length; i += 4) {
+        const rgba = (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3];
+        hash = Math.imul(hash ^ rgba, 16777619) >>> 0;
+        if (colors.size < 10000) colors.add(rgba);
+    }
+    return { width, height, hash, colors: colors.size };
+}"""
+
+WAIT_JS = """([minColors, notHash]) => {
+    const canvas = document.querySelector('.cnnw-saliency-overlay canvas.cnnw-overlay');
+    if (!canvas || !canvas.width) return false;
+    const pixels = (%s)(canvas);
+    return pixels.colors >= minColors && (notHash === null || pixels.hash !== notHash);
+}""" % PIXELS_JS
+
+
+@pytest.fixture(scope="session")
+def notebooks_to_serve() -> list[Path]:
+    return [NOTEBOOKS / NOTEBOOK]
+
+
+def overlay_pixels(page) -> dict:
+    page.wait_for_function(WAIT_JS, arg=[100, None], timeout=RENDER_TIMEOUT_MS, polling=100)
+    return page.locator(".cnnw-saliency-overlay canvas.cnnw-overlay").first.evaluate(PIXELS_JS)
+
+
+def wait_changed(page, before: dict) -> dict:
+    page.wait_for_function(WAIT_JS, arg=[100, before["hash"]], timeout=UPDATE_TIMEOUT_MS, polling=100)
+    return page.locator(".cnnw-saliency-overlay canvas.cnnw-overlay").first.evaluate(PIXELS_JS)
+
+
+def test_saliency_overlay_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
+    page = browser_page
+    open_notebook(page, jupyter_server, NOTEBOOK)
+    run_cells(page, WIDGET_CELLS)
+    widget = page.locator(".cnnw-saliency-overlay")
+    widget.locator("canvas.cnnw-overlay").first.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
+    assert widget.count() == 1
+
+    first = overlay_pixels(page)  # the cat with its gradient map: many colours, not blank
+    assert first["width"] == 224 and first["height"] == 224, first
+    widget.scroll_into_view_if_needed()
+    widget.screenshot(path=str(artifacts_dir / "saliency_overlay.png"))
+
+    # opacity: redrawn in the browser
+    widget.locator("input.cnnw-opacity").evaluate("(el) => { el.value = '0.15'; el.dispatchEvent(new Event('input', { bubbles: true })); }")
+    faint = wait_changed(page, first)
+
+    # class: the second of the top 5, computed by the kernel
+    class_select = widget.locator("select.cnnw-class")
+    second = class_select.evaluate("(s) => s.options[1].value")
+    class_select.select_option(second)
+    other_class = wait_changed(page, faint)
+    page.wait_for_function(
+        "(n) => (document.querySelector('.cnnw-saliency-overlay .cnnw-caption')?.textContent ?? '').startsWith(`class ${n}:`)",
+        arg=second, timeout=UPDATE_TIMEOUT_MS)
+
+    # method: Grad-CAM
+    widget.locator("select.cnnw-method").select_option("grad_cam")
+    wait_changed(page, other_class)
+    page.wait_for_function(
+        "() => (document.querySelector('.cnnw-saliency-overlay .cnnw-caption')?.textContent ?? '').includes('CAMs at')",
+        timeout=UPDATE_TIMEOUT_MS)
+    assert widget.locator("select.cnnw-layer").is_visible()
+
+    assert not widget.locator(".cnnw-error").is_visible(), widget.locator(".cnnw-error").inner_text()
+    widget.screenshot(path=str(artifacts_dir / "saliency_overlay_final.png"))
+    errors = [error for error in page.console_errors if not IGNORED_CONSOLE_ERRORS.search(error)]
+    assert not errors, "console errors:\n" + "\n".join(errors)

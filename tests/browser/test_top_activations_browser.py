@@ -1,0 +1,110 @@
+"""TopActivations in a real JupyterLab: the crops render, clicking one shows its whole image, pickers redraw."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .conftest import open_notebook, run_cells
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOK = "02_top_images_and_embeddings.ipynb"
+CELLS = 9  # up to `top = cnnwidgets.TopActivations(index, "relu3", 5)`
+RENDER_TIMEOUT_MS = 60_000
+UPDATE_TIMEOUT_MS = 30_000
+IGNORED_CONSOLE_ERRORS = re.compile(r"/lab/api/news|/lab/api/update|/lab/api/extensions|pypi\.org")
+ROOT = ".cnnw-top-activations"
+
+PIXELS_JS = """(canvas) => {
+    const { width, height } = canvas;
+    const shown = !canvas.hidden && canvas.offsetWidth > 0;
+    if (!width || !height) return { width, height, hash: 0, colors: 0, shown };
+    const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+    let hash = 2166136261;
+    const colors = new Set();
+    for (let i = 0; i < data.length; i += 4) {
+        const rgba = (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3];
+        hash = Math.imul(hash ^ rgba, 16777619) >>> 0;
+        if (colors.size < 10000) colors.add(rgba);
+    }
+    return { width, height, hash, colors: colors.size, shown };
+}"""
+
+
+def pixels(locator) -> dict:
+    return locator.evaluate(PIXELS_JS)
+
+
+def wait_full_image(page, not_hash: int | None) -> dict:
+    page.wait_for_function(
+        """([pixelsJs, notHash]) => {
+            const canvas = document.querySelector('.cnnw-top-activations canvas.cnnw-full');
+            if (!canvas || canvas.hidden || !canvas.width) return false;
+            const p = eval(pixelsJs)(canvas);
+            return p.colors >= 8 && (notHash === null || p.hash !== notHash);
+        }""",
+        arg=[PIXELS_JS, not_hash], timeout=UPDATE_TIMEOUT_MS, polling=100,
+    )
+    return pixels(page.locator(f"{ROOT} canvas.cnnw-full"))
+
+
+def test_top_activations_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
+    page = browser_page
+    open_notebook(page, jupyter_server, NOTEBOOK)
+    run_cells(page, CELLS)
+
+    widget = page.locator(ROOT)
+    crops = widget.locator("figure")
+    crops.first.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
+    assert widget.count() == 1
+    assert crops.count() == 16
+    assert "relu3, channel 5: top 16 images" in widget.locator(".cnnw-field").inner_text()
+    assert "receptive field 18×18" in widget.locator(".cnnw-field").inner_text()
+    first_crop = pixels(crops.first.locator("canvas"))
+    assert first_crop["colors"] >= 4 and first_crop["width"] == 96  # a real crop, drawn at 96 px
+    values = [float(text) for text in widget.locator(".cnnw-value").all_inner_texts()]
+    assert values == sorted(values, reverse=True)  # best first
+
+    # nothing enlarged yet
+    full = widget.locator("canvas.cnnw-full")
+    assert not pixels(full)["shown"]
+    assert "click a crop" in widget.locator(".cnnw-full-info").inner_text()
+
+    # click crop 2: the kernel sends its whole image, drawn with the field outlined
+    crops.nth(2).locator("canvas").click()
+    second = wait_full_image(page, None)
+    assert second["width"] > 200
+    info = widget.locator(".cnnw-full-info").inner_text()
+    assert re.match(r"image #\d+: activation \S+ at unit \(\d+, \d+\)", info), info
+    assert "cnnw-selected" in (crops.nth(2).get_attribute("class") or "")
+    widget.scroll_into_view_if_needed()
+    widget.screenshot(path=str(artifacts_dir / "top_activations.png"))
+
+    # another crop: other pixels
+    crops.nth(9).locator("canvas").click()
+    wait_full_image(page, second["hash"])
+
+    # the next channel: new crops, the enlarged view closes
+    caption_before = widget.locator(".cnnw-field").inner_text()
+    widget.locator("button.cnnw-next").click()
+    page.wait_for_function(
+        "() => (document.querySelector('.cnnw-top-activations .cnnw-field')?.textContent ?? '').startsWith('relu3, channel 6:')",
+        timeout=UPDATE_TIMEOUT_MS,
+    )
+    assert widget.locator(".cnnw-field").inner_text() != caption_before
+    assert widget.locator("input.cnnw-channel-input").input_value() == "6"
+
+    # a random neuron: the caption names another (layer, channel)
+    widget.locator("button.cnnw-random").click()
+    page.wait_for_function(
+        "() => !(document.querySelector('.cnnw-top-activations .cnnw-field')?.textContent ?? '').startsWith('relu3, channel 6:')"
+        " && document.querySelector('.cnnw-top-activations .cnnw-computing')?.hidden",
+        timeout=UPDATE_TIMEOUT_MS,
+    )
+    assert widget.locator("figure").count() == 16
+
+    assert not widget.locator(".cnnw-error").is_visible(), widget.locator(".cnnw-error").inner_text()
+    errors = [error for error in page.console_errors if not IGNORED_CONSOLE_ERRORS.search(error)]
+    assert not errors, "console errors:\n" + "\n".join(errors)

@@ -1,0 +1,73 @@
+"""Binder's environment, built the way Binder builds it (a fresh environment from binder/'s files only), runs
+every notebook within Binder's 2 GB memory limit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BINDER_MEMORY_BYTES = 2 * 2**30
+RUN_NOTEBOOKS = """
+import sys, nbformat
+from nbclient import NotebookClient
+for path in sys.argv[1:]:
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=900, kernel_name="python3").execute()
+    print("ran", path, flush=True)
+"""
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident memory of a process and all its descendants (the kernel is a grandchild)."""
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            total += member.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="building cnnwidgets needs npm")
+def test_binder_environment_runs_every_notebook_under_2gb(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".venv", "node_modules", ".git", "test-artifacts", "*.egg-info"))
+    venv = tmp_path / "binder-env"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
+    env.pop("PYTHONPATH", None)
+    install = subprocess.run(["pip", "install", "-q", "-r", "binder/requirements.txt"], cwd=repo, env=env,
+                             capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-3000:]
+    build = subprocess.run(["bash", "binder/postBuild"], cwd=repo, env=env, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+
+    notebooks = sorted(str(p) for p in (repo / "notebooks").glob("*.ipynb"))
+    start = time.monotonic()
+    runner = subprocess.Popen(["python", "-c", RUN_NOTEBOOKS, *notebooks], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak, watched = 0, psutil.Process(runner.pid)
+
+    def sample() -> None:
+        nonlocal peak
+        while runner.poll() is None:
+            peak = max(peak, tree_rss(watched))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    output, _ = runner.communicate(timeout=1800)
+    sampler.join()
+    elapsed = time.monotonic() - start
+    print(f"binder: {len(notebooks)} notebooks in {elapsed:.0f} s, peak memory {peak / 2**20:.0f} MiB")
+    assert runner.returncode == 0, output[-3000:]
+    assert peak < BINDER_MEMORY_BYTES, f"peak memory {peak / 2**20:.0f} MiB exceeds Binder's 2 GiB"

@@ -1,0 +1,130 @@
+"""EmbeddingScatter and the embedding methods: PCA at once, t-SNE when ready, sprite sheet, grid layout."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cnnwidgets.backend.index import build_index
+from cnnwidgets.errors import InputError
+import cnnwidgets.methods.embed  # noqa: F401 - the module, whatever the package exports
+from cnnwidgets.widgets.embedding_scatter import EmbeddingScatter, sprite_sheet
+from cnnwidgets.zoo.digits import digits, digits_cnn
+
+E = sys.modules["cnnwidgets.methods.embed"]
+
+
+@pytest.fixture(scope="module")
+def index():
+    return build_index(digits_cnn(), digits("test"), ["relu3"], k=4, progress=False)
+
+
+def test_pca_at_once_then_tsne_when_ready(index):
+    widget = EmbeddingScatter(index)  # t-SNE is the default
+    assert widget.method == "tsne"
+    assert widget.points["method"] in ("pca", "tsne")
+    widget.wait(120)
+    assert widget.points["method"] == "tsne" and widget.points["final"]
+    assert widget.progress == 1.0 and "t-SNE of 359 images" in widget.status
+    coordinates = widget.coordinates
+    assert coordinates.shape == (359, 2) and coordinates.min() >= 0 and coordinates.max() <= 1
+    # same-class points end up closer to each other than to the rest
+    labels = index.labels.numpy()
+    same = np.mean([np.linalg.norm(coordinates[labels == d] - coordinates[labels == d].mean(0), axis=1).mean() for d in range(10)])
+    assert same < 0.5 * np.linalg.norm(coordinates - coordinates.mean(0), axis=1).mean()
+    widget.method = "pca"  # shown at once, no thread
+    assert widget.points["method"] == "pca" and widget.points["final"]
+    widget.method = "tsne"  # computed before: at once too
+    assert widget.points["method"] == "tsne" and widget.points["final"]
+
+
+def test_a_newer_method_supersedes_a_running_one(index):
+    widget = EmbeddingScatter(index, "tsne")
+    widget.method = "pca"
+    widget.wait(60)
+    assert widget.points["method"] == "pca" and widget.points["final"] and widget.error == ""
+
+
+def test_colors_thumbnails_and_selection(index):
+    widget = EmbeddingScatter(index, "pca")
+    assert widget.color_by == "label" and widget.has_labels
+    assert np.array_equal(np.frombuffer(widget.labels["data"], np.int32), index.labels.numpy())
+    assert widget.label_names == [str(d) for d in range(10)]
+    sheet = np.frombuffer(widget.sprite["data"], np.uint8).reshape(widget.sprite["shape"])
+    side, columns = widget.sprite["thumb"], widget.sprite["columns"]
+    assert side == 32 and columns == 19
+    row, column = divmod(25, columns)
+    assert np.array_equal(sheet[row * side:(row + 1) * side, column * side:(column + 1) * side], index.thumbnails[25].numpy())
+    widget.selection = [3, 7]
+    pictures = widget.selected_images()
+    assert len(pictures) == 2 and pictures[0].shape == (32, 32, 3)
+    widget.color_by = "prediction"
+    assert widget.to_png()[:4] == b"\x89PNG"
+
+
+def test_no_labels_means_colors_by_prediction(index):
+    unlabelled = build_index(digits_cnn(), digits("test").tensors()[0][:40], ["relu3"], k=2, progress=False)
+    widget = EmbeddingScatter(unlabelled, "pca")
+    assert widget.color_by == "prediction" and not widget.has_labels
+    with pytest.raises(InputError, match="no labels"):
+        widget.color_by = "label"
+    with pytest.raises(InputError, match="no labels"):
+        EmbeddingScatter(unlabelled, "pca", color_by="label")
+
+
+def test_grid_layout_puts_each_image_in_its_own_cell(index):
+    widget = EmbeddingScatter(index, "pca", arrangement="grid")
+    cells = np.frombuffer(widget.grid["data"], np.int32).reshape(widget.grid["shape"])
+    columns, rows = widget.grid["columns"], widget.grid["rows"]
+    assert columns * rows >= 359 and len({tuple(cell) for cell in cells}) == 359
+    assert cells[:, 0].max() < columns and cells[:, 1].max() < rows
+    png = widget.to_png()
+    assert png[:4] == b"\x89PNG" and len(png) > 20000
+
+
+def test_grid_assignment_is_optimal_on_a_grid():
+    cells = np.stack(np.meshgrid(np.arange(4), np.arange(3)), -1).reshape(-1, 2)
+    order = np.random.default_rng(0).permutation(12)
+    points = cells[order].astype(np.float32) + 0.5
+    assert np.array_equal(E.grid_layout(points, 4, 3), cells[order])
+    with pytest.raises(InputError, match="fewer cells"):
+        E.grid_layout(points, 2, 2)
+
+
+def test_sprite_sheet_stays_small_for_large_datasets():
+    thumbnails = np.random.default_rng(0).integers(0, 255, (20000, 32, 32, 3), dtype=np.uint8)
+    sheet, side, columns = sprite_sheet(thumbnails)
+    assert side == 20 and columns == 142 and sheet.nbytes <= 24 * 2**20
+    small, side_small, _ = sprite_sheet(thumbnails[:10])
+    assert side_small == 32 and small.shape == (3 * 32, 4 * 32, 3)
+
+
+def test_embedding_methods_and_bad_input():
+    codes = torch.randn(60, 8)
+    assert E.embed(codes, "pca").shape == (60, 2)
+    assert E.tsne(codes, backend="scikit-learn").shape == (60, 2)
+    normalized = E.normalize(np.array([[0, 0], [2, 1]], np.float32))
+    assert normalized.tolist() == [[0, 0.25], [1, 0.75]]
+    with pytest.raises(InputError, match="unknown embedding method"):
+        E.embed(codes, "isomap")
+    with pytest.raises(InputError, match="NaN"):
+        E.pca(torch.full((5, 3), float("nan")))
+    if importlib.util.find_spec("umap") is None:
+        with pytest.raises(InputError, match="pip install umap-learn"):
+            E.umap(codes)
+
+
+def test_bad_arguments(index):
+    with pytest.raises(InputError, match="needs an index"):
+        EmbeddingScatter(np.zeros((3, 2)))
+    no_codes = build_index(digits_cnn(), digits("test").tensors()[0][:10], ["relu3"], codes=None, progress=False)
+    with pytest.raises(InputError, match="no CNN codes"):
+        EmbeddingScatter(no_codes)
+    with pytest.raises(InputError, match="unknown embedding method"):
+        EmbeddingScatter(index, "mds")
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        EmbeddingScatter(index, "pca", colour="label")

@@ -1,0 +1,100 @@
+"""Receptive fields traced through any model equal the published values of known architectures."""
+
+from __future__ import annotations
+
+import pytest
+import torchvision
+from torch import nn
+
+from cnnwidgets.errors import InputError
+from cnnwidgets.methods.receptive_field import ReceptiveField, receptive_field, receptive_fields
+from cnnwidgets.zoo.efficientnet_lite0 import EfficientNetLite0
+
+from .conftest import hooks_left, model_state, assert_same_state
+
+
+@pytest.fixture(scope="module")
+def vgg16_fields():
+    return receptive_fields(torchvision.models.vgg16(weights=None))
+
+
+def test_vgg16_matches_the_published_sizes(vgg16_fields):
+    # Araujo et al., Distill 2019 (VGG-16: 212 px at pool5); per layer as in the standard table:
+    # conv1_2 5, pool1 6, conv2_2 14, conv3_3 40, conv4_3 92, pool4 100, conv5_3 196, pool5 212.
+    published = {"features.2": 5, "features.4": 6, "features.7": 14, "features.14": 40, "features.21": 92,
+                 "features.23": 100, "features.28": 196, "features.30": 212}
+    for layer, size in published.items():
+        assert vgg16_fields[layer].size == (size, size), layer
+    conv5_3 = vgg16_fields["features.28"]
+    assert conv5_3.jump == (16, 16)
+    assert conv5_3.center(0, 0) == (7.5, 7.5)  # symmetric padding: unit i is centred on pixel 16·i + 7.5
+    assert conv5_3.center(3, 5) == (16 * 3 + 7.5, 16 * 5 + 7.5)
+    assert conv5_3.box(0, 0) == (-90, -90, 106, 106)
+    assert conv5_3.clipped_box(0, 0) == (0, 0, 106, 106)  # the part of the field that is image, not padding
+    assert conv5_3.clipped_box(13, 13) == (118, 118, 224, 224)
+
+
+def test_alexnet_matches_the_published_sizes():
+    fields = receptive_fields(torchvision.models.alexnet(weights=None))
+    # conv1 11 (stride 4), pool1 19, conv2 51, pool2 67, conv3 99, conv4 131, conv5 163, pool5 195 (Araujo et al.)
+    sizes = {"features.0": 11, "features.2": 19, "features.3": 51, "features.5": 67, "features.6": 99,
+             "features.8": 131, "features.10": 163, "features.12": 195}
+    for layer, size in sizes.items():
+        assert fields[layer].size == (size, size), layer
+    assert fields["features.0"].jump == (4, 4) and fields["features.12"].jump == (32, 32)
+
+
+def test_resnets_take_the_union_of_their_branches():
+    resnet18 = receptive_fields(torchvision.models.resnet18(weights=None))
+    # 7×7/2 conv, 3×3/2 pool, then 3×3 convs only: 7, 11, +4·8 (layer1) = 43, 99, 211, 435 at layer4
+    assert resnet18["maxpool"].size == (11, 11)
+    assert resnet18["layer1"].size == (43, 43)
+    assert resnet18["layer2"].size == (99, 99)
+    assert resnet18["layer3"].size == (211, 211)
+    assert resnet18["layer4"].size == (435, 435) and resnet18["layer4"].jump == (32, 32)
+    # the ReLU module of a block runs twice: each call has its own field
+    assert resnet18["layer1.0.relu#1"].size == (19, 19) and resnet18["layer1.0.relu#2"].size == (27, 27)
+    # the global pool sees everything
+    assert resnet18["avgpool"].covers_input
+    # torchvision's ResNet-50 (stride on the 3×3 conv, "v1.5"): 427 px; TF-slim's v1 (stride on the 1×1) has 483
+    assert receptive_field(torchvision.models.resnet50(weights=None), "layer4").size == (427, 427)
+
+
+def test_tensorflow_same_padding_is_traced_through_functional_pads():
+    fields = receptive_fields(EfficientNetLite0())
+    stem = fields["_conv_stem"]
+    assert stem.size == (3, 3) and stem.jump == (2, 2) and stem.start == (0, 0)  # "same" pads only bottom/right at 224
+    assert fields["_blocks.1._depthwise_conv"].start == (-2, -2)  # 3×3/2 after stride 2: pad 1 (= 2 px) before
+    assert fields["_conv_head"].jump == (32, 32)
+
+
+def test_dilation_and_padding_strings():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, dilation=2, padding="same"), nn.Conv2d(1, 1, 3, stride=2), nn.Flatten(), nn.LazyLinear(2))
+    fields = receptive_fields(model, (1, 1, 20, 20))
+    assert fields["0"] == ReceptiveField(size=(5, 5), jump=(1, 1), start=(-2, -2), input_size=(20, 20))
+    assert fields["1"].size == (7, 7) and fields["1"].jump == (2, 2)
+
+
+def test_untraceable_layers_are_none_and_unknown_names_are_refused():
+    class Upsampling(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+            self.after = nn.ReLU()
+
+        def forward(self, x):
+            return self.after(nn.functional.interpolate(self.conv(x), scale_factor=2)).mean((2, 3))
+
+    fields = receptive_fields(Upsampling(), (1, 1, 16, 16))
+    assert fields["conv"].size == (3, 3)
+    assert fields["after"] is None
+    with pytest.raises(InputError, match="unknown layer"):
+        receptive_field(Upsampling(), "convv", (1, 1, 16, 16))
+
+
+def test_tracing_leaves_the_model_as_it_was():
+    model = torchvision.models.resnet18(weights=None).train()
+    before = model_state(model)
+    receptive_fields(model, (1, 3, 64, 64))
+    assert_same_state(before, model_state(model))
+    assert hooks_left(model) == 0
