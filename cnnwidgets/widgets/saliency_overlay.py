@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import traitlets
+from torch import nn
 
 from .. import render
-from ..backend import Inspector
+from ..backend import Inspector, as_inspector
 from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods import cam, faithfulness, gradients
@@ -62,10 +63,10 @@ class SaliencyOverlay(CnnWidget):
     sanity = traitlets.Dict().tag(sync=True)
     sanity_request = traitlets.Int(0).tag(sync=True)
 
-    def __init__(self, inspector: Inspector | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
+    def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
         from .. import zoo
 
-        self.inspector = inspector if inspector is not None else zoo.efficientnet_lite0()
+        self.inspector = as_inspector(inspector)
         self._raw: dict[tuple, torch.Tensor] = {}
         initial = {name: kwargs.pop(name) for name in ("method", "target", "layer", "side_by_side", "compare", "reduce")
                    if name in kwargs}
