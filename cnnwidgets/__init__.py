@@ -5,12 +5,12 @@ from .backend import Index, Inspector, LayerInfo, Preprocess
 from .errors import InputError, LayerNotFoundError
 from .widgets import (
     ActivationMaximization, AdversarialExplorer, CodeInversion, EmbeddingScatter, FeatureEvolution, InvarianceProbe,
-    LayerExplorer, SaliencyOverlay, TopActivations,
+    LayerExplorer, OcclusionSlider, SaliencyOverlay, TopActivations,
 )
 
 __all__ = [
     "ActivationMaximization", "AdversarialExplorer", "CodeInversion", "EmbeddingScatter", "FeatureEvolution", "Index",
-    "Inspector", "InputError", "InvarianceProbe", "LayerExplorer", "LayerInfo", "LayerNotFoundError", "Preprocess",
+    "Inspector", "InputError", "InvarianceProbe", "LayerExplorer", "LayerInfo", "LayerNotFoundError", "OcclusionSlider", "Preprocess",
     "SaliencyOverlay", "TopActivations", "methods", "zoo",
 ]
 __version__ = "0.1.0"

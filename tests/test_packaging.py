@@ -18,7 +18,7 @@ def test_wheel_contains_the_built_front_end(tmp_path):
     (wheel,) = tmp_path.glob("cnnwidgets-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for widget in ("layer_explorer", "feature_evolution", "top_activations", "embedding_scatter", "saliency_overlay",
-                   "activation_maximization", "code_inversion", "invariance_probe", "adversarial_explorer"):
+                   "occlusion_slider", "activation_maximization", "code_inversion", "invariance_probe", "adversarial_explorer"):
         assert f"cnnwidgets/static/{widget}.js" in names
     assert "cnnwidgets/zoo/data/digits_cnn.pt" in names and "cnnwidgets/zoo/data/digits_cnn.json" in names
     assert "cnnwidgets/py.typed" in names and "cnnwidgets/zoo/efficientnet_lite0.py" in names

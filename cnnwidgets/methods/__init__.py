@@ -11,6 +11,7 @@ from .gradients import deconvnet, guided_backprop, integrated_gradients, salienc
 from .invariance import invariance_curves
 from .invert import invert, invert_layers
 from .maximize import maximize
+from .occlusion import attribution_map, occluded_logits, occlusion, occlusion_progressive
 from .receptive_field import ReceptiveField, receptive_field, receptive_fields
 from .reduce import display_map, reduce_map
 
@@ -18,6 +19,7 @@ __all__ = [
     "ReceptiveField", "channel_stats", "dead_channels", "dead_on_all", "deconv_projection", "deconv_projections",
     "deconvnet", "default_cam_layer", "deletion_insertion", "display_map", "fgsm", "filter_images", "fooling_image",
     "grad_cam", "grad_cam_plus_plus", "grid_layout", "guided_backprop", "guided_grad_cam", "integrated_gradients",
-    "invariance_curves", "invert", "invert_layers", "layer_cam", "maximize", "pgd", "receptive_field",
+    "invariance_curves", "invert", "invert_layers", "layer_cam", "maximize", "pgd",
+    "attribution_map", "occluded_logits", "occlusion", "occlusion_progressive", "receptive_field",
     "receptive_fields", "reduce_map", "saliency", "sanity_check", "scale_maps", "score_cam", "smoothgrad",
 ]

@@ -7,10 +7,11 @@ from .embedding_scatter import EmbeddingScatter
 from .feature_evolution import FeatureEvolution
 from .invariance_probe import InvarianceProbe
 from .layer_explorer import LayerExplorer
+from .occlusion_slider import OcclusionSlider
 from .saliency_overlay import SaliencyOverlay
 from .top_activations import TopActivations
 
 __all__ = [
     "ActivationMaximization", "AdversarialExplorer", "CodeInversion", "EmbeddingScatter", "FeatureEvolution",
-    "InvarianceProbe", "LayerExplorer", "SaliencyOverlay", "TopActivations",
+    "InvarianceProbe", "LayerExplorer", "OcclusionSlider", "SaliencyOverlay", "TopActivations",
 ]

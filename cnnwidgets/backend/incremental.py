@@ -1,0 +1,497 @@
+"""Incremental inference for occlusion (Nakandala et al., SIGMOD 2019): an occluder changes only a patch of the
+input, so each layer is recomputed only inside that patch's region of influence and the unoccluded activations
+are reused everywhere else.
+
+The model is traced once per input shape with `torch.fx` (`make_fx` + `functionalize`, so the graph holds plain
+aten ops with every padding and shape made concrete, TF-"same" padding included). The traced graph reads the
+user's parameters (the very tensors, read only) and never touches the model itself.
+
+One unoccluded pass stores every node's activation. An occluded batch then flows through the graph as *patches*:
+per position a box (same size for the whole batch, shifted inward at the borders) and the recomputed values inside
+it. Convolutions and pools grow the box by their exact halo and recompute only the crop that reads it; pads shift
+it; pointwise ops and batch norm work on the patch alone; residual adds take the union of their operands' boxes.
+Anything else (global pooling, the classifier head, unknown ops) gets the full occluded activation map rebuilt and
+runs as an ordinary batched op, as does every op once a box covers its whole map. The result equals a full forward
+pass up to float rounding; `IncrementalEngine.verify` checks that on real positions before the engine is used.
+"""
+
+from __future__ import annotations
+
+import operator
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .hooks import eval_mode
+
+aten = torch.ops.aten
+
+VIEW_OPS = {aten.view.default, aten.view_copy.default, aten.reshape.default, aten._unsafe_view.default,
+            aten.expand.default, aten.expand_copy.default}
+BATCH_NORM_OPS = {aten.native_batch_norm.default, aten._native_batch_norm_legit_no_training.default}
+DENSE_FRACTION = 0.9
+"""A box covering more than this fraction of its map is computed as the full map (no cropping overhead)."""
+
+
+class UnsupportedModel(Exception):
+    """The model cannot be traced or its incremental result differs from a full forward; use full forwards."""
+
+
+@dataclass
+class Patch:
+    """A batch of occluded activations: the unoccluded `full` map [1,C,H,W] with, per position b, the box
+    rows y0[b]:y0[b]+h, columns x0[b]:x0[b]+w replaced by data[b] ([B,C,h,w])."""
+
+    full: torch.Tensor
+    y0: np.ndarray
+    x0: np.ndarray
+    data: torch.Tensor
+
+    @property
+    def h(self) -> int:
+        return self.data.shape[-2]
+
+    @property
+    def w(self) -> int:
+        return self.data.shape[-1]
+
+    @property
+    def batch(self) -> int:
+        return self.data.shape[0]
+
+
+@dataclass
+class Dense:
+    """A batch of full occluded values [B, ...]."""
+
+    value: torch.Tensor
+
+
+@dataclass
+class Const:
+    """A value that does not depend on the input (parameters, shapes, scalars)."""
+
+    value: object
+
+
+class Many(tuple):
+    """The states of a multi-output op (batch norm, max pool with indices); None where not computed."""
+
+
+def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:
+    return -((-a) // b)
+
+
+def _unify(start: np.ndarray, stop: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    """One length for every position's [start, stop) range (the longest, at least 1), shifted inward to fit [0, size)."""
+    length = int(max(1, (stop - start).max()))
+    length = min(length, size)
+    return np.clip(np.minimum(start, size - length), 0, None), length
+
+
+def _crop(source: torch.Tensor, ys: np.ndarray, xs: np.ndarray, h: int, w: int) -> torch.Tensor:
+    """[B,C,h,w]: the window at (ys[b], xs[b]) of a [1,C,H,W] map, for each position."""
+    if len(set(ys.tolist())) == 1 and len(set(xs.tolist())) == 1:
+        y, x = int(ys[0]), int(xs[0])
+        return source[:, :, y:y + h, x:x + w].expand(len(ys), -1, -1, -1).clone()
+    return torch.cat([source[:, :, y:y + h, x:x + w] for y, x in zip(ys.tolist(), xs.tolist())])
+
+
+def _paste(target: torch.Tensor, patch: Patch, dy: np.ndarray, dx: np.ndarray) -> torch.Tensor:
+    """Write each position's patch into `target` [B,C,H,W] at offset (dy[b], dx[b]), clipped to target's bounds."""
+    H, W = target.shape[-2:]
+    h, w = patch.h, patch.w
+    inside = (dy >= 0).all() and (dx >= 0).all() and (dy + h <= H).all() and (dx + w <= W).all()
+    if inside and len(set(dy.tolist())) == 1 and len(set(dx.tolist())) == 1:
+        y, x = int(dy[0]), int(dx[0])
+        target[:, :, y:y + h, x:x + w] = patch.data
+        return target
+    for b, (y, x) in enumerate(zip(dy.tolist(), dx.tolist())):
+        ty0, tx0, ty1, tx1 = max(y, 0), max(x, 0), min(y + h, H), min(x + w, W)
+        if ty1 > ty0 and tx1 > tx0:
+            target[b, :, ty0:ty1, tx0:tx1] = patch.data[b, :, ty0 - y:ty1 - y, tx0 - x:tx1 - x]
+    return target
+
+
+def _window(source: torch.Tensor, patch: Patch, top: int, left: int, ys: np.ndarray, xs: np.ndarray, h: int, w: int) -> torch.Tensor:
+    """[B,C,h,w] crops at (ys, xs) of `source` (the patch's full map padded by `top`/`left`) with the patch applied."""
+    if patch.h == h and patch.w == w and (patch.y0 + top == ys).all() and (patch.x0 + left == xs).all():
+        return patch.data  # the window is the patch (1×1 convolutions, the grown branch of a residual add)
+    return _paste(_crop(source, ys, xs, h, w), patch, patch.y0 + top - ys, patch.x0 + left - xs)
+
+
+def densify(patch: Patch) -> torch.Tensor:
+    """The full occluded maps [B,C,H,W] of a patch."""
+    full = patch.full.expand(patch.batch, *patch.full.shape[1:]).clone()
+    return _paste(full, patch, patch.y0, patch.x0)
+
+
+def _halo(start: np.ndarray, length: int, size_in: int, size_out: int, k: int, s: int, p: int, d: int):
+    """Output range touched by input rows [start, start+length) of a window op, unified over positions, and the
+    input rows (in coordinates padded by `p` at the start) it reads: (out_start, out_len, in_start, in_len, pad_end)."""
+    extent = d * (k - 1) + 1
+    first = np.clip(_ceil_div(start + p - extent + 1, s), 0, size_out)
+    stop = np.clip((start + length - 1 + p) // s + 1, 0, size_out)
+    out_start, out_len = _unify(first, np.maximum(stop, first), size_out)
+    in_len = (out_len - 1) * s + extent
+    pad_end = max(0, (size_out - 1) * s + extent - (size_in + p))
+    return out_start, out_len, out_start * s, in_len, pad_end
+
+
+def _pair(value: object, default: int | None = None) -> tuple[int, int]:
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+        return (default, default)
+    if isinstance(value, int):
+        return (value, value)
+    value = list(value)
+    return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
+
+
+class IncrementalEngine:
+    """Occluded forward passes of `model` for one input shape, recomputing only what each occluder changes.
+
+    `set_image(x)` runs the unoccluded pass for a [1,C,H,W] input; `logits(boxes, fill)` returns the class scores
+    [B, classes] with, for each box (y0, x0, y1, x1), those input pixels replaced by `fill`'s ([1,C,H,W]).
+    """
+
+    def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
+        from torch.func import functionalize
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        self.shape = tuple(example.shape)
+        try:
+            with eval_mode(model), torch.no_grad():
+                self.graph = make_fx(functionalize(model, remove="mutations_and_views"), tracing_mode="real")(example)
+        except Exception as error:  # noqa: BLE001 - any tracing failure means: use full forwards
+            raise UnsupportedModel(f"cannot trace {type(model).__name__}: {str(error).splitlines()[0] if str(error) else error}") from None
+        self.graph.graph.eliminate_dead_code()  # unused outputs (batch norm statistics, pool indices)
+        self.nodes = list(self.graph.graph.nodes)
+        self._folded = self._fold_batch_norms()
+        self._input = [n for n in self.nodes if n.op == "placeholder"]
+        if len(self._input) != 1:
+            raise UnsupportedModel("the traced model takes more than one input")
+        self._full: dict[torch.fx.Node, object] = {}
+        self._padded: dict[tuple, torch.Tensor] = {}
+        self._image_key: object = None
+        self.kinds: dict[str, str] = {}
+        """After `logits`: how each node was computed (Patch: incrementally, Dense: in full, Const: no input)."""
+
+    def _fold_batch_norms(self) -> dict:
+        """Eval-mode batch norms right after a convolution, folded into new (scaled) copies of its weight and bias:
+        {conv node: (weight, bias), batch norm node: None}. The user's parameters are read, never changed."""
+        folded: dict = {}
+        for node in self.nodes:
+            if node.op != "call_function" or node.target not in BATCH_NORM_OPS:
+                continue
+            conv = node.args[0]
+            if not (isinstance(conv, torch.fx.Node) and conv.target is aten.convolution.default and len(conv.users) == 1
+                    and not conv.args[6]):
+                continue
+            values = [getattr(self.graph, a.target) if isinstance(a, torch.fx.Node) and a.op == "get_attr" else a for a in node.args[1:]]
+            if node.target is aten.native_batch_norm.default:
+                weight, bias, mean, var, training, _momentum, eps = values
+            else:
+                (weight, bias, mean, var, _momentum, eps), training = values, False
+            conv_weight = conv.args[1]
+            conv_bias = conv.args[2]
+            if training or mean is None or not (isinstance(conv_weight, torch.fx.Node) and conv_weight.op == "get_attr"):
+                continue
+            if conv_bias is not None and not (isinstance(conv_bias, torch.fx.Node) and conv_bias.op == "get_attr"):
+                continue
+            with torch.no_grad():
+                w = getattr(self.graph, conv_weight.target).detach()
+                b = getattr(self.graph, conv_bias.target).detach() if conv_bias is not None else torch.zeros(w.shape[0], device=w.device)
+                scale = (weight.detach() if weight is not None else 1.0) / torch.sqrt(var.detach() + eps)
+                shift = bias.detach() if bias is not None else 0.0
+                folded[conv] = ((w * scale.reshape(-1, 1, 1, 1)).contiguous(), (b - mean.detach()) * scale + shift)
+            folded[node] = None
+        return folded
+
+    # --- the unoccluded pass ------------------------------------------------------------------------------------
+
+    def set_image(self, x: torch.Tensor, key: object = None) -> None:
+        """Run and keep the unoccluded pass for input `x` [1,C,H,W] (skipped when `key` equals the last one's)."""
+        if key is not None and key == self._image_key:
+            return
+        if tuple(x.shape) != self.shape:
+            raise ValueError(f"the engine was traced for inputs of shape {self.shape}, not {tuple(x.shape)}")
+        values: dict[torch.fx.Node, object] = {}
+        with torch.inference_mode():
+            for node in self.nodes:
+                if node.op == "placeholder":
+                    values[node] = x
+                elif node.op == "get_attr":
+                    values[node] = getattr(self.graph, node.target)
+                elif node.op == "call_function":
+                    args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: values[n])
+                    values[node] = node.target(*args, **kwargs)
+                elif node.op == "output":
+                    values[node] = torch.fx.node.map_arg(node.args[0], lambda n: values[n])
+                else:
+                    raise UnsupportedModel(f"unsupported graph node {node.op}")
+        self._full = values
+        self._padded = {}
+        self._image_key = key
+
+    # --- occluded batches -------------------------------------------------------------------------------------------
+
+    def logits(self, boxes: Sequence[tuple[int, int, int, int]], fill: torch.Tensor) -> torch.Tensor:
+        """Class scores [B, classes] with input box b = (y0, x0, y1, x1) replaced by `fill`'s pixels there."""
+        if not self._full:
+            raise RuntimeError("call set_image first")
+        x = self._full[self._input[0]]
+        boxes_np = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        H, W = x.shape[-2:]
+        ys, h = _unify(boxes_np[:, 0], boxes_np[:, 2], H)
+        xs, w = _unify(boxes_np[:, 1], boxes_np[:, 3], W)
+        with torch.inference_mode():
+            data = _crop(x, ys, xs, h, w)
+            for b, (y0, x0, y1, x1) in enumerate(boxes_np.tolist()):
+                data[b, :, y0 - ys[b]:y1 - ys[b], x0 - xs[b]:x1 - xs[b]] = fill[0, :, y0:y1, x0:x1]
+            states: dict[torch.fx.Node, object] = {self._input[0]: Patch(x, ys, xs, data)}
+            for node in self.nodes:
+                if node.op == "placeholder":
+                    continue
+                if node.op == "output":
+                    out = node.args[0]
+                    out = out[0] if isinstance(out, (tuple, list)) else out
+                    self.kinds = {n.name: type(s).__name__ for n, s in states.items()}
+                    return self._dense(states[out])
+                if not any(isinstance(states.get(a), (Patch, Dense, Many)) for a in node.all_input_nodes):
+                    states[node] = Const(self._full[node])
+                    continue
+                states[node] = self._step(node, states)
+        raise UnsupportedModel("the traced graph has no output")
+
+    def _dense(self, state: object) -> torch.Tensor:
+        if isinstance(state, Patch):
+            return densify(state)
+        if isinstance(state, Dense):
+            return state.value
+        raise UnsupportedModel(f"cannot make a batch from {type(state).__name__}")
+
+    def _step(self, node: torch.fx.Node, states: dict) -> object:
+        target = node.target
+        args = node.args
+        state = lambda a: states[a] if isinstance(a, torch.fx.Node) else Const(a)  # noqa: E731
+        if target is operator.getitem:
+            many = states[args[0]]
+            if isinstance(many, Many):
+                picked = many[args[1]]
+                if picked is None:
+                    raise UnsupportedModel(f"output {args[1]} of {args[0].target} is not computed incrementally")
+                return picked
+            raise UnsupportedModel(f"indexing the output of {args[0].target} is not supported")
+        first = state(args[0]) if args else None
+        if target in BATCH_NORM_OPS and node in self._folded and isinstance(first, Patch):
+            return Many((first, None, None))  # a batch norm folded into the convolution before it
+        if isinstance(first, Patch) and self._covers(first):
+            first = None  # fall through to the dense path below
+        if isinstance(first, Patch):
+            others = [state(a) for a in args[1:]]
+            if target is aten.convolution.default and all(isinstance(o, Const) for o in others) and not args[6]:
+                values = [o.value for o in others]
+                if node in self._folded:  # the batch norm after it is folded in: its output is the batch norm's
+                    bn = next(iter(node.users))
+                    return self._conv(node, first, *self._folded[node], *values[2:], out_full=self._full[bn][0])
+                return self._conv(node, first, *values)
+            if target is aten.constant_pad_nd.default and all(isinstance(o, Const) for o in others):
+                pad = list(others[0].value)
+                if len(pad) == 4 and min(pad) >= 0:
+                    return Patch(self._full[node], first.y0 + pad[2], first.x0 + pad[0], first.data)
+            if target is aten.max_pool2d_with_indices.default and all(isinstance(o, Const) for o in others):
+                return Many((self._pool(node, first, *(o.value for o in others)), None))
+            if target is aten.avg_pool2d.default and all(isinstance(o, Const) for o in others):
+                kernel, stride, padding, ceil_mode, _include_pad, divisor = ([o.value for o in others] + [[], 0, False, True, None])[:6]
+                kernel = _pair(kernel)
+                stride = _pair(stride) if stride else kernel
+                if _pair(padding, 0) == (0, 0) and not ceil_mode and divisor is None:
+                    return self._window_op(node, first, kernel, stride, (0, 0), (1, 1), 0.0,
+                                           lambda crop: F.avg_pool2d(crop, kernel, stride))
+            if target in BATCH_NORM_OPS and all(isinstance(o, Const) for o in others):
+                values = [o.value for o in others]
+                if target is aten.native_batch_norm.default:
+                    weight, bias, mean, var, training, _momentum, eps = values
+                else:
+                    weight, bias, mean, var, _momentum, eps = values
+                    training = False
+                if not training and mean is not None:
+                    data = F.batch_norm(first.data, mean, var, weight, bias, False, 0.0, eps)
+                    return Many((Patch(self._full[node][0], first.y0, first.x0, data), None, None))
+        if self._pointwise(node, states):
+            return self._elementwise(node, states)
+        return self._fallback(node, states)
+
+    # --- op kinds -----------------------------------------------------------------------------------------------
+
+    def _covers(self, patch: Patch) -> bool:
+        H, W = patch.full.shape[-2:]
+        return patch.h * patch.w > DENSE_FRACTION * H * W
+
+    def _padded_source(self, node: torch.fx.Node, full: torch.Tensor, top: int, bottom: int, left: int, right: int, value: float) -> torch.Tensor:
+        key = (node, top, bottom, left, right, value)
+        if key not in self._padded:
+            self._padded[key] = F.pad(full, (left, right, top, bottom), value=value) if (top or bottom or left or right) else full
+        return self._padded[key]
+
+    def _window_op(self, node, patch: Patch, kernel, stride, padding, dilation, pad_value, op, out_full=None) -> Patch:
+        out_full = self._full[node] if out_full is None else out_full
+        out_full = out_full[0] if isinstance(out_full, (tuple, list)) else out_full
+        H, W = patch.full.shape[-2:]
+        Ho, Wo = out_full.shape[-2:]
+        oy, oh, iy, ih, pad_bottom = _halo(patch.y0, patch.h, H, Ho, kernel[0], stride[0], padding[0], dilation[0])
+        ox, ow, ix, iw, pad_right = _halo(patch.x0, patch.w, W, Wo, kernel[1], stride[1], padding[1], dilation[1])
+        source = self._padded_source(node.args[0], patch.full, padding[0], pad_bottom, padding[1], pad_right, pad_value)
+        crop = _window(source, patch, padding[0], padding[1], iy, ix, ih, iw)
+        data = op(crop)
+        if tuple(data.shape[-2:]) != (oh, ow):
+            raise UnsupportedModel(f"{node.target} gave a {tuple(data.shape[-2:])} crop, expected {(oh, ow)}")
+        return Patch(out_full, oy, ox, data)
+
+    def _conv(self, node, patch: Patch, weight, bias, stride, padding, dilation, transposed, output_padding, groups, out_full=None) -> Patch:
+        if weight.dim() != 4:
+            raise UnsupportedModel("only 2-d convolutions are computed incrementally")
+        kernel = tuple(weight.shape[-2:])
+        stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+        return self._window_op(node, patch, kernel, stride, padding, dilation, 0.0,
+                               lambda crop: F.conv2d(crop, weight, bias, stride, 0, dilation, groups), out_full)
+
+    def _pool(self, node, patch: Patch, kernel, stride=(), padding=0, dilation=1, ceil_mode=False) -> Patch:
+        kernel = _pair(kernel)
+        stride = _pair(stride, None) if stride else kernel
+        padding, dilation = _pair(padding, 0), _pair(dilation, 1)
+        return self._window_op(node, patch, kernel, stride, padding, dilation, float("-inf"),
+                               lambda crop: F.max_pool2d(crop, kernel, stride, 0, dilation))
+
+    def _pointwise(self, node: torch.fx.Node, states: dict) -> bool:
+        """An elementwise op whose patch inputs share one map shape and whose constants have no spatial extent."""
+        if not isinstance(node.target, torch._ops.OpOverload) or torch.Tag.pointwise not in node.target.tags:
+            return False
+        full = self._full[node]
+        if not isinstance(full, torch.Tensor) or full.dim() != 4:
+            return False
+        for arg in node.all_input_nodes:
+            s = states[arg]
+            if isinstance(s, Patch):
+                if s.full.shape != full.shape:
+                    return False
+            elif isinstance(s, Const):
+                value = s.value
+                if isinstance(value, torch.Tensor) and value.numel() > 1 and (value.dim() < 3 or tuple(value.shape[-2:]) != (1, 1)):
+                    return False
+            else:
+                return False
+        return True
+
+    def _elementwise(self, node: torch.fx.Node, states: dict) -> Patch:
+        patches = [states[a] for a in node.all_input_nodes if isinstance(states[a], Patch)]
+        H, W = patches[0].full.shape[-2:]
+        if len(patches) == 1 or all(
+            (p.y0 == patches[0].y0).all() and (p.x0 == patches[0].x0).all() and p.data.shape == patches[0].data.shape for p in patches
+        ):
+            ys, xs, h, w = patches[0].y0, patches[0].x0, patches[0].h, patches[0].w
+            crops = {id(p): p.data for p in patches}
+        else:
+            ys, h = _unify(np.min([p.y0 for p in patches], 0), np.max([p.y0 + p.h for p in patches], 0), H)
+            xs, w = _unify(np.min([p.x0 for p in patches], 0), np.max([p.x0 + p.w for p in patches], 0), W)
+            crops = {id(p): _window(p.full, p, 0, 0, ys, xs, h, w) for p in patches}
+
+        def value(a):
+            if isinstance(a, torch.fx.Node):
+                s = states[a]
+                return crops[id(s)] if isinstance(s, Patch) else s.value
+            return a
+
+        args, kwargs = torch.fx.node.map_aggregate((node.args, node.kwargs), value)
+        return Patch(self._full[node], ys, xs, node.target(*args, **kwargs))
+
+    def _fallback(self, node: torch.fx.Node, states: dict) -> Dense:
+        batch = None
+
+        def value(a):
+            nonlocal batch
+            if not isinstance(a, torch.fx.Node):
+                return a
+            s = states[a]
+            if isinstance(s, Patch):
+                batch = s.batch
+                return densify(s)
+            if isinstance(s, Dense):
+                batch = len(s.value)
+                return s.value
+            if isinstance(s, Many):
+                raise UnsupportedModel(f"{node.target} uses a multi-output op directly")
+            return s.value
+
+        args, kwargs = torch.fx.node.map_aggregate((node.args, node.kwargs), value)
+        if node.target in VIEW_OPS and isinstance(args[0], torch.Tensor) and isinstance(args[1], (list, tuple)):
+            traced = self._full[node.args[0]].shape[0]
+            size = list(args[1])
+            if size and size[0] == traced and args[0].shape[0] == batch:
+                args = (args[0], [batch, *size[1:]], *args[2:])
+        out = node.target(*args, **kwargs)
+        if isinstance(out, (tuple, list)):
+            return Many(Dense(o) if isinstance(o, torch.Tensor) else Const(o) for o in out)
+        return Dense(out)
+
+
+# --- one engine per (model, input shape, weights), kept while the model lives ---------------------------------------
+
+_ENGINES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def weights_key(model: nn.Module) -> int:
+    """Changes whenever a parameter or buffer is replaced or modified in place, or a module's structure changes."""
+    tensors = (*model.parameters(), *model.buffers())
+    return hash((tuple((t.data_ptr(), t._version) for t in tensors), tuple(type(m) for m in model.modules())))
+
+
+def engine_for(model: nn.Module, example: torch.Tensor) -> IncrementalEngine:
+    """The engine for `model` on inputs shaped like `example`, traced once and reused while the weights stay the same.
+
+    Raises UnsupportedModel when the model cannot be traced or the engine's answer differs from a full forward.
+    """
+    cache = _ENGINES.setdefault(model, {})
+    key = (tuple(example.shape), example.device, weights_key(model))
+    engine = cache.get(key)
+    if engine is None:
+        cache.clear()
+        try:
+            engine = IncrementalEngine(model, example)
+            verify(engine, model, example)
+        except UnsupportedModel as error:
+            engine = error
+        cache[key] = engine
+    if isinstance(engine, UnsupportedModel):
+        raise engine
+    return engine
+
+
+def verify(engine: IncrementalEngine, model: nn.Module, example: torch.Tensor, tolerance: float = 1e-4) -> None:
+    """Check the engine against full forwards on a few occluders (corners, centre, odd sizes); raise if they differ."""
+    _n, _c, H, W = example.shape
+    ph, pw = max(1, H // 7), max(1, W // 7)
+    boxes = [(0, 0, ph, pw), (H - ph - 1, W - pw, H - 1, W), (H // 2 - 1, W // 3, H // 2 + ph, W // 3 + pw + 3), (1, W - 2, H, W)]
+    fill = torch.zeros_like(example)
+    engine.set_image(example)
+    try:
+        ours = engine.logits(boxes, fill)
+    except UnsupportedModel:
+        raise
+    except Exception as error:  # noqa: BLE001 - an op the engine mishandles: full forwards instead
+        raise UnsupportedModel(f"incremental inference failed: {str(error).splitlines()[0] if str(error) else error}") from None
+    batch = example.expand(len(boxes), -1, -1, -1).clone()
+    for b, (y0, x0, y1, x1) in enumerate(boxes):
+        batch[b, :, y0:y1, x0:x1] = 0
+    with eval_mode(model), torch.inference_mode():
+        reference = model(batch)
+    reference = reference[0] if isinstance(reference, (tuple, list)) else reference
+    scale = max(1.0, float(reference.abs().max()))
+    error = float((ours - reference).abs().max())
+    if not error <= tolerance * scale:
+        raise UnsupportedModel(f"incremental inference differs from a full forward by {error:.2e}")

@@ -1,0 +1,357 @@
+"""OcclusionSlider: drag a gray square over the image and watch the class probability (Zeiler & Fergus 2014)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import traitlets
+from torch import nn
+
+from .. import render
+from ..backend import Inspector, as_inspector
+from ..backend.images import ImageLike
+from ..errors import InputError
+from ..methods.occlusion import (
+    OcclusionMaps,
+    centered_box,
+    check_patch_stride,
+    fill_image,
+    grid_boxes,
+    grid_shape,
+    occluded_channel_sums,
+    occluded_logits,
+    occlusion_progressive,
+)
+from .base import CnnWidget, array_message, front_end
+
+FILLS = {"gray": 0.0, "mean": "mean", "blur": "blur"}
+"""What the square shows: gray is 0.0 in the model's input space (the dataset mean colour)."""
+PUSH_INTERVAL_S = 0.25
+"""Partial heatmaps go to the browser at most this often (and whenever a coarse level completes)."""
+
+
+class OcclusionSlider(CnnWidget):
+    """Drag an occluder over the image; see the chosen class's probability under it, and the full occlusion maps.
+
+    With no arguments it looks at the embedded EfficientNet-Lite0 and a photo of a cat. `x`, `y` (the occluder's
+    centre in model-input pixels), `patch`, `stride`, `fill` ("gray", "mean", "blur"), `target` (a class index)
+    and `layer`/`channel` (for the feature-map panel) drive it from Python as well.
+
+    The heatmaps are computed coarse to fine in small chunks on the kernel's event loop, so the widget keeps
+    answering drags while they fill in; changing a setting cancels the run and starts a new one. Outside a running
+    event loop (a script) they are computed at once.
+    """
+
+    _esm = front_end("occlusion_slider")
+
+    image = traitlets.Dict().tag(sync=True)
+    size = traitlets.List([0, 0]).tag(sync=True)
+    predictions = traitlets.List().tag(sync=True)
+    labels = traitlets.List().tag(sync=True)
+    target = traitlets.Int(-1).tag(sync=True)
+    patch = traitlets.Int(32).tag(sync=True)
+    stride = traitlets.Int(8).tag(sync=True)
+    fill = traitlets.Enum(list(FILLS), "gray").tag(sync=True)
+    x = traitlets.Float(0.0).tag(sync=True)
+    y = traitlets.Float(0.0).tag(sync=True)
+    request = traitlets.Int(0).tag(sync=True)
+    readout = traitlets.Dict().tag(sync=True)
+    show_heatmap = traitlets.Bool(True).tag(sync=True)
+    heatmap = traitlets.Dict().tag(sync=True)
+    top_map = traitlets.Dict().tag(sync=True)
+    layers = traitlets.List().tag(sync=True)
+    layer = traitlets.Unicode("").tag(sync=True)
+    channel = traitlets.Int(-1).tag(sync=True)
+    feature_map = traitlets.Dict().tag(sync=True)
+    progress = traitlets.Float(1.0).tag(sync=True)
+    opacity = traitlets.Float(0.6).tag(sync=True)
+    colormap = traitlets.Enum(list(render.COLORMAPS), "viridis").tag(sync=True)
+
+    def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
+        from .. import zoo
+
+        self._ready = False
+        self.inspector = as_inspector(inspector)
+        self._batch = self.inspector.preprocess(image if image is not None else zoo.sample_image("cat"))
+        height, width = self._batch.shape[-2:]
+        self._fills: dict[tuple[str, int], torch.Tensor] = {}
+        self._run = 0
+        self._steps: Iterator[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._readout_key: tuple | None = None
+        self._maps: OcclusionMaps | None = None
+        self._feature: np.ndarray | None = None
+        super().__init__(**kwargs)
+        probabilities = self.inspector.logits(self._batch).softmax(-1)
+        top = probabilities.topk(min(5, len(probabilities)))
+        self._probabilities = probabilities
+        with self.hold_trait_notifications():
+            self.size = [int(height), int(width)]
+            self.image = array_message(self.inspector.display_image(self._batch))
+            self.predictions = [{"index": int(i), "label": self.inspector.label(int(i)), "probability": float(p)}
+                                for p, i in zip(top.values, top.indices)]
+            self.labels = [self.inspector.label(i) for i in range(len(probabilities))]
+            self.layers = [layer.name for layer in self.inspector.layers]
+        if "target" not in kwargs:
+            self.target = int(top.indices[0])
+        if "x" not in kwargs:
+            self.x = width / 2
+        if "y" not in kwargs:
+            self.y = height / 2
+        self._check_settings()
+        self._ready = True
+        self._update_readout()
+        self._restart()
+
+    # --- validation -----------------------------------------------------------------------------------------------
+
+    @traitlets.validate("target")
+    def _check_target(self, proposal: dict) -> int:
+        value = proposal["value"]
+        if value == -1 and not self._ready:
+            return value
+        return self.inspector.class_index(int(value), self._batch)
+
+    @traitlets.validate("patch", "stride")
+    def _check_geometry(self, proposal: dict) -> int:
+        if hasattr(self, "_batch"):
+            patch = proposal["value"] if proposal["trait"].name == "patch" else self.patch
+            stride = proposal["value"] if proposal["trait"].name == "stride" else self.stride
+            check_patch_stride(tuple(self._batch.shape[-2:]), patch, stride)
+        return proposal["value"]
+
+    @traitlets.validate("x", "y")
+    def _check_position(self, proposal: dict) -> float:
+        name, value = proposal["trait"].name, float(proposal["value"])
+        if hasattr(self, "_batch"):
+            limit = self._batch.shape[-1 if name == "x" else -2]
+            if not 0 <= value <= limit:
+                raise InputError(f"{name}={value} is outside the image; pass 0 ≤ {name} ≤ {limit}")
+        return value
+
+    @traitlets.validate("channel")
+    def _check_channel(self, proposal: dict) -> int:
+        value = proposal["value"]
+        if value != -1 and self.layer:
+            channels = self.inspector.layer(self.layer).shape[0]
+            if not 0 <= value < channels:
+                raise InputError(f"channel {value} is out of range; layer {self.layer!r} has channels 0..{channels - 1} (-1 for none)")
+        return value
+
+    @traitlets.validate("layer")
+    def _check_layer(self, proposal: dict) -> str:
+        return self.inspector.layer(proposal["value"]).name if proposal["value"] else ""
+
+    @traitlets.validate("opacity")
+    def _check_opacity(self, proposal: dict) -> float:
+        if not 0.0 <= proposal["value"] <= 1.0:
+            raise InputError(f"opacity {proposal['value']} is not between 0 and 1")
+        return proposal["value"]
+
+    def _check_settings(self) -> None:
+        check_patch_stride(tuple(self._batch.shape[-2:]), self.patch, self.stride)
+
+    # --- the dragged occluder ---------------------------------------------------------------------------------------
+
+    def _fill(self) -> torch.Tensor:
+        key = (self.fill, self.patch)
+        if key not in self._fills:
+            self._fills = {key: fill_image(self._batch, FILLS[self.fill], self.patch)}
+        return self._fills[key]
+
+    @traitlets.observe("x", "y", "request", "patch", "fill", "target")
+    def _on_position(self, _change: dict) -> None:
+        if self._ready:
+            self._update_readout()
+
+    def _update_readout(self) -> None:
+        key = (self.x, self.y, self.request, self.patch, self.fill, self.target)
+        if key == self._readout_key:
+            return  # several traits of one browser message: answer once
+        self._readout_key = key
+        try:
+            box = centered_box(self.y, self.x, self.patch, tuple(self._batch.shape[-2:]))
+            logits = occluded_logits(self.inspector, self._batch, [box], self._fill(), patch=self.patch)[0]
+        except Exception as error:
+            self.error = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise
+        probabilities = logits.softmax(-1)
+        top = int(probabilities.argmax())
+        self.error = ""
+        self.readout = {
+            "request": self.request, "x": self.x, "y": self.y, "box": list(box),
+            "target": self.target, "label": self.inspector.label(self.target),
+            "probability": float(probabilities[self.target]), "unoccluded": float(self._probabilities[self.target]),
+            "top_index": top, "top_label": self.inspector.label(top), "top_probability": float(probabilities[top]),
+        }
+
+    # --- heatmaps, coarse to fine, without blocking the kernel ---------------------------------------------------------
+
+    @traitlets.observe("patch", "stride", "fill", "target", "show_heatmap")
+    def _on_settings(self, _change: dict) -> None:
+        if self._ready:
+            self._restart()
+
+    @traitlets.observe("layer", "channel")
+    def _on_feature(self, change: dict) -> None:
+        if change["name"] == "layer" and self.channel >= 0 and self.layer and self.channel >= self.inspector.layer(self.layer).shape[0]:
+            self.channel = -1
+            return
+        if self._ready:
+            self._restart(features_only=self._maps is not None and bool(self._maps.done.all()))
+
+    def _restart(self, features_only: bool = False) -> None:
+        """Cancel the running computation and start the maps for the current settings."""
+        self._run += 1
+        self._steps = None
+        if not self.show_heatmap:
+            self.heatmap, self.top_map, self.feature_map, self.progress = {}, {}, {}, 1.0
+            return
+        self._steps = self._compute(self._run, features_only)
+        self.progress = 0.5 if features_only else 0.0
+        self._loop = _running_loop()
+        if self._loop is None:
+            self.finish()
+        else:
+            self._loop.call_soon(self._step, self._run)
+
+    def _step(self, run: int) -> None:
+        if run != self._run or self._steps is None:
+            return  # superseded by newer settings
+        start = time.perf_counter()
+        try:
+            while time.perf_counter() - start < 0.05:  # one or a few chunks, then let the kernel answer messages
+                next(self._steps)
+        except StopIteration:
+            self._steps = None
+            return
+        except Exception as error:
+            self._steps = None
+            self.error = str(error).splitlines()[0] if str(error) else type(error).__name__
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon(self._step, run)
+
+    def finish(self) -> None:
+        """Compute whatever part of the maps is still missing, now (used by `to_png` and in scripts)."""
+        steps, self._steps = self._steps, None
+        self._run += 1  # a scheduled chunk of this run must not continue it
+        if steps is not None:
+            with self._working():
+                for _ in steps:
+                    pass
+
+    def _compute(self, run: int, features_only: bool) -> Iterator[None]:
+        size = tuple(self._batch.shape[-2:])
+        patch, stride, fill = self.patch, self.stride, self._fill()
+        ny, nx = grid_shape(size, patch, stride)
+        if not features_only:
+            self._maps, self._feature = None, None
+            self.feature_map = {}
+            self.progress = 0.0
+            last_push, level = 0.0, None
+            for maps in occlusion_progressive(self.inspector, self._batch, self.target, patch, stride, fill):
+                self._maps = maps
+                now = time.perf_counter()
+                if maps.done.all() or maps.level != level or now - last_push > PUSH_INTERVAL_S:
+                    self._push_maps(run, maps)
+                    last_push, level = now, maps.level
+                yield
+        if self.layer and self.channel >= 0:
+            boxes = grid_boxes(size, patch, stride)
+            values = np.full(len(boxes), np.nan, np.float32)
+            done = 0
+            for sums in occluded_channel_sums(self.inspector, self._batch, self.layer, self.channel, boxes, fill, patch=patch):
+                values[done:done + len(sums)] = sums.numpy()
+                done += len(sums)
+                self.progress = 0.5 + 0.5 * done / len(boxes) if features_only else self.progress
+                yield
+            reference = float(self.inspector.activations(self._batch, self.layer)[self.channel].sum())
+            self._feature = values.reshape(ny, nx)
+            self.feature_map = array_message(self._feature, run=run, layer=self.layer, channel=self.channel,
+                                             patch=patch, stride=stride, unoccluded=reference)
+        else:
+            self.feature_map = {}
+        self.progress = 1.0
+
+    def _push_maps(self, run: int, maps: OcclusionMaps) -> None:
+        meta = {"run": run, "patch": self.patch, "stride": self.stride, "level": maps.level, "fraction": maps.fraction,
+                "done": bool(maps.done.all())}
+        with self.hold_trait_notifications():
+            self.heatmap = array_message(maps.preview(maps.probability).astype(np.float32), target=self.target,
+                                         label=self.inspector.label(self.target),
+                                         unoccluded=float(self._probabilities[self.target]), **meta)
+            classes = maps.preview(maps.top_index.astype(np.float32))
+            names = {str(int(c)): self.inspector.label(int(c)) for c in np.unique(classes) if c >= 0}
+            self.top_map = array_message(maps.preview(maps.top_probability).astype(np.float32),
+                                         classes=[int(c) for c in classes.ravel()], names=names, **meta)
+            self.progress = maps.fraction * (0.5 if self.layer and self.channel >= 0 else 1.0)
+
+    # --- export ------------------------------------------------------------------------------------------------------
+
+    def _figure_png(self) -> bytes:
+        import matplotlib.patches
+        import matplotlib.pyplot as plt
+
+        if self.show_heatmap:
+            self.finish()
+        panels = 1 + (self._maps is not None) + (self._feature is not None)
+        figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 5.2), squeeze=False)
+        axes = axes[0]
+        picture = np.frombuffer(self.image["data"], np.uint8).reshape(self.image["shape"])
+        readout = self.readout
+        height, width = self.size
+        extent = self._extent()
+        axes[0].imshow(picture)
+        if self._maps is not None:
+            low = float(np.nanmin(self._maps.probability))
+            high = max(float(np.nanmax(self._maps.probability)), readout["unoccluded"])
+            shown = axes[0].imshow(self._maps.probability, cmap=self.colormap, vmin=low, vmax=high, alpha=self.opacity,
+                                   extent=extent, interpolation="bilinear")
+            figure.colorbar(shown, ax=axes[0], fraction=0.046, pad=0.02, label=f"P({readout['label']})")
+        y0, x0, y1, x1 = readout["box"]
+        axes[0].add_patch(matplotlib.patches.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, facecolor=(0.5, 0.5, 0.5, 0.8),
+                                                       edgecolor="white", linewidth=1.5))
+        axes[0].set_title(f"P({readout['label']}) = {readout['probability']:.3f} under the square "
+                          f"(unoccluded {readout['unoccluded']:.3f})\ntop-1 there: {readout['top_label']} "
+                          f"{readout['top_probability']:.3f}; patch {self.patch}, stride {self.stride}, fill {self.fill}", fontsize=9)
+        panel = 1
+        if self._maps is not None:
+            classes = self._maps.top_index
+            unique = list(np.unique(classes))
+            palette = plt.get_cmap("tab10")
+            colors = np.array([palette(unique.index(c) % 10)[:3] for c in classes.ravel()]).reshape(*classes.shape, 3)
+            axes[panel].imshow(picture)
+            axes[panel].imshow(colors * self._maps.top_probability[..., None] ** 0.5, alpha=self.opacity, extent=extent, interpolation="nearest")
+            handles = [matplotlib.patches.Patch(color=palette(k % 10), label=self.inspector.label(int(c))) for k, c in enumerate(unique[:10])]
+            axes[panel].legend(handles=handles, fontsize=7, loc="lower left", framealpha=0.8)
+            axes[panel].set_title("top-1 label under the square at each position", fontsize=9)
+            panel += 1
+        if self._feature is not None:
+            axes[panel].imshow(picture)
+            shown = axes[panel].imshow(self._feature, cmap=self.colormap, alpha=self.opacity, extent=extent, interpolation="bilinear")
+            figure.colorbar(shown, ax=axes[panel], fraction=0.046, pad=0.02)
+            axes[panel].set_title(f"total activation of {self.layer} channel {self.channel}", fontsize=9)
+        for axis in axes:
+            axis.set_xlim(-0.5, width - 0.5)
+            axis.set_ylim(height - 0.5, -0.5)
+            axis.axis("off")
+        return render.figure_png(figure)
+
+    def _extent(self) -> list[float]:
+        """Where the [ny, nx] maps go on the image: each cell centred on its occluder's centre, `stride` wide."""
+        ny, nx = grid_shape(tuple(self.size), self.patch, self.stride)
+        left = self.patch / 2 - self.stride / 2 - 0.5
+        top = self.patch / 2 - self.stride / 2 - 0.5
+        return [left, left + nx * self.stride, top + ny * self.stride, top]
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
