@@ -206,6 +206,32 @@ def browser_page(_chromium):
 
 # ---------------------------------------------------------------------------------------------- helpers
 
+# Console errors that are JupyterLab's own and say nothing about the widget (this machine is offline):
+# failed fetches of the news feed, the update check and the extension manager's PyPI listing.
+IGNORED_CONSOLE_ERRORS = re.compile(r"/lab/api/news|/lab/api/update|/lab/api/extensions|pypi\.org")
+
+# Pixels of a canvas: size, a hash of the RGBA bytes, how many distinct colours, and whether it is shown.
+CANVAS_PIXELS_JS = """(canvas) => {
+    const { width, height } = canvas;
+    const shown = !canvas.hidden && canvas.offsetWidth > 0;
+    if (!width || !height) return { width, height, hash: 0, colors: 0, shown };
+    const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+    let hash = 2166136261;
+    const colors = new Set();
+    for (let i = 0; i < data.length; i += 4) {
+        const rgba = (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3];
+        hash = Math.imul(hash ^ rgba, 16777619) >>> 0;
+        if (colors.size < 10000) colors.add(rgba);
+    }
+    return { width, height, hash, colors: colors.size, shown };
+}"""
+
+
+def canvas_pixels(locator) -> dict:
+    """Size, pixel hash, colour count and visibility of the canvas `locator` points at."""
+    return locator.evaluate(CANVAS_PIXELS_JS)
+
+
 
 def write_notebook(server: JupyterServer, name: str, source: str) -> str:
     """Write a one-cell notebook running `source` into the server's folder; returns its name."""

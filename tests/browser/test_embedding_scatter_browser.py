@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .conftest import open_notebook, run_cells
+from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, open_notebook, run_cells
 
 pytestmark = pytest.mark.browser
 
@@ -15,23 +15,8 @@ NOTEBOOK = "02_top_images_and_embeddings.ipynb"
 CELLS = 13  # up to `scatter = cnnwidgets.EmbeddingScatter(index)`
 RENDER_TIMEOUT_MS = 60_000
 LAYOUT_TIMEOUT_MS = 120_000  # t-SNE of 1,797 points on a busy 2-core CPU
-IGNORED_CONSOLE_ERRORS = re.compile(r"/lab/api/news|/lab/api/update|/lab/api/extensions|pypi\.org")
 ROOT = ".cnnw-embedding-scatter"
 
-PIXELS_JS = """(canvas) => {
-    const { width, height } = canvas;
-    const shown = !canvas.hidden && canvas.offsetWidth > 0;
-    if (!width || !height) return { width, height, hash: 0, colors: 0, shown };
-    const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
-    let hash = 2166136261;
-    const colors = new Set();
-    for (let i = 0; i < data.length; i += 4) {
-        const rgba = (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3];
-        hash = Math.imul(hash ^ rgba, 16777619) >>> 0;
-        if (colors.size < 10000) colors.add(rgba);
-    }
-    return { width, height, hash, colors: colors.size, shown };
-}"""
 
 # A pixel of the plot that belongs to a dot: saturated (not white, not gray), with saturated neighbours
 # (the middle of a dot, not an anti-aliased edge).
@@ -56,7 +41,7 @@ FIND_DOT_JS = """() => {
 
 
 def pixels(locator) -> dict:
-    return locator.evaluate(PIXELS_JS)
+    return locator.evaluate(CANVAS_PIXELS_JS)
 
 
 def test_embedding_scatter_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
@@ -103,7 +88,7 @@ def test_embedding_scatter_in_jupyterlab(jupyter_server, browser_page, artifacts
     page.mouse.wheel(0, -400)
     page.wait_for_function(
         "([js, before]) => eval(js)(document.querySelector('.cnnw-embedding-scatter canvas.cnnw-plot')).hash !== before",
-        arg=[PIXELS_JS, before_zoom], timeout=5_000,
+        arg=[CANVAS_PIXELS_JS, before_zoom], timeout=5_000,
     )
     plot.dblclick()  # back to the whole view
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import open_notebook, run_cells
-from .test_layer_explorer_browser import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS
+from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, open_notebook, run_cells
 
 NOTEBOOK = "05_feature_evolution.ipynb"
 WIDGET_CELLS = 4  # markdown, imports, markdown, `evolution = FeatureEvolution()`

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import open_notebook, run_cells, write_notebook
-from .test_layer_explorer_browser import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS
+from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, open_notebook, run_cells, write_notebook
 
 pytestmark = pytest.mark.browser
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .conftest import open_notebook, run_cells
+from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, canvas_pixels, open_notebook, run_cells
 
 pytestmark = pytest.mark.browser
 
@@ -18,25 +18,6 @@ UPDATE_TIMEOUT_MS = 30_000
 OTHER_LAYER = "_blocks.5._expand_act"
 OTHER_COLORMAP = "magma"
 
-# Console errors that are JupyterLab's own and say nothing about the widget (this machine is offline):
-# failed fetches of the news feed, the update check and the extension manager's PyPI listing.
-IGNORED_CONSOLE_ERRORS = re.compile(r"/lab/api/news|/lab/api/update|/lab/api/extensions|pypi\.org")
-
-# Pixels of a canvas: size, a hash of the RGBA bytes, how many distinct colours, and whether it is shown.
-CANVAS_PIXELS_JS = """(canvas) => {
-    const { width, height } = canvas;
-    const shown = !canvas.hidden && canvas.offsetWidth > 0;
-    if (!width || !height) return { width, height, hash: 0, colors: 0, shown };
-    const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
-    let hash = 2166136261;
-    const colors = new Set();
-    for (let i = 0; i < data.length; i += 4) {
-        const rgba = (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3];
-        hash = Math.imul(hash ^ rgba, 16777619) >>> 0;
-        if (colors.size < 10000) colors.add(rgba);
-    }
-    return { width, height, hash, colors: colors.size, shown };
-}"""
 
 # Wait until canvas `selector` (inside the widget) shows at least `minColors` colours and, if given,
 # a hash other than `notHash`.
@@ -46,10 +27,6 @@ WAIT_PIXELS_JS = """([selector, minColors, notHash]) => {
     const pixels = (%s)(canvas);
     return pixels.colors >= minColors && (notHash === null || pixels.hash !== notHash);
 }""" % CANVAS_PIXELS_JS
-
-
-def canvas_pixels(locator) -> dict:
-    return locator.evaluate(CANVAS_PIXELS_JS)
 
 
 def wait_pixels(page, selector: str, *, min_colors: int = 2, not_hash: int | None = None, timeout: int = UPDATE_TIMEOUT_MS) -> dict:

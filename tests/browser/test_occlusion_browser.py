@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .conftest import open_notebook, run_cells
+from .conftest import IGNORED_CONSOLE_ERRORS, open_notebook, run_cells
 
 pytestmark = pytest.mark.browser
 
@@ -15,7 +15,6 @@ NOTEBOOK = "03_occlusion.ipynb"
 WIDGET_CELLS = 4  # markdown, imports, markdown, `slider = OcclusionSlider(inspector, cat)`
 RENDER_TIMEOUT_MS = 60_000
 UPDATE_TIMEOUT_MS = 30_000
-IGNORED_CONSOLE_ERRORS = re.compile(r"/lab/api/news|/lab/api/update|/lab/api/extensions|pypi\.org")
 
 CANVAS_HASH_JS = """(canvas) => {
     const { width, height } = canvas;

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
-from .conftest import NOTEBOOKS, open_notebook, run_cells
+from .conftest import IGNORED_CONSOLE_ERRORS, NOTEBOOKS, open_notebook, run_cells
 
 pytestmark = pytest.mark.browser
 
@@ -15,7 +14,6 @@ NOTEBOOK = "04_gradients_and_cams.ipynb"
 WIDGET_CELLS = 4  # markdown, imports, markdown, `overlay = SaliencyOverlay(inspector, cat)`
 RENDER_TIMEOUT_MS = 90_000
 UPDATE_TIMEOUT_MS = 60_000
-IGNORED_CONSOLE_ERRORS = re.compile(r"/lab/api/news|/lab/api/update|/lab/api/extensions|pypi\.org")
 
 PIXELS_JS = """(canvas) => {
     const { width, height } = canvas;

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from .conftest import open_notebook, run_cells
+from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, open_notebook, run_cells
 
 pytestmark = pytest.mark.browser
 
@@ -14,27 +14,12 @@ NOTEBOOK = "02_top_images_and_embeddings.ipynb"
 CELLS = 9  # up to `top = cnnwidgets.TopActivations(index, "relu3", 5)`
 RENDER_TIMEOUT_MS = 60_000
 UPDATE_TIMEOUT_MS = 30_000
-IGNORED_CONSOLE_ERRORS = re.compile(r"/lab/api/news|/lab/api/update|/lab/api/extensions|pypi\.org")
 ROOT = ".cnnw-top-activations"
 
-PIXELS_JS = """(canvas) => {
-    const { width, height } = canvas;
-    const shown = !canvas.hidden && canvas.offsetWidth > 0;
-    if (!width || !height) return { width, height, hash: 0, colors: 0, shown };
-    const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
-    let hash = 2166136261;
-    const colors = new Set();
-    for (let i = 0; i < data.length; i += 4) {
-        const rgba = (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3];
-        hash = Math.imul(hash ^ rgba, 16777619) >>> 0;
-        if (colors.size < 10000) colors.add(rgba);
-    }
-    return { width, height, hash, colors: colors.size, shown };
-}"""
 
 
 def pixels(locator) -> dict:
-    return locator.evaluate(PIXELS_JS)
+    return locator.evaluate(CANVAS_PIXELS_JS)
 
 
 def wait_full_image(page, not_hash: int | None) -> dict:
@@ -45,7 +30,7 @@ def wait_full_image(page, not_hash: int | None) -> dict:
             const p = eval(pixelsJs)(canvas);
             return p.colors >= 8 && (notHash === null || p.hash !== notHash);
         }""",
-        arg=[PIXELS_JS, not_hash], timeout=UPDATE_TIMEOUT_MS, polling=100,
+        arg=[CANVAS_PIXELS_JS, not_hash], timeout=UPDATE_TIMEOUT_MS, polling=100,
     )
     return pixels(page.locator(f"{ROOT} canvas.cnnw-full"))
 
