@@ -170,6 +170,19 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory, notebooks_to_serve:
         _stop(process)
 
 
+@pytest.fixture(autouse=True)
+def _shut_down_kernels(jupyter_server: JupyterServer):
+    """After each test, stop the kernels it started: each holds a model, and the server lives for the session."""
+    yield
+    api = f"{jupyter_server.base_url}/api/kernels"
+    headers = {"Authorization": f"token {jupyter_server.token}"}
+    with urllib.request.urlopen(urllib.request.Request(api, headers=headers), timeout=10) as answer:
+        kernels = json.loads(answer.read())
+    for kernel in kernels:
+        request = urllib.request.Request(f"{api}/{kernel['id']}", headers=headers, method="DELETE")
+        urllib.request.urlopen(request, timeout=30).close()
+
+
 @pytest.fixture(scope="session")
 def _chromium():
     _require_chromium()

@@ -1,0 +1,62 @@
+"""FeatureEvolution on the digits CNN: a new epoch's panels (16 features), the epoch slider on the Python side,
+and how much a snapshot every epoch slows the user's own training loop (goal: at most ~10 %)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from common import machine, median_ms
+
+
+def train(model, x, y, epochs, after_epoch) -> float:
+    """Seconds for `epochs` epochs of Adam on (x, y), calling `after_epoch(epoch)` after each one."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        for batch in torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch)).split(32):
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        after_epoch(epoch)
+    return time.perf_counter() - start
+
+
+def run() -> dict:
+    from cnnwidgets import FeatureEvolution, Inspector, zoo
+    from cnnwidgets.zoo.digits import DigitsCNN, digits_transform
+
+    test = zoo.digits("test")
+    features = [("relu1", c) for c in range(5)] + [("relu2", c) for c in range(5)] + [("relu3", c) for c in range(6)]
+    widget = FeatureEvolution(features=features)
+    state = torch.load(zoo.checkpoint_path(10), map_location="cpu", weights_only=True)
+    count = iter(range(100, 10**6))
+    new_epoch_ms = median_ms(lambda: widget.add_checkpoint(next(count), state), repeats=5, warmup=1)
+    epochs = widget.epochs
+    step = iter(range(10**6))
+    slider_ms = median_ms(lambda: setattr(widget, "epoch", epochs[next(step) % len(epochs)]), repeats=50)
+
+    x, y = zoo.digits("train").tensors()
+    torch.manual_seed(0)
+    plain_s = train(DigitsCNN(), x, y, 5, lambda epoch: None)
+    torch.manual_seed(0)
+    model = DigitsCNN()
+    live = FeatureEvolution.track(Inspector(model, digits_transform()), test, features=features)
+    tracked_s = train(model, x, y, 5, live.snapshot)
+    return {
+        "name": "feature_evolution",
+        "model": "digits CNN, 256 held-out digits sampled, 32×32",
+        "new_epoch_panels_ms": round(new_epoch_ms, 1),
+        "features": len(features),
+        "epoch_slider_python_ms": round(slider_ms, 3),
+        "epoch_slider_note": "the browser holds every epoch's data and redraws without a message to Python; "
+                             "this is the Python side of the trait change, which runs no forward pass",
+        "training_5_epochs_s": round(plain_s, 2),
+        "training_5_epochs_with_snapshot_each_epoch_s": round(tracked_s, 2),
+        "snapshot_slowdown": round(tracked_s / plain_s - 1, 3),
+        "machine": machine(),
+    }
