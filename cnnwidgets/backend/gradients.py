@@ -33,6 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import InputError, model_errors
 from .hooks import eval_mode
+from .inspector import class_scores
 
 RULES = ("guided", "deconv")
 
@@ -170,13 +171,6 @@ def check_rule_report(report: RuleReport, method: str) -> None:
             f"{method} needs ReLU activations it can hook (nn.ReLU, nn.ReLU6, F.relu), and this model's forward ran none; "
             "use saliency or integrated_gradients for this model"
         )
-
-
-def class_scores(output: object) -> torch.Tensor:
-    """The [N, classes] score tensor of a model output (first element of a tuple, `.logits` of a dataclass)."""
-    from .inspector import _scores
-
-    return _scores(output)
 
 
 def pick(scores: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from ..errors import InputError, model_errors
 from .device import batch_size_for
 from .hooks import eval_mode, forward_hooks
-from .inspector import Inspector, _scores
+from .inspector import Inspector, class_scores
 from .preprocess import display_batch
 
 FORMAT_VERSION = 1
@@ -655,7 +655,7 @@ def build_index(
                     calls.clear()
                     code_calls[0] = 0
                     with model_errors(tuple(batch.shape)):
-                        scores = _scores(inspector.model(batch.to(device))).float()
+                        scores = class_scores(inspector.model(batch.to(device))).float()
                     ids = torch.arange(offset + count, offset + count + len(batch), device=device)
                     if top is None:
                         top = {}

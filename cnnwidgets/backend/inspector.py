@@ -169,7 +169,7 @@ class Inspector:
             raise InputError("the input contains NaN or infinite values; pass finite images")
         size = batch_size or batch_size_for(self.device)
         with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(batch.shape)):
-            outputs = [_scores(self.model(batch[part].to(self.device))) for part in batches(len(batch), size)]
+            outputs = [class_scores(self.model(batch[part].to(self.device))) for part in batches(len(batch), size)]
         return torch.cat(outputs).float().cpu()
 
     def predict(self, image: ImageLike, k: int = 5) -> list[tuple[str, float]]:
@@ -218,7 +218,7 @@ def _tensor_key(batch: torch.Tensor) -> tuple:
     return tuple(batch.shape), hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _scores(output: object) -> torch.Tensor:
+def class_scores(output: object) -> torch.Tensor:
     """The class-score tensor of a model output (the first element of a tuple, `.logits` of a dataclass)."""
     if isinstance(output, (tuple, list)):
         output = output[0]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backend.hooks import eval_mode
-from ..backend.inspector import _scores
+from ..backend.inspector import class_scores
 from ..errors import InputError, model_errors
 from .image_params import ModelInput, default_size, check_range, check_steps, grad_of, to_uint8
 
@@ -81,7 +81,7 @@ def _loss_gradient(model, to_model: ModelInput, images: torch.Tensor, label: int
     """∇ of the cross-entropy of class `label` w.r.t. display images, taken w.r.t. the images only."""
     x = images.detach().clone().requires_grad_(True)
     with eval_mode(model), torch.enable_grad(), model_errors(tuple(x.shape)):
-        scores = _scores(model(to_model(x)))
+        scores = class_scores(model(to_model(x)))
         loss = F.cross_entropy(scores, torch.full((len(x),), label, device=scores.device), reduction="sum")
         (gradient,) = grad_of(loss, [x])
     return gradient
@@ -191,7 +191,7 @@ def saliency(inspector, images: torch.Tensor, label: int | None = None) -> torch
     to_model = ModelInput.of(inspector)
     x = images.detach().clone().requires_grad_(True)
     with eval_mode(inspector.model), torch.enable_grad(), model_errors(tuple(x.shape)):
-        scores = _scores(inspector.model(to_model(x)))
+        scores = class_scores(inspector.model(to_model(x)))
         labels = scores.detach().argmax(1) if label is None else torch.full((len(x),), label, device=scores.device)
         (gradient,) = grad_of(scores.gather(1, labels.view(-1, 1)).sum(), [x])
     maps = gradient.abs().amax(1)

@@ -20,7 +20,7 @@ from ..backend.device import batch_size_for, batches
 from ..backend.gradients import layer_forward
 from ..backend.hooks import eval_mode
 from ..backend.images import ImageLike
-from ..backend.inspector import _tensor_key
+from ..backend.inspector import _tensor_key, class_scores
 from ..backend.layers import LayerInfo
 from ..errors import InputError, LayerNotFoundError, model_errors
 from .gradients import guided_backprop, target_tensor
@@ -158,7 +158,7 @@ def score_cam_scores(inspector, image: ImageLike, layer: str | None = None, *, b
     model = inspector.model
     with eval_mode(model), torch.inference_mode(), model_errors(tuple(batch.shape)):
         if bool(constant.any()):
-            zero_scores = _class_scores(model(torch.zeros_like(batch)))[0]
+            zero_scores = class_scores(model(torch.zeros_like(batch)))[0]
             scores = zero_scores.expand(channels, -1).clone()
         for part in tqdm(batches(len(varying), size), desc="Score-CAM", leave=False, disable=not progress):
             picked = varying[part]
@@ -166,19 +166,13 @@ def score_cam_scores(inspector, image: ImageLike, layer: str | None = None, *, b
             low = maps.flatten(1).amin(1).view(-1, 1, 1)
             high = maps.flatten(1).amax(1).view(-1, 1, 1)
             masks = (maps - low) / (high - low + SCORE_CAM_EPS)
-            logits = _class_scores(model(batch * masks[:, None]))
+            logits = class_scores(model(batch * masks[:, None]))
             if scores is None:
                 scores = torch.empty((channels, logits.shape[1]), dtype=logits.dtype, device=logits.device)
             scores[picked] = logits
     scores = scores.float().cpu()
     inspector._cache.put(key, scores)
     return scores
-
-
-def _class_scores(output: object) -> torch.Tensor:
-    from ..backend.gradients import class_scores
-
-    return class_scores(output)
 
 
 def score_cam(inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None, *,

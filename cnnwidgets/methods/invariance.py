@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..backend.device import batch_size_for, batches
 from ..backend.hooks import eval_mode, forward_hooks
-from ..backend.inspector import _scores
+from ..backend.inspector import class_scores
 from ..errors import InputError, model_errors
 
 KINDS = ("translate", "rotate", "scale")
@@ -198,7 +198,7 @@ def _features_and_scores(model, modules: dict, batch: torch.Tensor) -> tuple[dic
         return hook
 
     with forward_hooks([(module, make_hook(module)) for module in wanted]):
-        scores = _scores(model(batch)).float()
+        scores = class_scores(model(batch)).float()
     return {name: features[name] for name in modules}, scores
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ..backend.hooks import eval_mode
-from ..backend.inspector import _scores
+from ..backend.inspector import class_scores
 from ..errors import InputError, model_errors
 from .image_params import (
     ImageParam,
@@ -153,7 +153,7 @@ class Maximizer:
         batch = self.to_model(images)
         model = self.inspector.model
         if self.class_index is not None:
-            return _scores(model(batch))[:, self.class_index]
+            return class_scores(model(batch))[:, self.class_index]
         maps = layer_output(model, self._module, self._call, batch)[:, self.channel]
         if self.unit == "neuron":
             return maps[:, maps.shape[1] // 2, maps.shape[2] // 2]

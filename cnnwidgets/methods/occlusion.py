@@ -26,7 +26,7 @@ from ..backend.device import batch_size_for
 from ..backend.hooks import capture_outputs, eval_mode
 from ..backend.images import ImageLike
 from ..backend.incremental import UnsupportedModel, engine_for
-from ..backend.inspector import Inspector, _scores
+from ..backend.inspector import Inspector, class_scores
 from ..errors import InputError, model_errors
 
 Box = tuple[int, int, int, int]
@@ -196,7 +196,7 @@ def _chunk_logits(inspector, engine, batch, filled, chunk) -> torch.Tensor:
         return engine.logits(chunk, filled).float().cpu()
     occluded = occlude(batch, filled, chunk)
     with eval_mode(inspector.model), torch.inference_mode():
-        return _scores(inspector.model(occluded)).float().cpu()
+        return class_scores(inspector.model(occluded)).float().cpu()
 
 
 def _content_key(batch: torch.Tensor) -> tuple:
