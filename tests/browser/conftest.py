@@ -183,8 +183,10 @@ def _shut_down_kernels(jupyter_server: JupyterServer):
         urllib.request.urlopen(request, timeout=30).close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def _chromium():
+    """Chromium for one test module: Playwright's sync API keeps an asyncio loop running in this thread while it
+    lives, which later (non-browser) tests must not see."""
     _require_chromium()
     from playwright.sync_api import sync_playwright
 

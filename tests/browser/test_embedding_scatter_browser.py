@@ -91,9 +91,13 @@ def test_embedding_scatter_in_jupyterlab(jupyter_server, browser_page, artifacts
         arg=[CANVAS_PIXELS_JS, before_zoom], timeout=5_000,
     )
     plot.dblclick()  # back to the whole view
+    page.wait_for_function(
+        "([js, drawn]) => eval(js)(document.querySelector('.cnnw-embedding-scatter canvas.cnnw-plot')).hash === drawn",
+        arg=[CANVAS_PIXELS_JS, drawn["hash"]], timeout=5_000,
+    )
 
     # shift-drag a box around the dot hovered before (the view is back where it was): its images show below
-    page.wait_for_timeout(300)
+    box = plot.bounding_box()
     page.keyboard.down("Shift")
     page.mouse.move(box["x"] + dot["x"] - 30, box["y"] + dot["y"] - 30)
     page.mouse.down()
