@@ -16,8 +16,6 @@ import time
 import warnings
 from collections.abc import Callable
 
-import torch
-
 from common import machine
 
 
