@@ -19,8 +19,8 @@ import torch
 
 from ..backend.hooks import eval_mode
 from ..errors import InputError, model_errors
-from .image_params import ImageParam, ModelInput, check_steps, grad_of, l2_penalty, layer_output, psnr, random_transform, to_uint8, total_variation
-from .maximize import Settings, with_options
+from .image_params import ImageParam, ModelInput, check_steps, layer_output, psnr, random_transform, to_uint8
+from .maximize import Settings, regularized_step, with_options
 
 INVERSION_DEFAULTS = Settings(param="pixel", lr=0.05, jitter=0.0, scale=0.0, rotate=0.0, tv=0.02, l2=0.0)
 """No transformation robustness (a reconstruction should stay in place) and a light total-variation prior."""
@@ -84,17 +84,7 @@ class Inverter:
                     break
                 images = self.param()
                 distance = self.distance(random_transform(images, self.generator, s.jitter, s.scale, s.rotate))
-                loss = distance
-                if s.tv:
-                    loss = loss + s.tv * total_variation(images)
-                if s.l2:
-                    loss = loss + s.l2 * l2_penalty(images)
-                (gradient,) = grad_of(loss, self.param.parameters_to_optimize())
-                self.param.tensor.grad = gradient
-                self.optimizer.step()
-                self.param.tensor.grad = None
-                if s.blur and (self.steps_done + 1) % s.blur_every == 0:
-                    self.param.blur(s.blur)
+                regularized_step(self.param, self.optimizer, distance, images, s, self.steps_done)
                 values.append(float(distance.detach().sqrt()))
                 self.history.append(values[-1])
         return values

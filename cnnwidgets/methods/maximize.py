@@ -171,17 +171,7 @@ class Maximizer:
                 images = self.param()
                 seen = random_transform(images, self.generator, s.jitter, s.scale, s.rotate)
                 value = self.objective(seen)
-                loss = -value.sum()
-                if s.l2:
-                    loss = loss + s.l2 * l2_penalty(images)
-                if s.tv:
-                    loss = loss + s.tv * total_variation(images)
-                (gradient,) = grad_of(loss, self.param.parameters_to_optimize())
-                self.param.tensor.grad = gradient
-                self.optimizer.step()
-                self.param.tensor.grad = None
-                if s.blur and (self.steps_done + 1) % s.blur_every == 0:
-                    self.param.blur(s.blur)
+                regularized_step(self.param, self.optimizer, -value.sum(), images, s, self.steps_done)
                 values.append(float(value.detach().mean()))
                 self.history.append(values[-1])
         return values
@@ -238,3 +228,19 @@ def maximize(
     finally:
         bar.close()
     return maximizer.result()
+
+
+def regularized_step(param, optimizer: torch.optim.Optimizer, loss: torch.Tensor, images: torch.Tensor,
+                     settings: Settings, step: int) -> None:
+    """One optimizer step on `loss` plus the settings' L2 and total-variation penalties of `images`, then the
+    periodic blur. The gradient goes to the image parameterization only (`torch.autograd.grad`), never to a model."""
+    if settings.l2:
+        loss = loss + settings.l2 * l2_penalty(images)
+    if settings.tv:
+        loss = loss + settings.tv * total_variation(images)
+    (gradient,) = grad_of(loss, param.parameters_to_optimize())
+    param.tensor.grad = gradient
+    optimizer.step()
+    param.tensor.grad = None
+    if settings.blur and (step + 1) % settings.blur_every == 0:
+        param.blur(settings.blur)
