@@ -5,7 +5,7 @@ import { h, setOptions } from './shared/dom.js';
 import { Listeners } from './shared/listeners.js';
 import { PANEL_CSS, drawError, drawMessage, setSlider, slider } from './shared/panels.js';
 import { drawLines } from './shared/plot.js';
-import { throttle } from './shared/requests.js';
+import { throttledTraits } from './shared/requests.js';
 import { runControls } from './shared/runner.js';
 
 const BOX = 224;
@@ -46,11 +46,7 @@ function render({ model, el }) {
     description,
     h('div', { className: 'cnnw-row' }, images, h('div', { className: 'cnnw-figure' }, history, h('div', { className: 'cnnw-caption', textContent: 'objective per step' }))));
   el.append(root);
-  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
-  const commit = (name, value) => {
-    model.set(name, value);
-    saveSoon();
-  };
+  const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
 
   function drawChoices() {
     labelList.replaceChildren(...(model.get('labels') ?? []).map((label) => h('option', { value: label })));

@@ -4,7 +4,7 @@
 import { h, setOptions } from './shared/dom.js';
 import { Listeners } from './shared/listeners.js';
 import { PANEL_CSS, drawError, drawMessage, drawPredictions, figure, setSlider, slider } from './shared/panels.js';
-import { throttle } from './shared/requests.js';
+import { throttledTraits } from './shared/requests.js';
 
 const BOX = 200;
 const SEND_INTERVAL_MS = 100; // attacks take a while: send slider moves at most 10 times a second
@@ -45,11 +45,7 @@ function render({ model, el }) {
     h('div', { className: 'cnnw-row cnnw-controls' }, labelled('fooling image of', foolTarget), foolButton),
     h('div', { className: 'cnnw-row' }, panels.fooling.root));
   el.append(root);
-  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
-  const commit = (name, value) => {
-    model.set(name, value);
-    saveSoon();
-  };
+  const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
 
   function drawLabels() {
     labelList.replaceChildren(...(model.get('labels') ?? []).map((label) => h('option', { value: label })));

@@ -7,7 +7,7 @@ import { canvasPoint, h, setOptions } from './shared/dom.js';
 import { rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { categoryColor } from './shared/palette.js';
-import { throttle } from './shared/requests.js';
+import { throttledTraits } from './shared/requests.js';
 import { buildBuckets, inBox, nearest } from './shared/spatial.js';
 import { decodeInt32, spriteRect } from './shared/sprites.js';
 import { initialView, panBy, toLayout, toScreen, unitsPerPixel, zoomAt } from './shared/viewport.js';
@@ -80,11 +80,7 @@ function render({ model, el }) {
   const ui = buildView();
   el.append(ui.root);
   const listeners = new Listeners();
-  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
-  const commit = (name, value) => {
-    model.set(name, value);
-    saveSoon();
-  };
+  const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
 
   let view = initialView();
   let points = null; // Float32Array [x0, y0, ...] in [0, 1]²

@@ -8,7 +8,7 @@ import { canvasPoint, h, setOptions } from './shared/dom.js';
 import { cellAt, cellOrigin, gridLayout, packAtlas } from './shared/grid.js';
 import { drawFitted, rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
-import { RequestStamp, throttle } from './shared/requests.js';
+import { RequestStamp, throttledTraits } from './shared/requests.js';
 import { drawFilterMessage, drawTileGrid, tileRect } from './shared/tiles.js';
 
 const INPUT_BOX = 160;
@@ -126,11 +126,7 @@ function render({ model, el }) {
   const ui = buildView();
   el.append(ui.root);
   const listeners = new Listeners();
-  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
-  const commit = (name, value) => {
-    model.set(name, value);
-    saveSoon();
-  };
+  const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
 
   // Maps answers carry no request id, only their layer: each value `layer` takes is stamped, and an
   // answer is current only if its layer holds the newest stamp.

@@ -10,7 +10,7 @@ import { canvasPoint, h, setOptions } from './shared/dom.js';
 import { rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { centeredBox, clampPoint, classColors, heatmapRGBA, mapPlacement, percent, readoutText } from './shared/occlusion.js';
-import { RequestStamp, throttle } from './shared/requests.js';
+import { RequestStamp, throttledTraits } from './shared/requests.js';
 
 const MAIN_BOX = 384;
 const PANEL_BOX = 224;
@@ -122,11 +122,7 @@ function render({ model, el }) {
   const ui = buildView();
   el.append(ui.root);
   const listeners = new Listeners();
-  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
-  const commit = (name, value) => {
-    model.set(name, value);
-    saveSoon();
-  };
+  const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
   // Request ids continue from the model's (another view may have sent some); ids up to `base` predate this view.
   const requests = new RequestStamp();
   const base = model.get('request') ?? 0;

@@ -9,7 +9,7 @@ import { h, setOptions } from './shared/dom.js';
 import { rgbaToCanvas } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { blendOverlay, colorbarPixels, labelIndex, searchLabels, viewKey } from './shared/overlay.js';
-import { RequestStamp, throttle } from './shared/requests.js';
+import { RequestStamp, throttledTraits } from './shared/requests.js';
 
 const SINGLE_SIZE = 336;
 const SIDE_SIZE = 224;
@@ -132,11 +132,7 @@ function render({ model, el }) {
   const ui = buildView();
   el.append(ui.root);
   const listeners = new Listeners();
-  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
-  const commit = (name, value) => {
-    model.set(name, value);
-    saveSoon();
-  };
+  const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
 
   const requests = new RequestStamp();
   const stampByKey = new Map();

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { RequestStamp, throttle } from '../src/shared/requests.js';
+import { RequestStamp, throttle, throttledTraits } from '../src/shared/requests.js';
 
 describe('throttle', () => {
   beforeEach(() => vi.useFakeTimers());
@@ -83,5 +83,24 @@ describe('RequestStamp', () => {
     expect(stamps.accept(1)).toBe(false);
     expect(stamps.accept(undefined)).toBe(false);
     expect(stamps.isCurrent(undefined)).toBe(false);
+  });
+});
+
+describe('throttledTraits', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('sets every value at once but saves at most once per interval, the last value winning', () => {
+    const state = {};
+    const saved = [];
+    const model = { set: (name, value) => { state[name] = value; }, save_changes: () => saved.push({ ...state }) };
+    const { commit, saveSoon } = throttledTraits(model, 33);
+    commit('channel', 1);
+    commit('channel', 2);
+    commit('channel', 3);
+    expect(state.channel).toBe(3);
+    expect(saved).toEqual([{ channel: 1 }]);
+    saveSoon.flush();
+    expect(saved).toEqual([{ channel: 1 }, { channel: 3 }]);
   });
 });

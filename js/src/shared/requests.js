@@ -58,3 +58,16 @@ export class RequestStamp {
     return true;
   }
 }
+
+/**
+ * Trait writes from a view: `commit(name, value)` sets the trait at once and saves to Python throttled to one
+ * message per `ms`; `saveSoon()` is that throttled save (flush it on cleanup).
+ */
+export function throttledTraits(model, ms) {
+  const saveSoon = throttle(() => model.save_changes(), ms);
+  const commit = (name, value) => {
+    model.set(name, value);
+    saveSoon();
+  };
+  return { commit, saveSoon };
+}
