@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from torch import nn
 
 from cnnwidgets import Inspector, InputError, zoo
 from cnnwidgets.backend import Preprocess
@@ -67,10 +68,18 @@ def test_fooling_image_from_noise(lite0):
     assert result.flipped and result.steps <= 30
 
 
-def test_saliency_is_normalized_per_image():
-    small = small_inspector()
-    maps = saliency(small, torch.rand(2, 3, 32, 32))
-    assert maps.shape == (2, 32, 32) and torch.allclose(maps.flatten(1).amax(1), torch.ones(2))
+def test_saliency_is_the_shared_input_gradient_map_of_each_image():
+    """On a linear model (one 8×8 convolution over the whole 8×8 image) the input gradient of class k is its kernel,
+    whatever the image: each map must be max |w_k| over colours divided by its 99.5th percentile and clipped (the
+    shared display rule)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 2, 8), nn.Flatten())
+    inspector = Inspector(model, Preprocess(resize=8, crop=8, mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.4)), labels=["a", "b"])
+    maps = saliency(inspector, torch.rand(2, 3, 8, 8), target="b")
+    raw = model[0].weight[1].detach().abs().amax(0)
+    expected = (raw / torch.quantile(raw.flatten(), 0.995)).clamp(0, 1)
+    assert maps.shape == (2, 8, 8)
+    assert torch.allclose(maps[0], expected, atol=1e-6) and torch.allclose(maps[1], expected, atol=1e-6)
 
 
 def test_bad_arguments_name_the_fix():

@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from ..backend.hooks import eval_mode
 from ..backend.inspector import class_scores
 from ..errors import InputError, model_errors
+from .gradients import saliency as input_saliency
 from .image_params import ModelInput, default_size, check_range, check_steps, grad_of, to_uint8
+from .reduce import display_map
 
 ZERO_GRADIENT = 1e-6
 """Gradient entries this small are taken as zero (no step there), as in Captum."""
@@ -185,14 +187,11 @@ def fooling_image(
     return _result(inspector, "fooling image", noise, image, to_model, float(step_size * done), label, True, done)
 
 
-def saliency(inspector, images: torch.Tensor, label: int | None = None) -> torch.Tensor:
-    """[N,H,W] in [0, 1]: |∂ score / ∂ pixel|, max over colour channels, each map divided by its max (Simonyan et
-    al. 2013), for display images [N,3,H,W] in [0, 1]; `label` None means each image's top class."""
+def saliency(inspector, images: torch.Tensor, target: int | str | None = None) -> torch.Tensor:
+    """[N,H,W] display maps in [0, 1] of display images [N,3,H,W] in [0, 1], to compare an image before and after an
+    attack: each image goes to model input (`ModelInput`), then through the shared vanilla gradient
+    (`methods.gradients.saliency`) and reducer (`methods.reduce.display_map`), so the maps are exactly the ones the
+    saliency widgets show. `target` None means each image's own top class."""
     to_model = ModelInput.of(inspector)
-    x = images.detach().clone().requires_grad_(True)
-    with eval_mode(inspector.model), torch.enable_grad(), model_errors(tuple(x.shape)):
-        scores = class_scores(inspector.model(to_model(x)))
-        labels = scores.detach().argmax(1) if label is None else torch.full((len(x),), label, device=scores.device)
-        (gradient,) = grad_of(scores.gather(1, labels.view(-1, 1)).sum(), [x])
-    maps = gradient.abs().amax(1)
-    return (maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)).detach().cpu()
+    batch = to_model(images.detach())
+    return torch.stack([display_map(input_saliency(inspector, batch[i:i + 1], target)) for i in range(len(batch))])
