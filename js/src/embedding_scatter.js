@@ -1,14 +1,14 @@
 // EmbeddingScatter widget (anywidget front end): a dataset's CNN codes in 2-D, one dot per image coloured
 // by label or prediction; hover shows the image (cut from one sprite sheet of all thumbnails), scroll zooms,
-// drag pans, shift-drag (or "box select") selects a box of images shown below. The grid layout draws every
-// image in its assigned cell. Python computes layouts; zoom, pan, hover and selection never leave the browser.
+// drag pans; the "drag to" menu switches dragging to box or lasso (freehand polygon) selection, and shift-drag
+// selects a box in any mode; the selected images show below. The grid layout draws every image in its cell. Python computes layouts; zoom, pan, hover and selection never leave the browser.
 import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { canvasPoint, h, setOptions } from './shared/dom.js';
 import { rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { categoryColor } from './shared/palette.js';
 import { throttledTraits } from './shared/requests.js';
-import { buildBuckets, inBox, nearest } from './shared/spatial.js';
+import { buildBuckets, inBox, inPolygon, nearest } from './shared/spatial.js';
 import { decodeInt32, spriteRect } from './shared/sprites.js';
 import { initialView, panBy, toLayout, toScreen, unitsPerPixel, zoomAt } from './shared/viewport.js';
 
@@ -21,6 +21,8 @@ const SELECTED_MAX = 200;
 const SEND_INTERVAL_MS = 100;
 const HIGHLIGHT_COLOR = '#00e5ff';
 const METHOD_LABELS = [['pca', 'PCA'], ['tsne', 't-SNE'], ['umap', 'UMAP']];
+const DRAG_MODES = [['pan', 'pan'], ['box', 'select a box'], ['lasso', 'select with a lasso']];
+const LASSO_STEP_PX = 3; // a lasso vertex every few pixels of pointer travel: smooth enough, few vertices
 
 const CSS = `
 .cnnw-embedding-scatter { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
@@ -47,7 +49,7 @@ function buildView() {
     method: h('select', { className: 'cnnw-method' }),
     colorBy: h('select', { className: 'cnnw-color-by' }),
     arrangement: h('select', { className: 'cnnw-arrangement' }),
-    boxSelect: h('input', { type: 'checkbox', className: 'cnnw-box-select' }),
+    dragMode: h('select', { className: 'cnnw-drag-mode' }),
     reset: h('button', { className: 'cnnw-reset', textContent: 'reset view' }),
     clear: h('button', { className: 'cnnw-clear', textContent: 'clear selection' }),
     progress: h('progress', { className: 'cnnw-progress', max: 1, value: 1 }),
@@ -67,12 +69,13 @@ function buildView() {
     h('style', { textContent: CSS }),
     h('div', { className: 'cnnw-row cnnw-controls' },
       h('label', {}, 'method', ui.method), h('label', {}, 'color by', ui.colorBy), h('label', {}, 'arrangement', ui.arrangement),
-      h('label', { title: 'or hold shift while dragging' }, ui.boxSelect, 'box select'), ui.reset, ui.clear,
+      h('label', { title: 'shift-drag selects a box whatever is chosen here' }, 'drag to', ui.dragMode), ui.reset, ui.clear,
       ui.progress, ui.status, ui.error),
     h('div', { className: 'cnnw-row' }, h('div', { className: 'cnnw-stage' }, ui.plot, ui.hover), ui.legend),
     ui.selectedInfo, ui.selected);
   setOptions(ui.method, METHOD_LABELS, 'tsne');
   setOptions(ui.arrangement, [['scatter', 'scatter'], ['grid', 'image grid']], 'scatter');
+  setOptions(ui.dragMode, DRAG_MODES, 'pan');
   return ui;
 }
 
@@ -90,7 +93,7 @@ function render({ model, el }) {
   let classes = { values: null, count: 0, names: [] };
   let byClass = [];
   let hovered = -1;
-  let drag = null; // {mode: 'pan' | 'select', x, y, view, current}
+  let drag = null; // {mode: 'pan' | 'box' | 'lasso', x, y, view, current, path: [x0, y0, ...] screen pixels (lasso)}
   let frame = 0;
   let decodeError = '';
 
@@ -185,13 +188,38 @@ function render({ model, el }) {
       ctx.arc(x, y, 6, 0, 2 * Math.PI);
       ctx.stroke();
     }
-    if (drag?.mode === 'select' && drag.current) {
+    if (drag?.mode === 'box' && drag.current) {
       ctx.strokeStyle = HIGHLIGHT_COLOR;
       ctx.lineWidth = 1.5;
       ctx.setLineDash([4, 3]);
       ctx.strokeRect(drag.x, drag.y, drag.current.x - drag.x, drag.current.y - drag.y);
       ctx.setLineDash([]);
     }
+    if (drag?.mode === 'lasso') drawLasso(drag.path);
+  }
+
+  // the outline drawn so far, closed back to its start by a dashed line (the edge the selection will use)
+  function drawLasso(path) {
+    ctx.strokeStyle = HIGHLIGHT_COLOR;
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    for (let k = 0; k < path.length; k += 2) ctx.lineTo(path[k], path[k + 1]);
+    ctx.stroke();
+    ctx.setLineDash([4, 3]);
+    ctx.beginPath();
+    ctx.moveTo(path[path.length - 2], path[path.length - 1]);
+    ctx.lineTo(path[0], path[1]);
+    ctx.stroke();
+    ctx.setLineDash([]);
+  }
+
+  // where each image is drawn, in layout units: its dot, or in the image grid the centre of its cell
+  // (images without a cell are NaN, never selected)
+  function shownPositions() {
+    const grid = gridCells();
+    if (!grid) return points;
+    const span = Math.max(grid.columns, grid.rows);
+    return Float32Array.from(grid.cells, (cell) => (cell < 0 ? Number.NaN : (cell + 0.5) / span));
   }
 
   function drawDots() {
@@ -287,7 +315,7 @@ function render({ model, el }) {
     const selection = model.get('selection') ?? [];
     ui.selectedInfo.textContent = selection.length
       ? `${selection.length} images selected${selection.length > SELECTED_MAX ? ` (first ${SELECTED_MAX} shown)` : ''}`
-      : 'shift-drag (or tick "box select" and drag) to select images';
+      : 'to select images, shift-drag a box, or choose "select with a lasso" under "drag to" and draw around them';
     if (!spriteCanvas) {
       ui.selected.replaceChildren();
       return;
@@ -320,7 +348,7 @@ function render({ model, el }) {
     redraw();
   });
   listeners.onDom(ui.clear, 'click', () => commit('selection', []));
-  listeners.onDom(ui.boxSelect, 'change', () => ui.plot.classList.toggle('cnnw-selecting', ui.boxSelect.checked));
+  listeners.onDom(ui.dragMode, 'change', () => ui.plot.classList.toggle('cnnw-selecting', ui.dragMode.value !== 'pan'));
   listeners.onDom(ui.plot, 'wheel', (event) => {
     event.preventDefault();
     const { x, y } = canvasPoint(ui.plot, event);
@@ -338,7 +366,8 @@ function render({ model, el }) {
     if (event.button !== 0) return;
     ui.plot.setPointerCapture?.(event.pointerId);
     const { x, y } = canvasPoint(ui.plot, event);
-    drag = { mode: event.shiftKey || ui.boxSelect.checked ? 'select' : 'pan', x, y, view, current: null };
+    const mode = event.shiftKey && ui.dragMode.value === 'pan' ? 'box' : ui.dragMode.value;
+    drag = { mode, x, y, view, current: null, path: [x, y] };
     showHover(-1, 0, 0);
   });
   const endDrag = (event) => {
@@ -346,11 +375,23 @@ function render({ model, el }) {
     ui.plot.releasePointerCapture?.(event.pointerId);
     const finished = drag;
     drag = null;
-    if (finished.mode === 'select' && finished.current && points) {
-      const a = toLayout(view, WIDTH, HEIGHT, finished.x, finished.y);
-      const b = toLayout(view, WIDTH, HEIGHT, finished.current.x, finished.current.y);
+    if (finished.mode !== 'pan' && finished.current && points) {
+      const positions = shownPositions();
+      let chosen;
+      if (finished.mode === 'box') {
+        const a = toLayout(view, WIDTH, HEIGHT, finished.x, finished.y);
+        const b = toLayout(view, WIDTH, HEIGHT, finished.current.x, finished.current.y);
+        chosen = inBox(positions, a.x, a.y, b.x, b.y);
+      } else {
+        const polygon = [];
+        for (let k = 0; k < finished.path.length; k += 2) {
+          const p = toLayout(view, WIDTH, HEIGHT, finished.path[k], finished.path[k + 1]);
+          polygon.push(p.x, p.y);
+        }
+        chosen = inPolygon(positions, polygon);
+      }
       const offset = sprite?.offset ?? 0;
-      commit('selection', inBox(points, a.x, a.y, b.x, b.y).map((i) => i + offset));
+      commit('selection', chosen.map((i) => i + offset));
     }
     redraw();
   };
@@ -361,6 +402,8 @@ function render({ model, el }) {
       const { x, y } = canvasPoint(ui.plot, event);
       if (drag.mode === 'pan') view = panBy(drag.view, x - drag.x, y - drag.y);
       else drag.current = { x, y };
+      const path = drag.path;
+      if (drag.mode === 'lasso' && Math.hypot(x - path[path.length - 2], y - path[path.length - 1]) >= LASSO_STEP_PX) path.push(x, y);
       redraw();
       return;
     }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomNeuron, scaleBox, stepChannel } from '../src/shared/neurons.js';
 import { categoryColor } from '../src/shared/palette.js';
-import { buildBuckets, inBox, nearest } from '../src/shared/spatial.js';
+import { buildBuckets, inBox, inPolygon, insidePolygon, nearest } from '../src/shared/spatial.js';
 import { decodeInt32, spriteRect } from '../src/shared/sprites.js';
 import { initialView, panBy, toLayout, toScreen, unitsPerPixel, zoomAt } from '../src/shared/viewport.js';
 
@@ -76,6 +76,45 @@ describe('spatial buckets', () => {
     expect(inBox(few, 0.6, 0.6, 0, 0)).toEqual([0, 1]);
     expect(nearest(buildBuckets(few), 0.89, 0.21, 0.05)).toBe(2);
     expect(nearest(buildBuckets(few), 0.3, 0.3, 0.01)).toBe(-1);
+  });
+
+  // a concave "U": the square [0, 3]² without its notch [1, 2] × [1, 3] (y grows downwards, as on screen)
+  const U = [0, 0, 3, 0, 3, 3, 2, 3, 2, 1, 1, 1, 1, 3, 0, 3];
+
+  it('decides point-in-polygon by the even-odd rule, concave notch excluded', () => {
+    expect(insidePolygon(U, 0.5, 2.5)).toBe(true); // left arm
+    expect(insidePolygon(U, 2.5, 2.5)).toBe(true); // right arm
+    expect(insidePolygon(U, 1.5, 0.5)).toBe(true); // the bar joining them
+    expect(insidePolygon(U, 1.5, 2)).toBe(false); // in the notch: inside the hull, outside the polygon
+    expect(insidePolygon(U, 3.5, 0.5)).toBe(false);
+    expect(insidePolygon(U, -0.1, 2)).toBe(false);
+    // a ray through a vertex (y = 1 passes the notch's corners) is counted once, not twice
+    expect(insidePolygon(U, 0.5, 1)).toBe(true);
+    expect(insidePolygon(U, 1.5, 1 + 1e-9)).toBe(false);
+    // a bow tie crosses itself: its two lobes are inside, the points beside the crossing are not
+    const bowTie = [0, 0, 2, 2, 2, 0, 0, 2];
+    expect(insidePolygon(bowTie, 0.2, 1)).toBe(true);
+    expect(insidePolygon(bowTie, 1.8, 1)).toBe(true);
+    expect(insidePolygon(bowTie, 1, 0.2)).toBe(false);
+  });
+
+  it('selects the points inside a lasso, in index order, and none for a degenerate lasso', () => {
+    const pts = new Float32Array([
+      1.5, 2, // 0: notch
+      0.5, 2.5, // 1: left arm
+      2.5, 0.5, // 2: right arm, top
+      4, 1, // 3: outside the bounding box
+      Number.NaN, Number.NaN, // 4: not placed
+      1.5, 0.5, // 5: the bar
+      2.5, 2.9, // 6: right arm, bottom
+    ]);
+    expect(inPolygon(pts, U)).toEqual([1, 2, 5, 6]);
+    expect(inPolygon(pts, [0, 0, 3, 3])).toEqual([]);
+    // agrees with the box selection for a rectangular lasso, both drawn either way round
+    const square = [0.2, 0.2, 2.7, 0.2, 2.7, 2.95, 0.2, 2.95];
+    const reversed = [0.2, 2.95, 2.7, 2.95, 2.7, 0.2, 0.2, 0.2];
+    expect(inPolygon(pts, square)).toEqual(inBox(pts, 0.2, 0.2, 2.7, 2.95));
+    expect(inPolygon(pts, reversed)).toEqual([0, 1, 2, 5, 6]); // the notch point is inside a square
   });
 });
 

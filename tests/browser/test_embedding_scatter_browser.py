@@ -1,5 +1,5 @@
 """EmbeddingScatter in a real JupyterLab: dots render, t-SNE replaces PCA, hovering a dot shows its image,
-scrolling zooms and shift-dragging selects images."""
+scrolling zooms, shift-dragging selects a box of images and a lasso selects exactly the points inside it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import re
 
 import pytest
 
-from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, open_notebook, run_cells
+import numpy as np
+from matplotlib.path import Path as Polygon
+
+from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, open_notebook, run_cells, write_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -16,6 +19,20 @@ CELLS = 13  # up to `scatter = cnnwidgets.EmbeddingScatter(index)`
 RENDER_TIMEOUT_MS = 60_000
 LAYOUT_TIMEOUT_MS = 120_000  # t-SNE of 1,797 points on a busy 2-core CPU
 ROOT = ".cnnw-embedding-scatter"
+
+# PCA is computed at once and deterministically; the kernel saves the layout the widget shows, so the test can
+# decide independently which points a lasso encloses.
+LASSO_SOURCE = """import numpy as np
+import cnnwidgets
+from cnnwidgets import zoo
+scatter = cnnwidgets.EmbeddingScatter(zoo.digits_cnn().index(zoo.digits(), k=1), method="pca")
+np.save("lasso_points.npy", scatter.wait().coordinates)
+scatter"""
+PLOT_SIZE = (640, 520)  # the canvas's own pixels (js/src/embedding_scatter.js WIDTH, HEIGHT)
+PLOT_SQUARE = (72, 12, 496)  # at the initial view, layout [0, 1]² is this square (left, top, side) of the canvas
+# a concave lasso, "U"-shaped, in CSS pixels from the plot's centre: every edge a multiple of 5 px, so the
+# 5-step mouse moves land on whole pixels, each at least 3 px (the lasso's vertex spacing) from the last
+LASSO_U = [(-50, -50), (50, -50), (50, 50), (15, 50), (15, -10), (-15, -10), (-15, 50), (-50, 50)]
 
 
 # A pixel of the plot that belongs to a dot: saturated (not white, not gray), with saturated neighbours
@@ -109,6 +126,58 @@ def test_embedding_scatter_in_jupyterlab(jupyter_server, browser_page, artifacts
     assert re.match(r"\d+ images selected", widget.locator(".cnnw-selected-info").inner_text())
     assert pixels(selected.first)["colors"] >= 3
     widget.screenshot(path=str(artifacts_dir / "embedding_scatter_selection.png"))
+
+    assert not widget.locator(".cnnw-error").is_visible(), widget.locator(".cnnw-error").inner_text()
+    errors = [error for error in page.console_errors if not IGNORED_CONSOLE_ERRORS.search(error)]
+    assert not errors, "console errors:\n" + "\n".join(errors)
+
+
+def test_lasso_selects_the_points_inside_it(jupyter_server, browser_page, artifacts_dir):
+    page = browser_page
+    open_notebook(page, jupyter_server, write_notebook(jupyter_server, "lasso_scatter.ipynb", LASSO_SOURCE))
+    run_cells(page, 1)
+    widget = page.locator(ROOT)
+    plot = widget.locator("canvas.cnnw-plot")
+    plot.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => /PCA of 1797 images/.test(document.querySelector('.cnnw-embedding-scatter .cnnw-status')?.textContent ?? '')",
+        timeout=RENDER_TIMEOUT_MS, polling=250,
+    )
+    points = np.load(jupyter_server.root_dir / "lasso_points.npy").astype(np.float64)
+    assert points.shape == (1797, 2)
+
+    widget.locator("select.cnnw-drag-mode").select_option("lasso")
+    plot.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    box = plot.bounding_box()
+    # whole client pixels, so the pointer events carry exactly these coordinates
+    centre = (round(box["x"] + box["width"] / 2), round(box["y"] + box["height"] / 2))
+    client = [(centre[0] + dx, centre[1] + dy) for dx, dy in LASSO_U]
+    page.mouse.move(*client[0])
+    page.mouse.down()
+    for vertex in client[1:]:
+        page.mouse.move(*vertex, steps=5)
+    page.mouse.up()
+
+    # the same client -> canvas -> layout arithmetic as the widget (canvasPoint, then toLayout at the initial view)
+    left, top, side = PLOT_SQUARE
+    layout = [(((x - box["x"]) * PLOT_SIZE[0] / box["width"] - left) / side,
+               ((y - box["y"]) * PLOT_SIZE[1] / box["height"] - top) / side) for x, y in client]
+    expected = np.flatnonzero(Polygon(layout).contains_points(points)).tolist()
+    assert expected, "the lasso should enclose some digits"
+    xs, ys = np.array(layout).T
+    in_bounds = (points[:, 0] >= xs.min()) & (points[:, 0] <= xs.max()) & (points[:, 1] >= ys.min()) & (points[:, 1] <= ys.max())
+
+    info = widget.locator(".cnnw-selected-info")
+    page.wait_for_function(
+        "(count) => document.querySelector('.cnnw-embedding-scatter .cnnw-selected-info').textContent.startsWith(`${count} images selected`)",
+        arg=len(expected), timeout=5_000, polling=100,
+    )
+    titles = widget.locator(".cnnw-selected canvas").evaluate_all("(canvases) => canvases.map((c) => c.title)")
+    assert titles == [f"#{i}" for i in expected[:200]], (info.inner_text(), titles[:10], expected[:10])
+    widget.screenshot(path=str(artifacts_dir / "embedding_scatter_lasso.png"))
+    # the notch holds digits: a box over the lasso's bounds would have selected more
+    assert in_bounds.sum() > len(expected)
 
     assert not widget.locator(".cnnw-error").is_visible(), widget.locator(".cnnw-error").inner_text()
     errors = [error for error in page.console_errors if not IGNORED_CONSOLE_ERRORS.search(error)]

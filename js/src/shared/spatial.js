@@ -1,5 +1,6 @@
 // Finding points fast: a uniform bucket grid over points in [0, 1]² (stored as a Float32Array
-// [x0, y0, x1, y1, ...]) for nearest-point hover and box selection, so 50,000 points stay responsive.
+// [x0, y0, x1, y1, ...]) for nearest-point hover, and box and lasso (polygon) selection, so 50,000 points
+// stay responsive.
 
 /** A bucket grid of about `perCell` points per cell over `points`. */
 export function buildBuckets(points, perCell = 8) {
@@ -57,4 +58,33 @@ export function inBox(points, x0, y0, x1, y1) {
     if (x >= left && x <= right && y >= top && y <= bottom) found.push(i);
   }
   return found;
+}
+
+/**
+ * Whether (x, y) lies inside `polygon` (a flat [x0, y0, x1, y1, ...] of vertices, closed implicitly from the
+ * last vertex back to the first), by the even-odd rule: a ray from the point to +x crosses the outline an odd
+ * number of times. Works for concave and self-crossing outlines, which a freehand lasso often is. Each edge
+ * counts as half-open in y, so a ray through a vertex is counted once and a polygon's points are decided the
+ * same way as its neighbours'.
+ */
+export function insidePolygon(polygon, x, y) {
+  const n = polygon.length / 2;
+  let inside = false;
+  for (let i = 0, j = n - 1; i < n; j = i++) {
+    const [xi, yi, xj, yj] = [polygon[2 * i], polygon[2 * i + 1], polygon[2 * j], polygon[2 * j + 1]];
+    if ((yi > y) !== (yj > y) && x < xi + ((y - yi) * (xj - xi)) / (yj - yi)) inside = !inside;
+  }
+  return inside;
+}
+
+/** Indexes (ascending) of the points inside `polygon` (see insidePolygon); fewer than 3 vertices select none. */
+export function inPolygon(points, polygon) {
+  if (polygon.length < 6) return [];
+  let [left, top, right, bottom] = [Infinity, Infinity, -Infinity, -Infinity];
+  for (let k = 0; k < polygon.length; k += 2) {
+    [left, right] = [Math.min(left, polygon[k]), Math.max(right, polygon[k])];
+    [top, bottom] = [Math.min(top, polygon[k + 1]), Math.max(bottom, polygon[k + 1])];
+  }
+  // the bounding box rejects most points before the per-edge test
+  return inBox(points, left, top, right, bottom).filter((i) => insidePolygon(polygon, points[2 * i], points[2 * i + 1]));
 }
