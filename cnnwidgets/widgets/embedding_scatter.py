@@ -46,8 +46,8 @@ def sprite_sheet(thumbnails: np.ndarray, max_bytes: int = SPRITE_BYTES) -> tuple
 class EmbeddingScatter(CnnWidget):
     """The CNN codes of an index's images embedded in 2-D, one dot per image colored by label or prediction;
     hover a dot to see its image, drag to pan, scroll to zoom, shift-drag to select a box of images, or pick
-    "select with a lasso" under "drag to" and draw around them (shown below, and in `selection`). `arrangement="grid"` snaps images to a regular grid by linear assignment (the CS231n
-    t-SNE figure). PCA shows at once; t-SNE (the default, openTSNE when installed) or UMAP replaces it when
+    "select with a lasso" under "drag to" and draw around them (shown below, and in `selection`).
+    `arrangement="grid"` snaps images to a regular grid by linear assignment (the CS231n t-SNE figure). PCA shows at once; t-SNE (the default, openTSNE when installed) or UMAP replaces it when
     ready, updating live while it runs; `wait()` blocks until then.
     """
 
