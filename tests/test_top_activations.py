@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -116,3 +118,50 @@ def test_field_crop_fills_the_outside_gray():
     crop = field_crop(image, (-2, 8, 3, 13))
     assert crop.shape == (5, 5, 3)
     assert (crop[:2] == OUTSIDE).all() and (crop[:, 2:] == OUTSIDE).all() and (crop[2:, :2] == 7).all()
+
+
+def test_deconv_overlay_is_the_projection_cropped_like_the_image(inspector, index):
+    widget = TopActivations(index, "relu3", 5)
+    assert widget.projections == {}  # nothing computed until asked for
+    widget.show = "overlay"
+    assert widget.projections["ids"] == widget.crops["ids"] and widget.projections["shape"] == [6, 18, 18, 3]
+    assert "max-pool switches" in widget.projections["note"]
+    pictures = np.frombuffer(widget.projections["data"], np.uint8).reshape(widget.projections["shape"])
+    deconv = importlib.import_module("cnnwidgets.methods.deconv")
+    field = index.receptive_field("relu3")
+    for slot, (image_id, _, (row, col)) in enumerate(index.top("relu3", 5)):
+        image, _ = digits("test")[image_id]
+        projection = deconv.deconv_projection(inspector, image, "relu3", 5)[0].numpy()  # one gray channel, 32×32
+        gray = np.round(np.clip((projection / (2 * np.abs(projection).max()) + 0.5) * 255, 0, 255))
+        top, left, bottom, right = field.box(row, col)
+        padded = np.pad(gray, 18, constant_values=OUTSIDE)  # outside the image: 128, zero in a projection picture
+        expected = padded[top + 18:bottom + 18, left + 18:right + 18]
+        assert np.array_equal(pictures[slot], np.repeat(expected[..., None], 3, 2).astype(np.uint8))
+    # what is drawn (and exported): the projection over the image at the opacity
+    widget.opacity = 0.25
+    blended = np.round(0.75 * crops_of(widget).astype(float) + 0.25 * pictures).astype(np.uint8)
+    assert np.array_equal(widget.shown_crops(), blended)
+    widget.show = "projection"
+    assert np.array_equal(widget.shown_crops(), pictures)
+    # cached per neuron: coming back to it reuses the answer without a backward pass
+    answer = widget.projections
+    widget.channel = 6
+    assert widget.projections["channel"] == 6
+    widget.channel = 5
+    assert widget.projections is answer
+    assert hooks_left(inspector.model) == 0
+
+
+def test_deconv_overlay_says_why_when_the_model_does_not_allow_it():
+    from torch import nn
+
+    from cnnwidgets import Inspector
+
+    images = digits("test").tensors()[0][:10]
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GELU(), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 28 * 28, 3))
+    gelu = TopActivations(build_index(Inspector(model), images, ["3"], k=2, progress=False), "3", 0, show="projection")
+    assert gelu.projections["ids"] == [] and "GELU" in gelu.projections["note"] and gelu.error == ""
+    assert np.array_equal(gelu.shown_crops(), crops_of(gelu))  # the images stay
+    plain = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 30 * 30, 3))
+    unpooled = TopActivations(build_index(Inspector(plain), images, ["1"], k=2, progress=False), "1", 0, show="overlay")
+    assert len(unpooled.projections["ids"]) == 2 and "no nn.MaxPool layers" in unpooled.projections["note"]

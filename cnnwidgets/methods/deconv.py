@@ -57,6 +57,15 @@ def deconv_projection(
     return deconv_projections(inspector, inspector.preprocess(image), layer, torch.tensor([channel]), positions)[0]
 
 
+def projection_picture(projection: torch.Tensor) -> torch.Tensor:
+    """[H,W,3] uint8 picture of a [C,H,W] projection, scaled symmetrically so that 128 means zero (gray for one
+    channel): the sign of the signal stays readable and pictures of one projection compare across crops."""
+    scaled = projection / (2 * projection.abs().max().clamp_min(1e-12)) + 0.5
+    if scaled.shape[0] == 1:
+        scaled = scaled.expand(3, -1, -1)
+    return (scaled[:3] * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+
+
 def _output_with_graph(model: nn.Module, x: torch.Tensor, module: nn.Module, call: int) -> torch.Tensor:
     """The output of `module`'s `call`-th call, with its graph back to `x` under the deconvnet ReLU rule; the
     forward stops there."""

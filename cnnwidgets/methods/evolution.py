@@ -14,7 +14,7 @@ from ..backend.hooks import capture_outputs, eval_mode
 from ..backend.preprocess import display_batch
 from ..errors import model_errors
 from .activations import dead_channels
-from .deconv import deconv_projections
+from .deconv import deconv_projections, projection_picture
 from .receptive_field import receptive_fields
 
 SCORES = "__scores__"
@@ -81,7 +81,7 @@ def evolution_panels(
     tiles = []
     for index, ((layer, _), (_, _, position)) in enumerate(zip(features, picks)):
         box = _crop_box(fields.get(layer), position, batch.shape[2:])
-        tiles.append(torch.stack([_tile(pictures[index], box, tile), _tile(_projection_picture(projections[index]), box, tile)]))
+        tiles.append(torch.stack([_tile(pictures[index], box, tile), _tile(projection_picture(projections[index]), box, tile)]))
     panels["tiles"] = torch.stack(tiles) if tiles else torch.zeros((0, 2, tile, tile, 3), dtype=torch.uint8)
     panels["values"] = torch.tensor([value for _, value, _ in picks])
     panels["images"] = torch.tensor([image for image, _, _ in picks])
@@ -110,14 +110,6 @@ def _crop_box(field, position: tuple[int, int], size: torch.Size) -> tuple[int, 
     if field is None:
         return 0, 0, int(size[0]), int(size[1])
     return field.clipped_box(*position)
-
-
-def _projection_picture(projection: torch.Tensor) -> torch.Tensor:
-    """[H,W,3] uint8 of a [C,H,W] projection, scaled symmetrically so 128 means zero (gray for one channel)."""
-    scaled = projection / (2 * projection.abs().max().clamp_min(1e-12)) + 0.5
-    if scaled.shape[0] == 1:
-        scaled = scaled.expand(3, -1, -1)
-    return (scaled[:3] * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
 
 
 def _tile(picture: torch.Tensor, box: tuple[int, int, int, int], size: int) -> torch.Tensor:

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 
 import numpy as np
 import PIL.Image
 import traitlets
+from torch import nn
 
 from .. import render
 from ..backend.index import Index
 from ..errors import InputError
+from ..methods.deconv import deconv_projection, projection_picture
 from .base import CnnWidget, array_message, front_end
 
 CROP_MAX = 112
 """Crops bigger than this (in input pixels) are downscaled to it before they are sent; smaller ones go as they are."""
 OUTSIDE = 128
-"""Gray for the part of a receptive field that lies outside the image (the zero padding the unit also sees)."""
+"""Gray for the part of a receptive field that lies outside the image (the zero padding the unit also sees); in a
+projection picture 128 is also zero, so the outside reads as "no signal" there too."""
+PROJECTIONS_KEPT = 32
+"""How many neurons' deconvnet projections stay cached, so going back to a neuron needs no new backward pass."""
+SHOW_MODES = ("image", "projection", "overlay")
 
 
 def field_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -43,6 +50,13 @@ class TopActivations(CnnWidget):
 
     `index` comes from `inspector.index(dataset)`; `layer` and `channel` pick the neuron (default: the last
     indexed layer, channel 0) and can be set from Python, like `selected` (which crop is enlarged, -1 none).
+
+    `show` puts the neuron's deconvnet projection (Zeiler & Fergus 2014: the unit's activation sent back to pixel
+    space through max-pool switches, rectification and transposed filters) in each crop: "image" (the default)
+    shows the crops alone, "projection" the projection alone, "overlay" the projection over the image at
+    `opacity`. Projections are computed only while `show` is not "image", once per neuron (cached); switching
+    between projection and overlay or moving the opacity redraws in the browser without asking Python.
+    The index must have its model and dataset attached (`index.attach`) to compute them.
     """
 
     _esm = front_end("top_activations")
@@ -53,6 +67,9 @@ class TopActivations(CnnWidget):
     crops = traitlets.Dict().tag(sync=True)
     selected = traitlets.Int(-1).tag(sync=True)
     full = traitlets.Dict().tag(sync=True)
+    show = traitlets.Enum(SHOW_MODES, "image").tag(sync=True)
+    opacity = traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True)
+    projections = traitlets.Dict().tag(sync=True)
 
     def __init__(self, index: Index, layer: str | None = None, channel: int | None = None, **kwargs: object) -> None:
         if not isinstance(index, Index):
@@ -60,6 +77,7 @@ class TopActivations(CnnWidget):
         index.check()
         self.index = index
         self._ready = False
+        self._projections: OrderedDict[tuple[str, int], dict] = OrderedDict()
         super().__init__(**kwargs)
         layers = []
         for name in index.layers:
@@ -108,6 +126,10 @@ class TopActivations(CnnWidget):
     @traitlets.observe("selected")
     def _on_selected(self, _change: dict) -> None:
         self._show_full()
+
+    @traitlets.observe("show")
+    def _on_show(self, _change: dict) -> None:
+        self._show_projections()
 
     def random_neuron(self, seed: int | None = None) -> tuple[str, int]:
         """Jump to a random (layer, channel), as the "random neuron" button does; returns it."""
@@ -166,6 +188,7 @@ class TopActivations(CnnWidget):
             self.selected = -1
         else:
             self._show_full()
+        self._show_projections()
 
     def _caption(self, image_id: int, labels, predictions) -> str:
         position = image_id - self.index.offset
@@ -187,13 +210,68 @@ class TopActivations(CnnWidget):
         self.full = array_message(entry["image"], layer=self.layer, channel=self.channel, selected=self.selected,
                                   id=entry["id"], value=entry["value"], box=clipped, position=entry["position"])
 
+    def _show_projections(self) -> None:
+        """Send the current neuron's projection crops (from the cache, else computed) while `show` wants them."""
+        if not self._ready or self.show == "image":
+            return
+        key = (self.layer, self.channel)
+        if key not in self._projections:
+            with self._working():
+                self._projections[key] = self._projection_message()
+        self._projections.move_to_end(key)
+        while len(self._projections) > PROJECTIONS_KEPT:
+            self._projections.popitem(last=False)
+        self.projections = self._projections[key]
+
+    def _projection_message(self) -> dict:
+        """The deconvnet projection of the current neuron for each shown image, as a picture cropped and sized
+        exactly like its crop; or, when the model does not allow one, an empty message whose note says why."""
+        inspector, source = self.index.inspector, self.index.source
+        if inspector is None or source is None or not source.random_access:
+            return self._projection_note("no deconvnet projection: the index has no model and dataset attached; "
+                                         "call index.attach(inspector, dataset) with the ones it was built on")
+        entries = self._shown
+        side = int(self.crops["shape"][1]) if entries else 1
+        pictures = []
+        try:
+            for entry in entries:
+                image, _ = source.item(entry["id"] - self.index.offset)
+                projection = deconv_projection(inspector, image, self.layer, self.channel, tuple(entry["position"]))
+                pictures.append(_fit(field_crop(projection_picture(projection).numpy(), entry["box"]), side))
+        except InputError as error:
+            return self._projection_note(f"no deconvnet projection for this model: {error}")
+        pooled = any(isinstance(module, nn.modules.pooling._MaxPoolNd) for module in inspector.model.modules())
+        note = ("deconvnet projection: the activation sent back through max-pool switches, rectification and "
+                "transposed filters; gray = 0")
+        if not pooled:
+            note = ("deconvnet projection (this model has no nn.MaxPool layers, so there are no switches: only "
+                    "rectification and transposed filters); gray = 0")
+        stacked = np.stack(pictures) if pictures else np.zeros((0, 1, 1, 3), np.uint8)
+        return array_message(stacked, layer=self.layer, channel=self.channel, ids=[e["id"] for e in entries], note=note)
+
+    def _projection_note(self, note: str) -> dict:
+        return array_message(np.zeros((0, 1, 1, 3), np.uint8), layer=self.layer, channel=self.channel, ids=[], note=note)
+
+    def shown_crops(self) -> np.ndarray:
+        """[k, S, S, 3] uint8 crops as the widget draws them now: the images, the projections, or the projections
+        over the images at `opacity` (out = (1 − opacity)·image + opacity·projection, rounded), per `show`."""
+        crops = np.frombuffer(self.crops["data"], np.uint8).reshape(self.crops["shape"])
+        projections = self.projections
+        current = (projections.get("layer"), projections.get("channel"), projections.get("ids")) == (
+            self.crops["layer"], self.crops["channel"], self.crops["ids"])
+        if self.show == "image" or not current or not projections["ids"]:
+            return crops
+        pictures = np.frombuffer(projections["data"], np.uint8).reshape(projections["shape"])
+        opacity = 1.0 if self.show == "projection" else self.opacity
+        return np.round((1 - opacity) * crops.astype(np.float64) + opacity * pictures).astype(np.uint8)
+
     # --- export -----------------------------------------------------------------------------------------------
 
     def _figure_png(self) -> bytes:
         import matplotlib.pyplot as plt
         from matplotlib.patches import Rectangle
 
-        crops = np.frombuffer(self.crops["data"], np.uint8).reshape(self.crops["shape"])
+        crops = self.shown_crops()
         count = len(crops)
         columns = min(8, max(count, 1))
         rows = max(1, -(-count // columns))
@@ -213,5 +291,9 @@ class TopActivations(CnnWidget):
             axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, edgecolor="#00e5ff", linewidth=2))
             axis.set_title(f"image #{self.full['id']}: {self.full['value']:.3g}", fontsize=9)
             axis.axis("off")
-        figure.suptitle(f"{self.layer}, channel {self.channel}: top {count} images — {self.crops['note']}", fontsize=9)
+        title = f"{self.layer}, channel {self.channel}: top {count} images — {self.crops['note']}"
+        if self.show != "image" and self.projections:
+            shown = f"overlay at opacity {self.opacity:.2f}" if self.show == "overlay" else "projection"
+            title += f"\n{shown} — {self.projections['note']}"
+        figure.suptitle(title, fontsize=9)
         return render.figure_png(figure)

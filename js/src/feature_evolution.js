@@ -6,7 +6,7 @@ import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { h } from './shared/dom.js';
 import { rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
-import { throttle } from './shared/requests.js';
+import { throttledTraits } from './shared/requests.js';
 import { drawFilterGrid } from './shared/tiles.js';
 
 const FILTER_GRID_WIDTH = 160;
@@ -127,7 +127,7 @@ function render({ model, el }) {
   const ui = buildView();
   el.append(ui.root);
   const listeners = new Listeners();
-  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
+  const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
   let grid = null; // { canvas, cellWidth, size } of the current tiles message
   let timer = null;
 
@@ -204,9 +204,7 @@ function render({ model, el }) {
   function setEpochIndex(index) {
     const list = epochs();
     if (!list.length) return;
-    model.set('epoch', list[(index + list.length) % list.length]);
-    drawEpoch(); // all epochs are here already: redraw at once, tell Python afterwards
-    saveSoon();
+    commit('epoch', list[(index + list.length) % list.length]); // redraws through change:epoch, tells Python after
   }
 
   function stopPlaying() {

@@ -1,12 +1,15 @@
 // TopActivations widget (anywidget front end): the top-k dataset images of one neuron, each cropped to the
 // neuron's receptive field, with the activation under each; click a crop to see its whole image with the
 // field outlined. A layer picker, a channel picker with previous/next, and a "random neuron" button.
-// Python finds the images and cuts the crops; this file decodes and draws them.
+// A "show" picker puts the neuron's deconvnet projection in each crop (alone, or over the image at an
+// opacity): Python computes the projections once per neuron; switching modes and moving the opacity
+// redraw here without a round trip. Python finds the images and cuts the crops; this file decodes and draws them.
 import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { canvasPoint, h, setOptions } from './shared/dom.js';
 import { drawFitted, drawNearest, rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
-import { throttle } from './shared/requests.js';
+import { blendRgb } from './shared/blend.js';
+import { throttledTraits } from './shared/requests.js';
 import { randomNeuron, scaleBox, stepChannel } from './shared/neurons.js';
 
 const CELL = 96;
@@ -22,6 +25,7 @@ const CSS = `
 .cnnw-top-activations .cnnw-controls { align-items: center; }
 .cnnw-top-activations .cnnw-controls label { display: inline-flex; gap: 4px; align-items: center; }
 .cnnw-top-activations .cnnw-channel-input { width: 5em; }
+.cnnw-top-activations .cnnw-opacity { width: 90px; }
 .cnnw-top-activations .cnnw-crops { display: grid; grid-template-columns: repeat(auto-fill, ${CELL + 8}px); gap: 6px; flex: 1 1 480px; max-width: 880px; }
 .cnnw-top-activations figure { margin: 0; display: flex; flex-direction: column; align-items: center; cursor: pointer; }
 .cnnw-top-activations figure canvas { width: ${CELL}px; height: ${CELL}px; outline: 2px solid transparent; outline-offset: 1px; }
@@ -40,6 +44,9 @@ function buildView() {
     previous: h('button', { className: 'cnnw-previous', textContent: '◀', title: 'previous channel' }),
     next: h('button', { className: 'cnnw-next', textContent: '▶', title: 'next channel' }),
     random: h('button', { className: 'cnnw-random', textContent: 'random neuron' }),
+    show: h('select', { className: 'cnnw-show', title: 'what each crop shows' }),
+    opacity: h('input', { className: 'cnnw-opacity', type: 'range', min: 0, max: 1, step: 0.05, title: 'opacity of the projection' }),
+    projectionNote: h('div', { className: 'cnnw-caption cnnw-projection-note' }),
     computing: h('span', { className: 'cnnw-note cnnw-computing', textContent: 'computing…' }),
     error: h('div', { className: 'cnnw-error' }),
     field: h('div', { className: 'cnnw-caption cnnw-field' }),
@@ -51,8 +58,10 @@ function buildView() {
     h('style', { textContent: CSS }),
     h('div', { className: 'cnnw-row cnnw-controls' },
       h('label', {}, 'layer', ui.layer),
-      h('label', {}, 'channel', ui.channel), ui.previous, ui.next, ui.random, ui.computing, ui.error),
+      h('label', {}, 'channel', ui.channel), ui.previous, ui.next, ui.random,
+      h('label', {}, 'show', ui.show), ui.opacity, ui.computing, ui.error),
     ui.field,
+    ui.projectionNote,
     h('div', { className: 'cnnw-row' }, ui.crops, h('div', { className: 'cnnw-side' }, ui.full, ui.fullInfo)));
   return ui;
 }
@@ -67,13 +76,11 @@ function render({ model, el }) {
   const ui = buildView();
   el.append(ui.root);
   const listeners = new Listeners();
-  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
-  const commit = (changes) => {
-    Object.entries(changes).forEach(([name, value]) => model.set(name, value));
-    saveSoon();
-  };
+  const traits = throttledTraits(model, SEND_INTERVAL_MS);
+  const commit = (changes) => Object.entries(changes).forEach(([name, value]) => traits.commit(name, value));
   let decodeError = '';
   let figures = [];
+  let tiles = null; // { count, side, pixels } of the crops on screen
 
   const layerInfo = () => (model.get('layers') ?? []).find((layer) => layer.name === model.get('layer'));
   const channelCount = () => layerInfo()?.shape?.[0] ?? 0;
@@ -92,10 +99,47 @@ function render({ model, el }) {
     ui.channel.value = model.get('channel');
   }
 
+  /** The projection pictures answering the crops on screen, or null: an answer for another neuron (a stale
+   * one, or one not yet replaced) is never drawn. */
+  function currentProjections() {
+    const answer = model.get('projections');
+    const crops = model.get('crops');
+    if (!tiles || isEmptyArray(answer) || !crops || answer.layer !== crops.layer || answer.channel !== crops.channel) return null;
+    if (JSON.stringify(answer.ids) !== JSON.stringify(crops.ids)) return null;
+    return toTypedArray(answer);
+  }
+
   function drawBusy() {
     const crops = model.get('crops');
+    const answer = model.get('projections');
     const stale = !crops || crops.layer !== model.get('layer') || crops.channel !== model.get('channel');
-    ui.computing.hidden = !(model.get('busy') || stale);
+    const waiting = model.get('show') !== 'image' && (!answer || answer.layer !== crops?.layer || answer.channel !== crops?.channel);
+    ui.computing.hidden = !(model.get('busy') || stale || waiting);
+  }
+
+  function drawShowControls() {
+    setOptions(ui.show, [['image', 'image'], ['projection', 'deconvnet projection'], ['overlay', 'projection over image']], model.get('show'));
+    ui.opacity.value = model.get('opacity');
+    ui.opacity.hidden = model.get('show') !== 'overlay';
+  }
+
+  /** Draw every crop as `show` asks: the image, its projection, or the projection over it at `opacity`. */
+  function drawTiles() {
+    if (!tiles) return;
+    const { count, side, pixels } = tiles;
+    const show = model.get('show');
+    const projections = show === 'image' ? null : currentProjections();
+    const answer = model.get('projections');
+    ui.projectionNote.hidden = show === 'image' || !answer?.note || answer.layer !== model.get('crops')?.layer || answer.channel !== model.get('crops')?.channel;
+    ui.projectionNote.textContent = answer?.note ?? '';
+    const opacity = show === 'projection' ? 1 : model.get('opacity');
+    const tileBytes = side * side * 3;
+    for (let i = 0; i < count; i++) {
+      const image = pixels.subarray(i * tileBytes, (i + 1) * tileBytes);
+      const rgb = projections ? blendRgb(image, projections.subarray(i * tileBytes, (i + 1) * tileBytes), opacity) : image;
+      const canvas = figures[i].querySelector('canvas');
+      drawNearest(canvas.getContext('2d'), rgbaToCanvas(rgbToImageData(rgb, side, side), side, side), [0, 0, side, side], [0, 0, CELL, CELL]);
+    }
   }
 
   function drawCrops() {
@@ -104,6 +148,7 @@ function render({ model, el }) {
     if (isEmptyArray(crops) && !crops?.ids?.length) {
       ui.crops.replaceChildren();
       figures = [];
+      tiles = null;
       return;
     }
     let pixels;
@@ -117,12 +162,10 @@ function render({ model, el }) {
     }
     drawError();
     const [count, side] = crops.shape;
-    const tileBytes = side * side * 3;
+    tiles = { count, side, pixels };
     figures = [];
     for (let i = 0; i < count; i++) {
-      const rgba = rgbToImageData(pixels.subarray(i * tileBytes, (i + 1) * tileBytes), side, side);
       const canvas = h('canvas', { width: CELL, height: CELL, className: 'cnnw-crop' });
-      drawNearest(canvas.getContext('2d'), rgbaToCanvas(rgba, side, side), [0, 0, side, side], [0, 0, CELL, CELL]);
       const caption = h('figcaption', {},
         h('span', { className: 'cnnw-value', textContent: formatValue(crops.values[i]) }), ' ',
         h('span', { textContent: crops.captions?.[i] ?? `#${crops.ids[i]}` }));
@@ -133,6 +176,7 @@ function render({ model, el }) {
     }
     ui.crops.replaceChildren(...figures);
     ui.field.textContent = `${crops.layer}, channel ${crops.channel}: top ${count} images — ${crops.note ?? ''}`;
+    drawTiles();
     drawSelection();
   }
 
@@ -167,6 +211,11 @@ function render({ model, el }) {
     drawBusy();
   });
   onModel('change:busy', drawBusy);
+  onModel('change:show change:opacity change:projections', () => {
+    drawShowControls();
+    drawBusy();
+    drawTiles();
+  });
   onModel('change:crops', () => {
     drawCrops();
     drawFull();
@@ -194,6 +243,10 @@ function render({ model, el }) {
     if (!figure || !ui.crops.contains(figure)) return;
     commit({ selected: Number(figure.dataset.index) });
   });
+  // setting a trait redraws at once through its change listener; projection <-> overlay and the opacity need
+  // nothing new from Python
+  listeners.onDom(ui.show, 'change', () => commit({ show: ui.show.value }));
+  listeners.onDom(ui.opacity, 'input', () => commit({ opacity: Number(ui.opacity.value) }));
   listeners.onDom(ui.full, 'mousemove', (event) => {
     const { x, y } = canvasPoint(ui.full, event);
     ui.full.title = `(${Math.round(y)}, ${Math.round(x)}) on screen`;
@@ -201,12 +254,13 @@ function render({ model, el }) {
 
   drawError();
   drawControls();
+  drawShowControls();
   drawCrops();
   drawFull();
 
   return () => {
     listeners.removeAll();
-    saveSoon.flush();
+    traits.saveSoon.flush();
     ui.root.remove();
   };
 }

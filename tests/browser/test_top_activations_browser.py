@@ -35,6 +35,18 @@ def wait_full_image(page, not_hash: int | None) -> dict:
     return pixels(page.locator(f"{ROOT} canvas.cnnw-full"))
 
 
+def wait_crop(page, not_hash: int) -> dict:
+    """The first crop's pixels once they differ from `not_hash`."""
+    page.wait_for_function(
+        """([pixelsJs, notHash]) => {
+            const canvas = document.querySelector('.cnnw-top-activations figure canvas');
+            return canvas && eval(pixelsJs)(canvas).hash !== notHash;
+        }""",
+        arg=[CANVAS_PIXELS_JS, not_hash], timeout=UPDATE_TIMEOUT_MS, polling=100,
+    )
+    return pixels(page.locator(f"{ROOT} figure canvas").first)
+
+
 def test_top_activations_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
     page = browser_page
     open_notebook(page, jupyter_server, NOTEBOOK)
@@ -51,6 +63,17 @@ def test_top_activations_in_jupyterlab(jupyter_server, browser_page, artifacts_d
     assert first_crop["colors"] >= 4 and first_crop["width"] == 96  # a real crop, drawn at 96 px
     values = [float(text) for text in widget.locator(".cnnw-value").all_inner_texts()]
     assert values == sorted(values, reverse=True)  # best first
+
+    # the deconvnet overlay: the kernel sends each crop's projection, drawn over the image; the opacity redraws
+    # in the browser alone
+    widget.locator("select.cnnw-show").select_option("overlay")
+    overlay = wait_crop(page, first_crop["hash"])
+    assert "max-pool switches" in widget.locator(".cnnw-projection-note").inner_text()
+    widget.locator("input.cnnw-opacity").evaluate("(el) => { el.value = '1'; el.dispatchEvent(new Event('input')); }")
+    projection = wait_crop(page, overlay["hash"])
+    widget.locator("select.cnnw-show").select_option("image")
+    wait_crop(page, projection["hash"])
+    assert pixels(crops.first.locator("canvas"))["hash"] == first_crop["hash"]
 
     # nothing enlarged yet
     full = widget.locator("canvas.cnnw-full")
