@@ -1,13 +1,16 @@
-"""Receptive fields traced through any model equal the published values of known architectures."""
+"""Receptive fields traced through any model equal the published values of known architectures; measured by
+gradient support they equal the traced ones, and they stand in where tracing fails."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 import torchvision
 from torch import nn
 
-from cnnwidgets.errors import InputError
-from cnnwidgets.methods.receptive_field import ReceptiveField, receptive_field, receptive_fields
+from cnnwidgets import Inspector
+from cnnwidgets.errors import InputError, LayerNotFoundError
+from cnnwidgets.methods.receptive_field import ReceptiveField, gradient_receptive_field, receptive_field, receptive_fields
 from cnnwidgets.zoo.efficientnet_lite0 import EfficientNetLite0
 
 from .conftest import hooks_left, model_state, assert_same_state
@@ -75,16 +78,19 @@ def test_dilation_and_padding_strings():
     assert fields["1"].size == (7, 7) and fields["1"].jump == (2, 2)
 
 
-def test_untraceable_layers_are_none_and_unknown_names_are_refused():
-    class Upsampling(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(1, 1, 3)
-            self.after = nn.ReLU()
+class Upsampling(nn.Module):
+    """A 3×3 conv, then a nearest 2× upsampling: units 2i and 2i + 1 of `after` both see conv unit i."""
 
-        def forward(self, x):
-            return self.after(nn.functional.interpolate(self.conv(x), scale_factor=2)).mean((2, 3))
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3)
+        self.after = nn.ReLU()
 
+    def forward(self, x):
+        return self.after(nn.functional.interpolate(self.conv(x), scale_factor=2)).mean((2, 3))
+
+
+def test_fields_without_one_size_and_jump_are_none_and_unknown_names_are_refused():
     fields = receptive_fields(Upsampling(), (1, 1, 16, 16))
     assert fields["conv"].size == (3, 3)
     assert fields["after"] is None
@@ -98,3 +104,104 @@ def test_tracing_leaves_the_model_as_it_was():
     receptive_fields(model, (1, 3, 64, 64))
     assert_same_state(before, model_state(model))
     assert hooks_left(model) == 0
+
+
+@pytest.mark.parametrize(
+    ("architecture", "units"),
+    [
+        (torchvision.models.vgg11, [("features.2", (0, 0)), ("features.10", (1, 2)), ("features.20", (1, 0))]),
+        (torchvision.models.resnet18, [("maxpool", (3, 2)), ("layer1", (15, 0)), ("layer2.0.relu#2", (2, 1))]),
+    ],
+)
+def test_gradient_support_equals_the_traced_field(architecture, units):
+    shape = (1, 3, 64, 64)
+    model = architecture(weights=None)
+    fields = receptive_fields(model, shape)
+    for layer, (row, col) in units:
+        assert gradient_receptive_field(model, layer, (row, col), shape) == fields[layer].clipped_box(row, col), layer
+
+
+def test_gradient_support_sees_past_zero_weights_dead_units_and_max_pools(tiny):
+    # TinyCNN's channel 0 has a zero weight, channel 1 a bias of -10 (dead on small inputs), then a 2×2 max pool:
+    # its real gradients would miss pixels, the wiring does not
+    assert gradient_receptive_field(tiny, "conv", (1, 2), (1, 1, 4, 4)) == (1, 2, 3, 4)
+    assert gradient_receptive_field(tiny, "pool", (0, 0), (1, 1, 4, 4)) == (0, 0, 3, 3)  # conv units 0..1 → pixels 0..2
+    x = torch.zeros(1, 1, 4, 4, requires_grad=True)
+    tiny.conv(x)[0, 0, 1, 2].backward()
+    assert x.grad[0, 0].nonzero().tolist() == [[1, 2], [2, 3]]  # what the real weights show: two pixels of four
+
+
+class PixelUnshuffleNet(nn.Module):
+    """A 1×1 conv, space-to-depth (2×2 blocks into channels), then a 3×3 conv with padding 1: the tracer cannot
+    follow the unshuffle. By hand: a unit of `unshuffle` sees a 2×2 block (size 2, jump 2, start 0); the conv
+    adds one unit each side (2 px each): size 6, jump 2, start −2."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = nn.Conv2d(3, 3, 1)
+        self.unshuffle = nn.PixelUnshuffle(2)
+        self.conv = nn.Conv2d(12, 4, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu(self.conv(self.unshuffle(self.mix(x)))).mean((2, 3))
+
+
+class CropNet(nn.Module):
+    """A 3×3 conv, a crop of 2 px each side (a spatial slice), then a 3×3 conv with stride 2. By hand: after the
+    crop a unit i sees rows i + 2 … i + 4; after the strided conv unit i sees rows 2i + 2 … 2i + 6 (size 5)."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Conv2d(1, 2, 3)
+        self.second = nn.Conv2d(2, 2, 3, stride=2)
+
+    def forward(self, x):
+        return self.second(self.first(x)[:, :, 2:-2, 2:-2])
+
+
+def test_untraceable_layers_are_measured_instead():
+    fields = receptive_fields(PixelUnshuffleNet(), (1, 3, 16, 16))
+    assert fields["unshuffle"] == ReceptiveField(size=(2, 2), jump=(2, 2), start=(0.0, 0.0), input_size=(16, 16))
+    assert fields["conv"] == ReceptiveField(size=(6, 6), jump=(2, 2), start=(-2.0, -2.0), input_size=(16, 16))
+    assert fields["relu"] == fields["conv"]
+    crop = receptive_fields(CropNet(), (1, 1, 20, 20))
+    assert crop["first"] == ReceptiveField(size=(3, 3), jump=(1, 1), start=(0, 0), input_size=(20, 20))  # traced
+    assert crop["second"] == ReceptiveField(size=(5, 5), jump=(2, 2), start=(2.0, 2.0), input_size=(20, 20))
+    # the index (and so TopActivations' crops) gets the measured field
+    images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    index = Inspector(PixelUnshuffleNet(), transform=lambda image: image).index(images, ["conv"], k=2, progress=False)
+    assert index.receptive_field("conv") == fields["conv"]
+
+
+def test_units_of_fields_without_one_size_and_jump_can_be_measured():
+    # after the upsampling, units 4 and 5 both see conv unit 2: rows and columns 2 … 4
+    assert gradient_receptive_field(Upsampling(), "after", (5, 4), (1, 1, 16, 16)) == (2, 2, 5, 5)
+    assert gradient_receptive_field(Upsampling(), "after", (4, 5), (1, 1, 16, 16)) == (2, 2, 5, 5)
+
+
+def test_measuring_leaves_the_model_as_it_was():
+    model = torchvision.models.resnet18(weights=None).train()
+    before = model_state(model)
+    inplace = [m.inplace for m in model.modules() if isinstance(m, nn.ReLU)]
+    gradient_receptive_field(model, "layer1", (3, 3), (1, 3, 64, 64))
+    assert_same_state(before, model_state(model))
+    assert hooks_left(model) == 0
+    assert [m.inplace for m in model.modules() if isinstance(m, nn.ReLU)] == inplace == [True] * len(inplace)
+    assert all(p.grad is None for p in model.parameters())
+    net = PixelUnshuffleNet()
+    before = model_state(net)
+    receptive_fields(net, (1, 3, 16, 16))  # measures `unshuffle`, `conv` and `relu` on a copy
+    assert_same_state(before, model_state(net))
+    assert hooks_left(net) == 0 and net.relu.inplace
+
+
+def test_measuring_refuses_bad_input(tiny):
+    with pytest.raises(LayerNotFoundError, match="did you mean 'conv'"):
+        gradient_receptive_field(tiny, "cnv", (0, 0), (1, 1, 4, 4))
+    with pytest.raises(InputError, match=r"outside this layer's 3×3 grid"):
+        gradient_receptive_field(tiny, "conv", (3, 0), (1, 1, 4, 4))
+    with pytest.raises(InputError, match=r"input_shape must be \(N, C, H, W\)"):
+        gradient_receptive_field(tiny, "conv", (0, 0), (1, 4, 4))
+    with pytest.raises(InputError, match="no \\[N, C, H, W\\] output"):
+        gradient_receptive_field(tiny, "fc", (0, 0), (1, 1, 4, 4))
