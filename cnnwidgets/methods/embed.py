@@ -96,7 +96,9 @@ def umap(codes: torch.Tensor | np.ndarray, seed: int = 0, progress: Progress | N
     array = _as_array(codes)
     reduced = pca(array, PCA_DIMS, seed) if array.shape[1] > PCA_DIMS else array
     neighbors = min(15, len(array) - 1)
-    layout = umap_learn.UMAP(n_neighbors=neighbors, random_state=seed).fit_transform(reduced).astype(np.float32)
+    # seeded, umap-learn runs on one thread whatever n_jobs says (and warns unless told so)
+    model = umap_learn.UMAP(n_neighbors=neighbors, random_state=seed, n_jobs=1)
+    layout = model.fit_transform(reduced).astype(np.float32)
     if progress is not None:
         progress(1.0, layout)
     return layout
