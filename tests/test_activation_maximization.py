@@ -71,3 +71,15 @@ def test_to_png(widget):
     assert widget.to_png()[:4] == b"\x89PNG"
     picture = np.frombuffer(widget.images["data"], np.uint8).reshape(widget.images["shape"])
     assert picture.shape == (1, 32, 32, 3)
+
+
+def test_diversity_controls_reach_the_optimization(widget):
+    assert widget.similarity == {}  # one image: nothing to compare
+    widget.count = 3
+    assert widget.similarity["layer"] == "relu2" and 0 <= widget.similarity["value"] <= 1
+    plain = widget.run(steps=4).images["data"]
+    widget.diversity_layer, widget.diversity = "relu1", 5.0
+    assert widget.step == 0 and widget.maximizer.diversity == 5.0 and widget.similarity["layer"] == "relu1"
+    assert widget.run(steps=4).images["data"] != plain
+    with pytest.raises(InputError, match="diversity=-2"):
+        widget.diversity = -2

@@ -5,7 +5,10 @@ with the regularizers that make results readable, each an option:
 
 - transformation robustness: random jitter (px), scale (±fraction) and rotation (±degrees) at every step;
 - a frequency-space, colour-decorrelated parameterization ("fourier"), or plain pixels ("pixel");
-- a periodic Gaussian blur (`blur` σ in px, every `blur_every` steps), and L2 and total-variation penalties.
+- a periodic Gaussian blur (`blur` σ in px, every `blur_every` steps), and L2 and total-variation penalties;
+- for a batch, diversity (Olah et al. 2017, "Diversity"): each image's objective minus `diversity` × its mean
+  similarity to the other images, the similarity being the cosine of the Gram matrices ("style") of their
+  activations at `diversity_layer`, so the batch shows different facets of the target instead of one picture N times.
 
 `Maximizer` holds one optimization that can be advanced a few steps at a time (the widget runs it in chunks
 and shows the image in between); `maximize` runs one to the end. The model is never modified: it runs in
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
+import torch.nn.functional as F
 
 from ..backend.hooks import eval_mode
 from ..backend.inspector import class_scores
@@ -31,7 +35,7 @@ from .image_params import (
     check_steps,
     grad_of,
     l2_penalty,
-    layer_output,
+    layer_outputs,
     random_transform,
     to_uint8,
     total_variation,
@@ -72,11 +76,44 @@ class MaximizationResult:
     description: str
     probabilities: list[float] | None = None  # softmax probability of the target class on each final image
     predictions: list[list[tuple[str, float]]] = field(default_factory=list)  # top-3 on each final image
+    similarity: float | None = None  # mean pairwise Gram-matrix cosine of the images at the diversity layer (N > 1)
 
     @property
     def pictures(self) -> torch.Tensor:
         """[N,H,W,3] uint8."""
         return to_uint8(self.images)
+
+
+def gram_similarity(features: torch.Tensor) -> torch.Tensor:
+    """[N,N] cosine similarities of the Gram matrices of [N,C,H,W] activations (Olah et al. 2017's diversity
+    measure): each image's channel-by-channel correlations G = F·Fᵀ / (H·W), compared as flattened vectors. It
+    ignores where things are and keeps which features occur together, so two shifted copies still count as alike."""
+    flat = features.flatten(2)
+    grams = flat @ flat.transpose(1, 2) / flat.shape[-1]
+    unit = F.normalize(grams.flatten(1), dim=1, eps=1e-12)
+    return unit @ unit.T
+
+
+def mean_pairwise_similarity(features: torch.Tensor) -> torch.Tensor:
+    """The mean of `gram_similarity` over all pairs of different images (0 for a single image): 1 when every
+    image has the same Gram matrix, 0 when no two share a co-active channel pair."""
+    count = features.shape[0]
+    if count < 2:
+        return features.new_zeros(())
+    similarity = gram_similarity(features)
+    return (similarity.sum() - similarity.diagonal().sum()) / (count * (count - 1))
+
+
+def default_diversity_layer(inspector) -> str:
+    """The layer diversity compares images at when none is named: the middle activation layer with a spatial
+    feature map (Gram matrices of rectified features, like Olah et al.'s mid-level "mixed4a"), else the middle
+    layer with one."""
+    spatial = [layer for layer in inspector.layers if len(layer.shape) == 3 and layer.shape[1] * layer.shape[2] > 1]
+    activations = [layer for layer in spatial if layer.kind == "activation"]
+    candidates = activations or spatial
+    if not candidates:
+        raise InputError("the model has no layer with a spatial feature map to compare images at; pass diversity_layer=")
+    return candidates[len(candidates) // 2].name
 
 
 def with_options(settings: Settings, options: dict) -> Settings:
@@ -92,7 +129,8 @@ class Maximizer:
 
     Targets: `target` a class (index or label name) — its logit is maximized; or `layer` and `channel` — the
     channel's mean activation (`unit="channel"`) or its centre neuron (`unit="neuron"`). `count` images are
-    optimized together from different random starts, for a batch of different results.
+    optimized together from different random starts, for a batch of different results; `diversity` > 0 pushes
+    them apart (the module doc), compared at `diversity_layer` (default: `default_diversity_layer`).
     """
 
     def __init__(
@@ -107,11 +145,14 @@ class Maximizer:
         size: int | None = None,
         seed: int = 0,
         init: torch.Tensor | None = None,
+        diversity: float = 0.0,
+        diversity_layer: str | None = None,
         settings: Settings | None = None,
         **options: object,
     ) -> None:
         self.inspector = inspector
         self.settings = with_options(settings or Settings(), options)
+        self.diversity = check_range("diversity", diversity, 0.0, None)
         if unit not in UNITS:
             raise InputError(f"unit={unit!r} is unknown; pick 'channel' or 'neuron'")
         if not isinstance(count, int) or not 1 <= count <= 64:
@@ -137,6 +178,11 @@ class Maximizer:
                 raise InputError("maximize needs something to maximize; pass target='espresso' (a class) or layer= and channel=")
             self.class_index = inspector.class_index(target)
             self.description = f"class {inspector.label(self.class_index)!r} (logit)"
+        self.diversity_layer = None
+        if count > 1:
+            diversity_info = inspector.layer(diversity_layer or default_diversity_layer(inspector))
+            self.diversity_layer = diversity_info.name
+            self._diversity_tap = (inspector.model.get_submodule(diversity_info.module_name), diversity_info.call)
         self.generator = torch.Generator().manual_seed(seed)
         self.to_model = ModelInput.of(inspector)
         self.param = ImageParam(count, self.size, kind=self.settings.param, generator=self.generator, init=init,
@@ -148,16 +194,20 @@ class Maximizer:
     def steps_done(self) -> int:
         return len(self.history)
 
-    def objective(self, images: torch.Tensor) -> torch.Tensor:
-        """[N] objective values of model-ready display images (with the autograd graph)."""
-        batch = self.to_model(images)
-        model = self.inspector.model
+    def objective(self, images: torch.Tensor, diversity_features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[N] objective values of display images (with the autograd graph), and with `diversity_features` the
+        activations at the diversity layer from the same forward pass (else None)."""
+        taps = [(self._module, self._call)] if self.class_index is None else []
+        if diversity_features:
+            taps.append(self._diversity_tap)
+        output, captured = layer_outputs(self.inspector.model, taps, self.to_model(images), to_end=self.class_index is not None)
+        features = captured[-1] if diversity_features else None
         if self.class_index is not None:
-            return class_scores(model(batch))[:, self.class_index]
-        maps = layer_output(model, self._module, self._call, batch)[:, self.channel]
+            return class_scores(output)[:, self.class_index], features
+        maps = captured[0][:, self.channel]
         if self.unit == "neuron":
-            return maps[:, maps.shape[1] // 2, maps.shape[2] // 2]
-        return maps.flatten(1).mean(1)
+            return maps[:, maps.shape[1] // 2, maps.shape[2] // 2], features
+        return maps.flatten(1).mean(1), features
 
     def step(self, steps: int = 1, stop: Callable[[], bool] | None = None) -> list[float]:
         """Advance `steps` steps (fewer if `stop()` turns true); return the objective of each step taken."""
@@ -170,8 +220,11 @@ class Maximizer:
                     break
                 images = self.param()
                 seen = random_transform(images, self.generator, s.jitter, s.scale, s.rotate)
-                value = self.objective(seen)
-                regularized_step(self.param, self.optimizer, -value.sum(), images, s, self.steps_done)
+                value, features = self.objective(seen, diversity_features=bool(self.diversity and self.diversity_layer))
+                loss = -value.sum()
+                if features is not None:  # Σ_i diversity × (image i's mean similarity to the others)
+                    loss = loss + self.diversity * len(value) * mean_pairwise_similarity(features)
+                regularized_step(self.param, self.optimizer, loss, images, s, self.steps_done)
                 values.append(float(value.detach().mean()))
                 self.history.append(values[-1])
         return values
@@ -180,6 +233,14 @@ class Maximizer:
         """The current images, [N,3,H,W] in [0, 1] (a detached copy)."""
         with torch.no_grad():
             return self.param().detach().clone()
+
+    def similarity(self, images: torch.Tensor) -> float | None:
+        """Mean pairwise Gram-matrix cosine of display images at the diversity layer (None for a single image)."""
+        if self.diversity_layer is None:
+            return None
+        with eval_mode(self.inspector.model), torch.no_grad(), model_errors(tuple(images.shape)):
+            features = layer_outputs(self.inspector.model, [self._diversity_tap], self.to_model(images))[1][0]
+        return float(mean_pairwise_similarity(features))
 
     def result(self) -> MaximizationResult:
         images = self.images()
@@ -190,7 +251,8 @@ class Maximizer:
             top = scores.topk(min(3, scores.shape[1]), dim=1)
             predictions = [[(self.inspector.label(int(i)), float(p)) for p, i in zip(ps, ids)]
                            for ps, ids in zip(top.values, top.indices)]
-        return MaximizationResult(images, list(self.history), self.description, probabilities, predictions)
+        return MaximizationResult(images, list(self.history), self.description, probabilities, predictions,
+                                  self.similarity(images))
 
 
 def maximize(
@@ -209,7 +271,7 @@ def maximize(
 
     Options: `count` images, `size` px, `seed`, `unit` ("channel"/"neuron"), `param` ("fourier"/"pixel"), `lr`,
     `jitter` px, `scale` ±fraction, `rotate` ±degrees, `blur` σ px every `blur_every` steps, `l2` and `tv`
-    penalty weights, `init` start images. `callback(step, images)` is called every `every` steps.
+    penalty weights, `init` start images, `diversity` weight and `diversity_layer` for a batch (`count` > 1). `callback(step, images)` is called every `every` steps.
     """
     from tqdm.auto import tqdm
 

@@ -127,7 +127,8 @@ class ActivationMaximization(BackgroundOptimization):
     """Synthesize images that maximize class `target`'s logit, or channel `channel` of `layer` (mean, or its centre
     neuron with `unit="neuron"`), with the regularizers of `maximize` as traits: `param` ("fourier"/"pixel"),
     `lr`, `jitter` px, `scale` ±fraction, `rotate` ±degrees, `blur` σ, `l2`, `tv`; `count` images of `size` px from
-    seed `seed`. Press run (or call `start()` / `run()`), watch the images change every `every` steps, stop any time.
+    seed `seed`, pushed apart by `diversity` (compared at `diversity_layer`, "" for the default middle layer;
+    `similarity` shows the batch's mean pairwise Gram-matrix similarity there). Press run (or call `start()` / `run()`), watch the images change every `every` steps, stop any time.
     With no inspector: the embedded EfficientNet-Lite0."""
 
     _esm = front_end("activation_maximization")
@@ -144,6 +145,8 @@ class ActivationMaximization(BackgroundOptimization):
     blur = traitlets.Float(Settings.blur).tag(sync=True)
     l2 = traitlets.Float(Settings.l2).tag(sync=True)
     tv = traitlets.Float(Settings.tv).tag(sync=True)
+    diversity = traitlets.Float(0.0).tag(sync=True)
+    diversity_layer = traitlets.Unicode("").tag(sync=True)
     count = traitlets.Int(1).tag(sync=True)
     size = traitlets.Int(160).tag(sync=True)
     seed = traitlets.Int(0).tag(sync=True)
@@ -153,9 +156,11 @@ class ActivationMaximization(BackgroundOptimization):
     history = traitlets.List().tag(sync=True)
     probabilities = traitlets.List().tag(sync=True)
     predictions = traitlets.List().tag(sync=True)
+    similarity = traitlets.Dict().tag(sync=True)  # {"layer", "value"} for a batch, {} for one image
     description = traitlets.Unicode("").tag(sync=True)
 
-    SETTINGS = ("target", "layer", "channel", "unit", "param", "lr", "jitter", "scale", "rotate", "blur", "l2", "tv", "count", "size", "seed")
+    SETTINGS = ("target", "layer", "channel", "unit", "param", "lr", "jitter", "scale", "rotate", "blur", "l2", "tv", "diversity", "diversity_layer",
+                "count", "size", "seed")
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, target: int | str | None = "espresso", **kwargs: object) -> None:
         self.inspector = as_inspector(inspector)
@@ -178,12 +183,12 @@ class ActivationMaximization(BackgroundOptimization):
     def _make(self) -> None:
         settings = Settings(param=self.param, lr=self.lr, jitter=self.jitter, scale=self.scale, rotate=self.rotate,
                             blur=self.blur, l2=self.l2, tv=self.tv)
+        batch = dict(count=self.count, size=self.size, seed=self.seed, diversity=self.diversity,
+                     diversity_layer=self.diversity_layer or None, settings=settings)
         if self.layer:
-            self.maximizer = Maximizer(self.inspector, layer=self.layer, channel=self.channel, unit=self.unit, count=self.count,
-                                       size=self.size, seed=self.seed, settings=settings)
+            self.maximizer = Maximizer(self.inspector, layer=self.layer, channel=self.channel, unit=self.unit, **batch)
         else:
-            self.maximizer = Maximizer(self.inspector, self.target or None, count=self.count, size=self.size, seed=self.seed,
-                                       settings=settings)
+            self.maximizer = Maximizer(self.inspector, self.target or None, **batch)
         self.description = self.maximizer.description
 
     def _advance(self, steps: int) -> None:
@@ -200,6 +205,8 @@ class ActivationMaximization(BackgroundOptimization):
             self.history = [round(v, 4) for v in result.history]
             self.probabilities = result.probabilities or []
             self.predictions = [[{"label": label, "probability": p} for label, p in top] for top in result.predictions]
+            self.similarity = ({"layer": maximizer.diversity_layer, "value": round(result.similarity, 4)}
+                               if result.similarity is not None else {})
 
     def result(self):
         """The current `MaximizationResult` (images, objective history, probabilities)."""
@@ -217,5 +224,6 @@ class ActivationMaximization(BackgroundOptimization):
             axis.axis("off")
         axes[-1].plot(self.history)
         axes[-1].set_xlabel("step")
-        axes[-1].set_title(f"{self.description}: objective", fontsize=9)
+        spread = f"\nmean Gram similarity {self.similarity['value']:.2f}" if self.similarity else ""
+        axes[-1].set_title(f"{self.description}: objective{spread}", fontsize=9)
         return render.figure_png(figure)
