@@ -69,7 +69,7 @@ def run() -> dict:
     layer = "_head_act"
 
     def grad_cam_cold():
-        backend_gradients._LAYER_FORWARDS.clear()
+        backend_gradients._KEPT_FORWARDS.clear()
         return cam.grad_cam(inspector, batch, target, layer=layer)
 
     grad_cam_peer = GradCAM(model=peer_model, target_layers=[peer_model.get_submodule(layer)])

@@ -289,3 +289,35 @@ def test_reducer_abs_max_and_positive_part():
     assert to_uint8(torch.tensor([0.0, 0.5, 1.0])).tolist() == [0, 128, 255]
     with pytest.raises(ValueError, match="how must be"):
         reduce_map(raw, "square")
+
+
+# ---------------------------------------------------------------------------------------- class switches and speed
+
+
+def test_a_class_switch_reuses_the_forward_and_gives_each_class_its_own_gradient(lite0, cat, monkeypatch):
+    from cnnwidgets.backend import gradients as backend_gradients
+
+    batch = lite0.preprocess(cat)
+    first, second = lite0.logits(batch).topk(2).indices.tolist()
+    G.saliency(lite0, batch, first)
+    forwards = []
+    built = backend_gradients.InputForward.__init__
+    monkeypatch.setattr(backend_gradients.InputForward, "__init__", lambda self, *a, **k: (forwards.append(1), built(self, *a, **k))[1])
+    ours = {target: G.saliency(lite0, batch, target) for target in (second, first)}
+    assert forwards == []  # both classes came from the kept graph
+    model = lite0.model
+    with torch.enable_grad():
+        for target in (first, second):  # the plain gradient through the user's own model (batch norms not folded)
+            x = batch.clone().requires_grad_(True)
+            with torch.inference_mode(False):
+                model.eval()
+                (expected,) = torch.autograd.grad(model(x)[0, target], x)
+            # folding changes float rounding, which can flip the odd ReLU6 sitting exactly at 0 or 6; everywhere
+            # else the two agree to float precision
+            scale = float(expected.abs().max())
+            error = (ours[target] - expected[0]).abs()
+            assert float((error > 1e-5 * scale).float().mean()) < 1e-2
+            assert float(error.max()) < 1e-2 * scale
+    assert not torch.allclose(ours[first], ours[second])
+    G.guided_backprop(lite0, batch, first)  # another rule is another graph
+    assert forwards == [1]

@@ -8,9 +8,11 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+import traitlets
 
 from cnnwidgets import Inspector, InputError
 from cnnwidgets.backend import gradients as backend_gradients
+from cnnwidgets.backend.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from cnnwidgets.methods import cam, gradients
 from cnnwidgets.methods.reduce import display_map, to_uint8
 from cnnwidgets.widgets.saliency_overlay import SaliencyOverlay
@@ -70,6 +72,44 @@ def test_a_class_switch_reuses_kept_maps_and_forwards(overlay, monkeypatch):
     for target in (0, 2, 1):
         overlay.target = target
     assert built == []
+
+
+def test_a_class_switch_for_gradient_methods_runs_no_new_forward(overlay, monkeypatch):
+    overlay.method = "guided_backprop"
+    built = []
+    original = backend_gradients.InputForward.__init__
+    monkeypatch.setattr(backend_gradients.InputForward, "__init__", lambda self, *a, **k: (built.append(1), original(self, *a, **k))[1])
+    overlay.target = 0
+    overlay.method = "saliency"  # the image's plain-gradient graph is kept from the first view
+    overlay.target = 2
+    assert built == []
+    expected = to_uint8(display_map(gradients.saliency(overlay.inspector, overlay._batch, 2))).numpy()
+    assert np.array_equal(maps_of(overlay)[0], expected)
+
+
+def test_smoothgrad_and_integrated_gradients_options_drive_their_maps(overlay):
+    def shown(method: str, **options) -> np.ndarray:
+        function = getattr(gradients, method)
+        return to_uint8(display_map(function(overlay.inspector, overlay._batch, overlay.target, **options))).numpy()
+
+    overlay.method = "smoothgrad"
+    assert overlay.maps["options"] == [25, 0.15, 50, "zero"]
+    assert np.array_equal(maps_of(overlay)[0], shown("smoothgrad", samples=25, noise=0.15))
+    overlay.smoothgrad_samples, overlay.smoothgrad_noise = 3, 0.4
+    assert overlay.maps["options"][:2] == [3, 0.4]
+    assert np.array_equal(maps_of(overlay)[0], shown("smoothgrad", samples=3, noise=0.4))
+    overlay.method = "integrated_gradients"
+    overlay.ig_steps = 7
+    assert np.array_equal(maps_of(overlay)[0], shown("integrated_gradients", steps=7))
+    overlay.ig_baseline = "black"
+    black = -torch.tensor(IMAGENET_MEAN[:1]).view(1, 1, 1, 1) / torch.tensor(IMAGENET_STD[:1]).view(1, 1, 1, 1)
+    black = black.expand(1, 1, 4, 4)  # black after the default ImageNet normalization, on paper
+    assert np.array_equal(maps_of(overlay)[0], shown("integrated_gradients", steps=7, baseline=black))
+    overlay.ig_baseline = "zero"  # back to a kept map, not a stale one of another baseline
+    assert np.array_equal(maps_of(overlay)[0], shown("integrated_gradients", steps=7))
+    with pytest.raises(traitlets.TraitError):
+        overlay.ig_steps = 1
+    assert overlay.ig_steps == 7
 
 
 def test_bad_values_raise_and_keep_the_view(overlay):

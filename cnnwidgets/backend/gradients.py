@@ -183,23 +183,39 @@ def pick(scores: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Tens
     return scores.gather(1, targets.view(-1, 1).to(scores.device)).sum(), targets
 
 
+class InputForward:
+    """One forward pass kept with its autograd graph from the input to the class scores.
+
+    `rule` ("guided", "deconv" or None) changes the backward through ReLU-like activations (see the module doc);
+    it is fixed into the graph during this forward. The gradient of any class score w.r.t. the input then costs
+    one backward, and switching class needs no new forward pass.
+    """
+
+    def __init__(self, model: nn.Module, batch: torch.Tensor, rule: str | None = None, method: str = "saliency") -> None:
+        x = batch.detach().requires_grad_(True)
+        with torch.inference_mode(False), torch.enable_grad(), eval_mode(model), model_errors(tuple(batch.shape)):
+            with relu_rule(model, rule) as report:
+                scores = class_scores(model(x))
+        if rule is not None:
+            check_rule_report(report, method)
+        self.input: torch.Tensor = x
+        self.scores: torch.Tensor = scores  # [N, classes], with the graph back to `input`
+
+    def gradient(self, targets: torch.Tensor | None, keep: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(d score[target_i] / d image_i for each image, the targets used); `keep` keeps the graph for other classes.
+
+        Taken with `torch.autograd.grad` w.r.t. the input only: the model's parameters get no `.grad`."""
+        with torch.enable_grad():
+            total, targets = pick(self.scores, targets)
+            (grad,) = torch.autograd.grad(total, self.input, retain_graph=keep)
+        return grad.detach(), targets
+
+
 def input_gradients(
     model: nn.Module, batch: torch.Tensor, targets: torch.Tensor | None, rule: str | None = None, method: str = "saliency"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(d score[target_i] / d image_i for each image of an [N,C,H,W] batch, the targets used).
-
-    Taken with `torch.autograd.grad` w.r.t. the input only: the model's parameters get no `.grad`.
-    `rule` ("guided", "deconv") changes the backward through ReLU-like activations (see the module doc).
-    """
-    x = batch.detach().requires_grad_(True)
-    with torch.inference_mode(False), torch.enable_grad(), eval_mode(model), model_errors(tuple(batch.shape)):
-        with relu_rule(model, rule) as report:
-            scores = class_scores(model(x))
-        if rule is not None:
-            check_rule_report(report, method)
-        total, targets = pick(scores, targets)
-        (grad,) = torch.autograd.grad(total, x)
-    return grad.detach(), targets
+    """(d score[target_i] / d image_i for each image of an [N,C,H,W] batch, the targets used), graph not kept."""
+    return InputForward(model, batch, rule, method).gradient(targets, keep=False)
 
 
 class LayerForward:
@@ -247,24 +263,39 @@ class LayerForward:
         return grad.detach(), targets
 
 
-_LAYER_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-LAYER_FORWARDS_KEPT = 4
-"""How many (image, layer) forward graphs each Inspector keeps for class switches."""
+_KEPT_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+FORWARDS_KEPT = 4
+"""How many forward graphs (per image and layer or backward rule) each Inspector keeps for class switches."""
+
+
+def _kept(inspector, key: tuple, build: Callable[[], object]):
+    """The forward kept under `key` for `inspector`, built when missing; the oldest beyond FORWARDS_KEPT go."""
+    kept = _KEPT_FORWARDS.setdefault(inspector, OrderedDict())
+    found = kept.get(key)
+    if found is None:
+        found = build()
+        kept[key] = found
+        while len(kept) > FORWARDS_KEPT:
+            kept.popitem(last=False)
+    kept.move_to_end(key)
+    return found
 
 
 def layer_forward(inspector, batch: torch.Tensor, layer_name: str) -> LayerForward:
     """The LayerForward of a preprocessed [1,C,H,W] batch at layer `layer_name`, reused while image, layer and
-    weights are unchanged (a few are kept per inspector)."""
+    weights are unchanged."""
     from .inspector import _tensor_key
 
     info = inspector.layer(layer_name)
-    key = (inspector._weights_key(), _tensor_key(batch), info.name)
-    kept = _LAYER_FORWARDS.setdefault(inspector, OrderedDict())
-    found = kept.get(key)
-    if found is None:
-        found = LayerForward(inspector.model, batch, inspector.model.get_submodule(info.module_name), info.call)
-        kept[key] = found
-        while len(kept) > LAYER_FORWARDS_KEPT:
-            kept.popitem(last=False)
-    kept.move_to_end(key)
-    return found
+    key = ("layer", inspector._weights_key(), _tensor_key(batch), info.name)
+    return _kept(inspector, key, lambda: LayerForward(inspector.model, batch, inspector.model.get_submodule(info.module_name), info.call))
+
+
+def input_forward(inspector, batch: torch.Tensor, rule: str | None = None, method: str = "saliency") -> InputForward:
+    """The InputForward of a preprocessed [1,C,H,W] batch under `rule`, reused while image and weights are
+    unchanged. It runs the inspector's scoring model (batch norms folded, see `backend.folded`): the same
+    function as the model in eval mode, so the same gradients, computed faster."""
+    from .inspector import _tensor_key
+
+    key = ("input", inspector._weights_key(), _tensor_key(batch), rule)
+    return _kept(inspector, key, lambda: InputForward(inspector.scoring_model(batch), batch, rule, method))

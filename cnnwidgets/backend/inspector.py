@@ -57,6 +57,7 @@ class Inspector:
         self._cache = TensorCache(cache_bytes)
         self._layers: dict[tuple[int, ...], list[LayerInfo]] = {}
         self._input_shape: tuple[int, ...] | None = None
+        self._fast: dict[tuple[int, bool], nn.Module] = {}
 
     # --- inputs -----------------------------------------------------------------------------------------------
 
@@ -169,8 +170,22 @@ class Inspector:
             raise InputError("the input contains NaN or infinite values; pass finite images")
         size = batch_size or batch_size_for(self.device)
         with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(batch.shape)):
-            outputs = [class_scores(self.model(batch[part].to(self.device))) for part in batches(len(batch), size)]
+            model = self.scoring_model(batch[:size].to(self.device))
+            outputs = [class_scores(model(batch[part].to(self.device))) for part in batches(len(batch), size)]
         return torch.cat(outputs).float().cpu()
+
+    def scoring_model(self, example: torch.Tensor, channels_last: bool = True) -> nn.Module:
+        """The module to run for class scores only, given an [N,C,H,W] example input: a private copy with batch
+        norms folded into convolutions (channels-last if asked) when that is possible and gives the model's scores
+        on `example` (see `backend.folded`), else the model itself. Kept while the weights stay the same."""
+        from .folded import fast_copy
+
+        key = (self._weights_key(), channels_last)
+        if key not in self._fast:
+            self._fast = {k: v for k, v in self._fast.items() if k[0] == key[0]}
+            with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(example.shape)):
+                self._fast[key] = fast_copy(self.model, example, channels_last) or self.model
+        return self._fast[key]
 
     def predict(self, image: ImageLike, k: int = 5) -> list[tuple[str, float]]:
         """The top-`k` (label, probability) pairs for `image`, most probable first."""

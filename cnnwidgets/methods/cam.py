@@ -155,8 +155,8 @@ def score_cam_scores(inspector, image: ImageLike, layer: str | None = None, *, b
     varying = (~constant).nonzero().flatten()
     size = batch_size or batch_size_for(inspector.device)
     scores = None
-    model = inspector.model
-    with eval_mode(model), torch.inference_mode(), model_errors(tuple(batch.shape)):
+    with eval_mode(inspector.model), torch.inference_mode(), model_errors(tuple(batch.shape)):
+        model = inspector.scoring_model(batch)
         if bool(constant.any()):
             zero_scores = class_scores(model(torch.zeros_like(batch)))[0]
             scores = zero_scores.expand(channels, -1).clone()

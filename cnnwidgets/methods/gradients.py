@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backend.device import batch_size_for, batches
-from ..backend.gradients import input_gradients
+from ..backend.gradients import input_forward, input_gradients
 from ..backend.images import ImageLike
 from ..errors import InputError
 
@@ -34,7 +34,7 @@ def target_tensor(inspector, target: int | str | None) -> torch.Tensor | None:
 def saliency(inspector, image: ImageLike, target: int | str | None = None) -> torch.Tensor:
     """The gradient of the class score w.r.t. the input pixels (Simonyan et al. 2013), [C,H,W]."""
     batch = inspector.preprocess(image)
-    grad, _ = input_gradients(inspector.model, batch, target_tensor(inspector, target))
+    grad, _ = input_forward(inspector, batch).gradient(target_tensor(inspector, target))
     return grad[0].cpu()
 
 
@@ -46,7 +46,7 @@ def guided_backprop(inspector, image: ImageLike, target: int | str | None = None
     activations cannot all be hooked (SiLU, GELU, …) or that has no ReLU.
     """
     batch = inspector.preprocess(image)
-    grad, _ = input_gradients(inspector.model, batch, target_tensor(inspector, target), rule="guided", method="guided_backprop")
+    grad, _ = input_forward(inspector, batch, "guided", "guided_backprop").gradient(target_tensor(inspector, target))
     return grad[0].cpu()
 
 
@@ -54,7 +54,7 @@ def deconvnet(inspector, image: ImageLike, target: int | str | None = None) -> t
     """The deconvnet map (Zeiler & Fergus 2014), [C,H,W]: backward through each ReLU (and ReLU6) passes only the
     positive part of the gradient and ignores the forward mask."""
     batch = inspector.preprocess(image)
-    grad, _ = input_gradients(inspector.model, batch, target_tensor(inspector, target), rule="deconv", method="deconvnet")
+    grad, _ = input_forward(inspector, batch, "deconv", "deconvnet").gradient(target_tensor(inspector, target))
     return grad[0].cpu()
 
 
@@ -75,9 +75,10 @@ def _summed_gradients(inspector, inputs: torch.Tensor, target: torch.Tensor, wei
     """Σ_i weights[i] · ∂score/∂inputs[i] over an [N,C,H,W] stack, computed in batches."""
     total = torch.zeros_like(inputs[0])
     parts = batches(len(inputs), batch_size)
+    model = inspector.scoring_model(inputs[:batch_size])
     for part in tqdm(parts, desc=desc, leave=False, disable=len(inputs) <= PROGRESS_AFTER):
         chunk = inputs[part]
-        grad, _ = input_gradients(inspector.model, chunk, target.expand(len(chunk)))
+        grad, _ = input_gradients(model, chunk, target.expand(len(chunk)))
         total += (grad * weights[part].view(-1, 1, 1, 1).to(grad)).sum(0)
     return total
 

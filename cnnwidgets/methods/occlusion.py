@@ -182,7 +182,7 @@ def _engine(inspector: Inspector, batch: torch.Tensor, method: str):
         return None
     try:
         with model_errors(tuple(batch.shape)):
-            engine = engine_for(inspector.model, batch)
+            engine = engine_for(inspector.scoring_model(batch, channels_last=False), batch)
     except UnsupportedModel as error:
         if method == "incremental":
             raise InputError(f"incremental occlusion does not work on this model ({error}); pass method='full'") from None
@@ -196,7 +196,7 @@ def _chunk_logits(inspector, engine, batch, filled, chunk) -> torch.Tensor:
         return engine.logits(chunk, filled).float().cpu()
     occluded = occlude(batch, filled, chunk)
     with eval_mode(inspector.model), torch.inference_mode():
-        return class_scores(inspector.model(occluded)).float().cpu()
+        return class_scores(inspector.scoring_model(batch)(occluded)).float().cpu()
 
 
 def _content_key(batch: torch.Tensor) -> tuple:

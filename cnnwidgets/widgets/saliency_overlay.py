@@ -12,6 +12,8 @@ from ..backend import Inspector, as_inspector
 from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods import cam, faithfulness, gradients
+from ..methods.image_params import ModelInput
+from ..methods.occlusion import fill_image
 from ..methods.reduce import REDUCTIONS, display_map, to_uint8
 from .base import CnnWidget, array_message, front_end
 
@@ -29,7 +31,12 @@ METHODS = {
 }
 """name -> (title, function, takes a layer)."""
 
+OPTION_TRAITS = ("smoothgrad_samples", "smoothgrad_noise", "ig_steps", "ig_baseline")
+
 DEFAULT_COMPARE = ["saliency", "guided_backprop", "integrated_gradients", "grad_cam", "layer_cam"]
+IG_BASELINES = ("zero", "black", "blur")
+"""Integrated-gradients baselines: the all-zero model input (the dataset mean after normalization, Captum's
+default), a black picture, or a blurred copy of the image."""
 SANITY_THUMBNAIL = 56
 MAPS_KEPT = 64
 
@@ -59,6 +66,10 @@ class SaliencyOverlay(CnnWidget):
     compare = traitlets.List(traitlets.Unicode(), DEFAULT_COMPARE).tag(sync=True)
     opacity = traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True)
     colormap = traitlets.Enum(list(render.COLORMAPS), "inferno").tag(sync=True)
+    smoothgrad_samples = traitlets.Int(25, min=1, max=200).tag(sync=True)
+    smoothgrad_noise = traitlets.Float(0.15, min=0.0, max=0.5).tag(sync=True)
+    ig_steps = traitlets.Int(50, min=2, max=300).tag(sync=True)
+    ig_baseline = traitlets.Enum(list(IG_BASELINES), "zero").tag(sync=True)
     maps = traitlets.Dict().tag(sync=True)
     sanity = traitlets.Dict().tag(sync=True)
     sanity_request = traitlets.Int(0).tag(sync=True)
@@ -68,8 +79,8 @@ class SaliencyOverlay(CnnWidget):
 
         self.inspector = as_inspector(inspector)
         self._raw: dict[tuple, torch.Tensor] = {}
-        initial = {name: kwargs.pop(name) for name in ("method", "target", "layer", "side_by_side", "compare", "reduce")
-                   if name in kwargs}
+        initial = {name: kwargs.pop(name) for name in ("method", "target", "layer", "side_by_side", "compare", "reduce",
+                                                       *OPTION_TRAITS) if name in kwargs}
         super().__init__(**kwargs)
         self._ready = False
         self.methods = [{"name": name, "title": title, "cam": takes_layer} for name, (title, _, takes_layer) in METHODS.items()]
@@ -138,7 +149,7 @@ class SaliencyOverlay(CnnWidget):
             return proposal["value"]
         return cam.cam_layer(self.inspector, proposal["value"]).name
 
-    @traitlets.observe("method", "target", "layer", "reduce", "side_by_side", "compare")
+    @traitlets.observe("method", "target", "layer", "reduce", "side_by_side", "compare", *OPTION_TRAITS)
     def _on_view(self, _change: dict) -> None:
         if self._ready:
             self._show()
@@ -153,13 +164,31 @@ class SaliencyOverlay(CnnWidget):
     def shown_methods(self) -> list[str]:
         return list(self.compare) if self.side_by_side else [self.method]
 
+    @property
+    def options(self) -> list:
+        """The SmoothGrad and integrated-gradients settings, in OPTION_TRAITS order (sent with every answer)."""
+        return [getattr(self, name) for name in OPTION_TRAITS]
+
+    def _method_options(self, method: str) -> dict:
+        """The keyword options `method` takes from the widget's controls."""
+        if method == "smoothgrad":
+            return {"samples": self.smoothgrad_samples, "noise": self.smoothgrad_noise}
+        if method == "integrated_gradients":
+            baselines = {"zero": None, "black": lambda: ModelInput.of(self.inspector)(torch.zeros_like(self._batch)),
+                         "blur": lambda: fill_image(self._batch, "blur")}
+            baseline = baselines[self.ig_baseline]
+            return {"steps": self.ig_steps, "baseline": baseline() if baseline else None}
+        if METHODS[method][2]:
+            return {"layer": self.layer}
+        return {}
+
     def attribution(self, method: str) -> torch.Tensor:
-        """The raw map of `method` for the current class (and layer, for CAMs); kept, so asking again is free."""
-        title, function, takes_layer = METHODS[_known_method(method)]
-        key = (method, self.target, self.layer if takes_layer else None)
+        """The raw map of `method` for the current class, layer and options; kept, so asking again is free."""
+        _, function, takes_layer = METHODS[_known_method(method)]
+        settings = tuple(self.options) if method in ("smoothgrad", "integrated_gradients") else None
+        key = (method, self.target, self.layer if takes_layer else None, settings)
         if key not in self._raw:
-            options = {"layer": self.layer} if takes_layer else {}
-            self._raw[key] = function(self.inspector, self._batch, self.target, **options)
+            self._raw[key] = function(self.inspector, self._batch, self.target, **self._method_options(method))
             while len(self._raw) > MAPS_KEPT:
                 self._raw.pop(next(iter(self._raw)))
         return self._raw[key]
@@ -170,7 +199,7 @@ class SaliencyOverlay(CnnWidget):
             shown = [to_uint8(display_map(self.attribution(name), self.reduce)).numpy() for name in names]
             self.maps = array_message(
                 np.stack(shown), methods=names, titles=[METHODS[name][0] for name in names], target=self.target,
-                label=self.inspector.label(self.target), layer=self.layer, reduce=self.reduce,
+                label=self.inspector.label(self.target), layer=self.layer, reduce=self.reduce, options=self.options,
             )
 
     def run_sanity_check(self, steps: int | None = None) -> faithfulness.SanityCheck:

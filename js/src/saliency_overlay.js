@@ -51,6 +51,11 @@ function buildView() {
     colormap: h('select', { className: 'cnnw-colormap' }),
     sideBySide: h('input', { className: 'cnnw-side-by-side', type: 'checkbox' }),
     compare: h('div', { className: 'cnnw-compare-list' }),
+    samples: h('input', { className: 'cnnw-samples', type: 'number', min: 1, max: 200, step: 1, size: 4 }),
+    noise: h('input', { className: 'cnnw-noise', type: 'range', min: 0, max: 0.5, step: 0.01 }),
+    noiseValue: h('span', { className: 'cnnw-note' }),
+    steps: h('input', { className: 'cnnw-steps', type: 'number', min: 2, max: 300, step: 1, size: 4 }),
+    baseline: h('select', { className: 'cnnw-baseline' }),
     computing: h('span', { className: 'cnnw-note cnnw-computing', textContent: 'computing…' }),
     error: h('div', { className: 'cnnw-error' }),
     maps: h('div', { className: 'cnnw-maps' }),
@@ -65,12 +70,18 @@ function buildView() {
   ui.layerLabel = labelled('layer', ui.layer);
   ui.methodLabel = labelled('method', ui.method);
   ui.compareRow = h('div', { className: 'cnnw-row' }, h('span', { className: 'cnnw-note', textContent: 'compare:' }), ui.compare);
+  ui.smoothRow = h('div', { className: 'cnnw-row cnnw-smooth-options' }, h('span', { className: 'cnnw-title', textContent: 'SmoothGrad' }),
+    labelled('samples', ui.samples), labelled('noise', ui.noise), ui.noiseValue);
+  ui.igRow = h('div', { className: 'cnnw-row cnnw-ig-options' }, h('span', { className: 'cnnw-title', textContent: 'Integrated gradients' }),
+    labelled('steps', ui.steps), labelled('baseline', ui.baseline));
   ui.root = h('div', { className: 'cnnw-saliency-overlay' },
     h('style', { textContent: CSS }),
     h('div', { className: 'cnnw-row' }, labelled('class', ui.classSelect), ui.search, ui.matches),
     h('div', { className: 'cnnw-row' }, ui.methodLabel, ui.layerLabel, labelled('map', ui.reduce),
       labelled('side by side', ui.sideBySide), ui.computing, ui.error),
     ui.compareRow,
+    ui.smoothRow,
+    ui.igRow,
     h('div', { className: 'cnnw-row' }, labelled('opacity', ui.opacity), labelled('colormap', ui.colormap),
       h('div', { className: 'cnnw-colorbar-row' }, h('span', { className: 'cnnw-note', textContent: '0' }), ui.colorbar,
         h('span', { className: 'cnnw-note', textContent: '1 (each map\u2019s 99.5th percentile)' }))),
@@ -81,13 +92,23 @@ function buildView() {
       ui.sanityCurve, ui.sanityMaps));
   setOptions(ui.reduce, [['abs', '|value| (max over channels)'], ['positive', 'positive part']], 'abs');
   setOptions(ui.colormap, colormapNames.map((name) => [name, name]), colormapNames[0]);
+  setOptions(ui.baseline, [['zero', 'zero input (mean color)'], ['black', 'black'], ['blur', 'blurred image']], 'zero');
   return ui;
+}
+
+const OPTION_TRAITS = ['smoothgrad_samples', 'smoothgrad_noise', 'ig_steps', 'ig_baseline'];
+
+/** The methods shown for the model state right now. */
+function shownMethods(model) {
+  return model.get('side_by_side') ? model.get('compare') ?? [] : [model.get('method')];
 }
 
 /** The views the model state asks for right now. */
 function requestedView(model) {
-  const methods = model.get('side_by_side') ? model.get('compare') ?? [] : [model.get('method')];
-  return { methods, target: model.get('target'), layer: model.get('layer'), reduce: model.get('reduce') };
+  return {
+    methods: shownMethods(model), target: model.get('target'), layer: model.get('layer'), reduce: model.get('reduce'),
+    options: OPTION_TRAITS.map((name) => model.get(name)),
+  };
 }
 
 function decodeMaps(maps) {
@@ -226,8 +247,15 @@ function render({ model, el }) {
     ui.sideBySide.checked = side;
     ui.compareRow.hidden = !side;
     ui.methodLabel.hidden = side;
-    const shownMethods = side ? [...compare] : [model.get('method')];
-    ui.layerLabel.hidden = !shownMethods.some((name) => info.get(name)?.cam);
+    const shown = shownMethods(model);
+    ui.layerLabel.hidden = !shown.some((name) => info.get(name)?.cam);
+    ui.smoothRow.hidden = !shown.includes('smoothgrad');
+    ui.igRow.hidden = !shown.includes('integrated_gradients');
+    ui.samples.value = model.get('smoothgrad_samples');
+    ui.noise.value = model.get('smoothgrad_noise');
+    ui.noiseValue.textContent = `${Math.round(model.get('smoothgrad_noise') * 100)}% of the input range`;
+    ui.steps.value = model.get('ig_steps');
+    ui.baseline.value = model.get('ig_baseline');
     ui.reduce.value = model.get('reduce');
     ui.opacity.value = model.get('opacity');
     ui.colormap.value = colormap();
@@ -271,8 +299,9 @@ function render({ model, el }) {
     drawMaps();
   });
   onModel('change:predictions change:labels change:target', drawClassOptions);
-  onModel('change:methods change:layers change:compare change:side_by_side change:method change:layer change:reduce', drawControls);
-  onModel('change:method change:target change:layer change:reduce change:side_by_side change:compare', () => {
+  const optionEvents = OPTION_TRAITS.map((name) => `change:${name}`).join(' ');
+  onModel(`change:methods change:layers change:compare change:side_by_side change:method change:layer change:reduce ${optionEvents}`, drawControls);
+  onModel(`change:method change:target change:layer change:reduce change:side_by_side change:compare ${optionEvents}`, () => {
     stampView();
     acceptMaps();
     drawMaps();
@@ -316,6 +345,17 @@ function render({ model, el }) {
     if (picked.length) commit('compare', picked);
     else drawControls(); // keep at least one method
   });
+  const commitNumber = (name, input) => {
+    const value = Number(input.value);
+    const [low, high] = [Number(input.min), Number(input.max)];
+    if (Number.isFinite(value) && value >= low && value <= high) commit(name, value);
+    else drawControls(); // out of range: show the current value again
+  };
+  listeners.onDom(ui.samples, 'change', () => commitNumber('smoothgrad_samples', ui.samples));
+  listeners.onDom(ui.noise, 'change', () => commitNumber('smoothgrad_noise', ui.noise));
+  listeners.onDom(ui.noise, 'input', () => { ui.noiseValue.textContent = `${Math.round(Number(ui.noise.value) * 100)}% of the input range`; });
+  listeners.onDom(ui.steps, 'change', () => commitNumber('ig_steps', ui.steps));
+  listeners.onDom(ui.baseline, 'change', () => commit('ig_baseline', ui.baseline.value));
   listeners.onDom(ui.opacity, 'input', () => commit('opacity', Number(ui.opacity.value)));
   listeners.onDom(ui.colormap, 'change', () => commit('colormap', ui.colormap.value));
   listeners.onDom(ui.sanityRun, 'click', () => commit('sanity_request', (model.get('sanity_request') ?? 0) + 1));

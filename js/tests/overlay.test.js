@@ -42,4 +42,9 @@ it('viewKey names what an answer was computed for', () => {
   expect(a).toBe(viewKey({ methods: ['grad_cam'], target: 3, layer: 'l4', reduce: 'abs' }));
   expect(a).not.toBe(viewKey({ methods: ['grad_cam'], target: 4, layer: 'l4', reduce: 'abs' }));
   expect(a).not.toBe(viewKey({ methods: ['grad_cam', 'saliency'], target: 3, layer: 'l4', reduce: 'abs' }));
+  const options = [25, 0.15, 50, 'zero'];
+  const smooth = viewKey({ methods: ['smoothgrad'], target: 3, layer: 'l4', reduce: 'abs', options });
+  // the key Python sends back (options as a decoded JSON list) equals the one asked for
+  expect(smooth).toBe(viewKey({ methods: ['smoothgrad'], target: 3, layer: 'l4', reduce: 'abs', options: JSON.parse('[25, 0.15, 50, "zero"]') }));
+  expect(smooth).not.toBe(viewKey({ methods: ['smoothgrad'], target: 3, layer: 'l4', reduce: 'abs', options: [50, 0.15, 50, 'zero'] }));
 });

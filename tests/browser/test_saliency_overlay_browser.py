@@ -78,9 +78,19 @@ def test_saliency_overlay_in_jupyterlab(jupyter_server, browser_page, artifacts_
         "(n) => (document.querySelector('.cnnw-saliency-overlay .cnnw-caption')?.textContent ?? '').startsWith(`class ${n}:`)",
         arg=second, timeout=UPDATE_TIMEOUT_MS)
 
+    # SmoothGrad with its own controls: fewer samples and more noise give another map
+    assert not widget.locator(".cnnw-smooth-options").is_visible()
+    widget.locator("select.cnnw-method").select_option("smoothgrad")
+    smooth = wait_changed(page, other_class)
+    assert widget.locator(".cnnw-smooth-options").is_visible() and not widget.locator(".cnnw-ig-options").is_visible()
+    widget.locator("input.cnnw-samples").fill("4")
+    widget.locator("input.cnnw-samples").dispatch_event("change")
+    widget.locator("input.cnnw-noise").evaluate("(el) => { el.value = '0.4'; el.dispatchEvent(new Event('change', { bubbles: true })); }")
+    noisier = wait_changed(page, smooth)
+
     # method: Grad-CAM
     widget.locator("select.cnnw-method").select_option("grad_cam")
-    wait_changed(page, other_class)
+    wait_changed(page, noisier)
     page.wait_for_function(
         "() => (document.querySelector('.cnnw-saliency-overlay .cnnw-caption')?.textContent ?? '').includes('CAMs at')",
         timeout=UPDATE_TIMEOUT_MS)

@@ -66,7 +66,8 @@ export function labelIndex(labels, text) {
   return labels.findIndex((label) => String(label).toLowerCase() === q);
 }
 
-/** What an attribution answer was computed for, as one string: methods, class, layer, reduction. */
-export function viewKey({ methods, target, layer, reduce }) {
-  return JSON.stringify([[...methods], target, layer, reduce]);
+/** What an attribution answer was computed for, as one string: methods, class, layer, reduction, and the
+ * SmoothGrad / integrated-gradients options (samples, noise, steps, baseline). */
+export function viewKey({ methods, target, layer, reduce, options }) {
+  return JSON.stringify([[...methods], target, layer, reduce, [...(options ?? [])]]);
 }
