@@ -129,6 +129,10 @@ def test_gradient_support_sees_past_zero_weights_dead_units_and_max_pools(tiny):
     x = torch.zeros(1, 1, 4, 4, requires_grad=True)
     tiny.conv(x)[0, 0, 1, 2].backward()
     assert x.grad[0, 0].nonzero().tolist() == [[1, 2], [2, 3]]  # what the real weights show: two pixels of four
+    # an adaptive max pool too: 6×6 conv units into 2×2 windows of 3, so unit (1, 0) sees rows 3..7, columns 0..4
+    adaptive = nn.Sequential(nn.Conv2d(1, 1, 3), nn.AdaptiveMaxPool2d(2))
+    assert gradient_receptive_field(adaptive, "1", (1, 0), (1, 1, 8, 8)) == (3, 0, 8, 5)
+    assert receptive_fields(adaptive, (1, 1, 8, 8))["1"].clipped_box(1, 0) == (3, 0, 8, 5)
 
 
 class PixelUnshuffleNet(nn.Module):

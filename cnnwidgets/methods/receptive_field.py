@@ -212,8 +212,9 @@ def receptive_fields(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224
 
     The model runs once on zeros in eval mode under `torch.inference_mode()`; its flags are restored and its
     hooks removed afterwards. Layers the tracer cannot follow (an upsampling or a spatial slice on the way) are
-    measured by gradient support (`gradient_receptive_field`, on a copy of the model); None where even that
-    field has no single size, jump and start (after a 2× upsampling, neighbouring units share one field).
+    measured by gradient support (`gradient_receptive_field`, on one copy of the model; a forward and backward
+    pass of 12 images per such layer); None where even that field has no single size, jump and start (after a
+    2× upsampling, neighbouring units share one field).
     """
     device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
     image = torch.zeros(input_shape, device=device)
@@ -296,7 +297,8 @@ class _WindowSums(TorchFunctionMode):
 def _positive_copy(model: nn.Module) -> nn.Module:
     """A copy of `model` in eval mode in which every path from input to output carries a nonzero gradient:
     weights positive and averaging (1 / fan-in, so activations stay near the input's and no ReLU6 or sigmoid
-    saturates; on a positive input every term of every sum is then positive, so none cancels), biases 0, norms the identity, no in-place ops (hooks need the outputs intact)."""
+    saturates; on a positive input every term of every sum is then positive, so none cancels), biases 0, norms
+    the identity, no in-place ops (hooks need the outputs intact)."""
     twin = copy.deepcopy(model).eval()
     with torch.no_grad():
         for name, parameter in twin.named_parameters():
@@ -388,7 +390,8 @@ def gradient_receptive_field(model: nn.Module, layer: str, position: tuple[int, 
                              input_shape: tuple[int, ...] = (1, 3, 224, 224)) -> Box:
     """The input pixels unit `position` = (row, col) of `layer` sees, measured: the bounding box
     (top, left, bottom, right; bottom/right exclusive, within the image) of the pixels where the gradient of
-    that position (all channels) with respect to the input is nonzero, for an input of `input_shape`.
+    that position (all channels) with respect to the input is nonzero, for an input of `input_shape`. Layers are
+    named as `receptive_fields` names them (`name`, or `name#k` for the k-th call of a reused module).
 
     Needs no knowledge of the model's ops, so it works where `receptive_fields` cannot trace. The gradient is
     taken on a copy of the model (the user's model is left exactly as it was) whose weights are all positive,
