@@ -182,7 +182,7 @@ def _engine(inspector: Inspector, batch: torch.Tensor, method: str):
         return None
     try:
         with model_errors(tuple(batch.shape)):
-            engine = engine_for(inspector.scoring_model(batch, channels_last=False), batch)
+            engine = engine_for(inspector.model, batch)
     except UnsupportedModel as error:
         if method == "incremental":
             raise InputError(f"incremental occlusion does not work on this model ({error}); pass method='full'") from None
