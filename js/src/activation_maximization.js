@@ -18,6 +18,7 @@ const REGULARIZERS = [
   { trait: 'l2', text: 'L2', min: 0, max: 5, step: 0.1, format: (v) => v.toFixed(1) },
   { trait: 'tv', text: 'TV', min: 0, max: 5, step: 0.1, format: (v) => v.toFixed(1) },
   { trait: 'lr', text: 'lr', min: 0.005, max: 0.2, step: 0.005, format: (v) => v.toFixed(3) },
+  { trait: 'diversity', text: 'diversity', min: 0, max: 200, step: 5, format: (v) => String(v) },
 ];
 
 function render({ model, el }) {
@@ -26,6 +27,7 @@ function render({ model, el }) {
   const target = h('input', { type: 'text', className: 'cnnw-target', value: model.get('target') });
   target.setAttribute('list', labelList.id);
   const layer = h('select', { className: 'cnnw-layer' });
+  const diversityLayer = h('select', { className: 'cnnw-diversity-layer' });
   const channel = h('input', { type: 'number', min: 0, step: 1, value: model.get('channel'), className: 'cnnw-channel', style: 'width: 4em' });
   const param = h('select', { className: 'cnnw-param' });
   setOptions(param, [['fourier', 'Fourier, decorrelated'], ['pixel', 'pixels']], model.get('param'));
@@ -36,22 +38,28 @@ function render({ model, el }) {
   const images = h('div', { className: 'cnnw-row cnnw-images' });
   const history = h('canvas', { className: 'cnnw-history' });
   const description = h('div', { className: 'cnnw-caption cnnw-description' });
+  const similarity = h('div', { className: 'cnnw-caption cnnw-similarity' });
   const labelled = (text, control) => h('label', {}, text, control);
   const root = h('div', { className: 'cnnw-panel cnnw-activation-maximization' },
     h('style', { textContent: PANEL_CSS }), labelList,
     h('div', { className: 'cnnw-row cnnw-controls' }, labelled('class', target), labelled('or layer', layer), labelled('channel', channel),
-      labelled('images', count), labelled('parameterization', param)),
+      labelled('images', count), labelled('parameterization', param), labelled('diversity at', diversityLayer)),
     h('div', { className: 'cnnw-row cnnw-controls' }, ...sliders.map((s) => s.control.root)),
     h('div', { className: 'cnnw-row cnnw-controls' }, runner.root, error),
-    description,
+    description, similarity,
     h('div', { className: 'cnnw-row' }, images, h('div', { className: 'cnnw-figure' }, history, h('div', { className: 'cnnw-caption', textContent: 'objective per step' }))));
   el.append(root);
   const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
 
   function drawChoices() {
     labelList.replaceChildren(...(model.get('labels') ?? []).map((label) => h('option', { value: label })));
-    setOptions(layer, [['', '— (class logit)'], ...(model.get('layer_names') ?? []).map((name) => [name, name])], model.get('layer'));
+    const names = (model.get('layer_names') ?? []).map((name) => [name, name]);
+    setOptions(layer, [['', '— (class logit)'], ...names], model.get('layer'));
+    setOptions(diversityLayer, [['', 'middle layer (default)'], ...names], model.get('diversity_layer'));
     channel.disabled = !model.get('layer');
+    const single = model.get('count') < 2;  // diversity compares the images of a batch
+    diversityLayer.disabled = single;
+    sliders.find((s) => s.trait === 'diversity').control.input.disabled = single;
     target.disabled = Boolean(model.get('layer'));
   }
   function drawImages() {
@@ -69,6 +77,8 @@ function render({ model, el }) {
         : '';
     });
     description.textContent = `maximizing ${model.get('description')}`;
+    const spread = model.get('similarity') ?? {};
+    similarity.textContent = spread.layer ? `images' mean pairwise Gram similarity at ${spread.layer}: ${spread.value.toFixed(2)} (1 = alike)` : '';
   }
   function drawHistory() {
     drawLines(history, { series: [{ label: 'objective', values: model.get('history') ?? [] }], width: 260, height: 160 });
@@ -86,6 +96,7 @@ function render({ model, el }) {
     if (Number.isInteger(value) && value >= 1 && value <= 8) commit('count', value);
   });
   listeners.onDom(param, 'change', () => commit('param', param.value));
+  listeners.onDom(diversityLayer, 'change', () => commit('diversity_layer', diversityLayer.value));
   for (const { trait, control } of sliders) {
     listeners.onDom(control.input, 'change', () => commit(trait, Number(control.input.value)));
     listeners.onDom(control.input, 'input', () => (control.readout.textContent = control.format(Number(control.input.value))));
@@ -94,12 +105,17 @@ function render({ model, el }) {
   listeners.onModel(model, 'change:labels', drawChoices);
   listeners.onModel(model, 'change:layer_names', drawChoices);
   listeners.onModel(model, 'change:layer', drawChoices);
+  listeners.onModel(model, 'change:diversity_layer', drawChoices);
   listeners.onModel(model, 'change:target', () => (target.value = model.get('target')));
   listeners.onModel(model, 'change:channel', () => (channel.value = model.get('channel')));
-  listeners.onModel(model, 'change:count', () => (count.value = model.get('count')));
+  listeners.onModel(model, 'change:count', () => {
+    count.value = model.get('count');
+    drawChoices();
+  });
   listeners.onModel(model, 'change:param', () => (param.value = model.get('param')));
   listeners.onModel(model, 'change:images', drawImages);
   listeners.onModel(model, 'change:probabilities', drawImages);
+  listeners.onModel(model, 'change:similarity', drawImages);
   listeners.onModel(model, 'change:history', drawHistory);
   listeners.onModel(model, 'change:error', drawState);
   drawChoices();

@@ -4,7 +4,7 @@
 import { h } from './shared/dom.js';
 import { Listeners } from './shared/listeners.js';
 import { PANEL_CSS, drawError, drawMessage, figure, setSlider, slider } from './shared/panels.js';
-import { throttle } from './shared/requests.js';
+import { throttledTraits } from './shared/requests.js';
 import { runControls } from './shared/runner.js';
 
 const BOX = 176;
@@ -23,7 +23,7 @@ function render({ model, el }) {
     h('div', { className: 'cnnw-row cnnw-controls' }, h('label', {}, 'layers', layers), tv.root, runner.root, error),
     h('div', { className: 'cnnw-row' }, original.root, row));
   el.append(root);
-  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
+  const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
 
   function drawLayerOptions() {
     const chosen = new Set(model.get('layers') ?? []);
@@ -47,16 +47,10 @@ function render({ model, el }) {
 
   listeners.onDom(layers, 'change', () => {
     const chosen = [...layers.selectedOptions].map((option) => option.value);
-    if (chosen.length) {
-      model.set('layers', chosen);
-      saveSoon();
-    }
+    if (chosen.length) commit('layers', chosen);
   });
   listeners.onDom(tv.input, 'input', () => (tv.readout.textContent = tv.format(Number(tv.input.value))));
-  listeners.onDom(tv.input, 'change', () => {
-    model.set('tv', Number(tv.input.value));
-    saveSoon();
-  });
+  listeners.onDom(tv.input, 'change', () => commit('tv', Number(tv.input.value)));
   listeners.onModel(model, 'change:tv', () => setSlider(tv, model.get('tv')));
   listeners.onModel(model, 'change:layers', drawLayerOptions);
   listeners.onModel(model, 'change:layer_names', drawLayerOptions);

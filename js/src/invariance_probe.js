@@ -6,7 +6,7 @@ import { h } from './shared/dom.js';
 import { Listeners } from './shared/listeners.js';
 import { PANEL_CSS, drawError, drawMessage, drawPredictions, setSlider, slider } from './shared/panels.js';
 import { drawLines, legendEntries } from './shared/plot.js';
-import { throttle } from './shared/requests.js';
+import { throttledTraits } from './shared/requests.js';
 
 const IMAGE_BOX = 224;
 const SEND_INTERVAL_MS = 33;
@@ -41,7 +41,7 @@ function render({ model, el }) {
       h('div', { className: 'cnnw-caption', textContent: `${c.kind}: relative feature distance, p(true class)` })))),
     legend);
   el.append(root);
-  const saveSoon = throttle(() => model.save_changes(), SEND_INTERVAL_MS);
+  const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
 
   const drawImage = () => drawMessage(image, model.get('image'), IMAGE_BOX);
   const drawTop = () => {
@@ -66,8 +66,7 @@ function render({ model, el }) {
     listeners.onDom(control.input, 'input', () => {
       const value = Number(control.input.value);
       control.readout.textContent = control.format(value);
-      model.set(trait, value);
-      saveSoon();
+      commit(trait, value);
       drawCharts();
     });
     listeners.onModel(model, `change:${trait}`, () => {

@@ -1,4 +1,5 @@
-"""ActivationMaximization in a real JupyterLab: the run button optimizes in the background and the image changes."""
+"""ActivationMaximization in a real JupyterLab: the run button optimizes in the background and the image changes;
+a batch of two shows its Gram similarity and enables the diversity slider."""
 
 from __future__ import annotations
 
@@ -34,5 +35,14 @@ def test_activation_maximization_in_jupyterlab(jupyter_server, browser_page, art
     assert "step 12" in widget.locator(".cnnw-status").inner_text()
     assert "p = " in widget.locator(".cnnw-images").inner_text()
     assert not widget.locator(".cnnw-error").is_visible()
+
+    diversity = widget.locator("label:has-text('diversity') input[type=range]")
+    assert diversity.is_disabled()  # one image: nothing to push apart
+    count = widget.locator("input.cnnw-count")
+    count.fill("2")
+    count.dispatch_event("change")
+    page.wait_for_function("() => /Gram similarity at \\S+: [01]\\.\\d\\d/.test("
+                           "document.querySelector('.cnnw-activation-maximization .cnnw-similarity').textContent)", timeout=TIMEOUT_MS)
+    assert diversity.is_enabled() and widget.locator("canvas.cnnw-result").count() == 2
     widget.screenshot(path=str(artifacts_dir / "activation_maximization.png"))
     assert not console_errors(page), console_errors(page)
