@@ -72,7 +72,8 @@ def test_live_snapshots_keep_the_weights_of_that_moment(data):
         recorded[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
         losses[epoch] = float(loss.detach())
         widget.snapshot(epoch, {"loss": losses[epoch]})
-    assert widget.epochs == [1, 2, 3]
+    widget.wait()
+    assert widget.epochs == [1, 2, 3] and widget.epoch == 3
     for epoch, state in recorded.items():
         assert all(torch.equal(widget._states[epoch][k], v) for k, v in state.items())
     # the column of each epoch shows that epoch's panels, computed independently here
@@ -86,6 +87,36 @@ def test_live_snapshots_keep_the_weights_of_that_moment(data):
         assert widget.curves["dead_fraction"]["4"][column] == panels["dead_fraction"]["4"]
     assert widget.curves["metrics"]["loss"] == [losses[1], losses[2], losses[3]]
     assert widget.curves["weight_change"]["0"][0] is None and widget.curves["weight_change"]["0"][1] > 0
+
+
+def test_a_snapshot_only_copies_the_weights_and_the_panels_follow_in_the_background(data):
+    model = small_cnn(0)
+    widget = FeatureEvolution.track(model, data, features=[("4", 1)])
+    forwards = []
+    handle = widget.inspector.model.register_forward_hook(lambda *_: forwards.append(1))
+    weights = model[0].weight.detach().clone()
+    with widget._computing:  # hold the background computation back while the training loop goes on
+        widget.snapshot(1)
+        with torch.no_grad():
+            model[0].weight.add_(1.0)
+        assert forwards == [] and widget.epochs == []
+    widget.wait()
+    handle.remove()
+    assert forwards and widget.epochs == [1] and widget.busy is False
+    assert torch.equal(widget._states[1]["0.weight"], weights)  # the weights of that moment, not later ones
+    panels = evolution_panels(widget.inspector, widget._batch, [("4", 1)], ["1", "4"])  # private copy holds epoch 1
+    np.testing.assert_array_equal(tiles_of(widget)[:, 0], panels["tiles"].numpy())
+
+
+def test_a_failing_snapshot_is_shown_and_raised_by_wait(data):
+    model = small_cnn(0)
+    widget = FeatureEvolution.track(model, data, features=[("4", 1)])
+    model[0].weight = nn.Parameter(torch.zeros(2, 1, 3, 3))  # the user's model no longer fits the tracked copy
+    widget.snapshot(1)
+    with pytest.raises(InputError, match="does not fit the model"):
+        widget.wait()
+    assert "does not fit" in widget.error and widget.epochs == []
+    widget.wait()  # the failure is raised once
 
 
 def test_epoch_must_be_a_checkpoint_and_bad_input_is_named(data, tmp_path):

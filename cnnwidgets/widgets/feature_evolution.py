@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
 import random
+import sys
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -31,6 +34,10 @@ class FeatureEvolution(CnnWidget):
     `FeatureEvolution.track(model, dataset)` and call `snapshot(epoch)` in your own training loop. The model
     passed in is never changed: checkpoints load into a private copy. With no arguments it shows the embedded
     digits CNN's training run on the held-out digits.
+
+    A snapshot only copies the weights; the epoch's panels are computed by a background thread at the lowest
+    CPU priority, so training keeps the processor and the view catches up as it can (the slider grows when an
+    epoch is ready). `wait()` blocks until every snapshot is shown.
     """
 
     _esm = front_end("feature_evolution")
@@ -80,6 +87,11 @@ class FeatureEvolution(CnnWidget):
         self._states: dict[int, dict[str, torch.Tensor]] = {}
         self._panels: dict[int, dict] = {}
         self._metrics: dict[int, dict[str, float]] = {}
+        self._computing = threading.RLock()  # held while panels are computed and published
+        self._queue = threading.Lock()  # guards _waiting, _worker and _failure
+        self._waiting: dict[int, tuple[dict[str, torch.Tensor], dict[str, float]]] = {}
+        self._worker: threading.Thread | None = None
+        self._failure: Exception | None = None
         super().__init__(**kwargs)
         self.features = [{"layer": layer, "channel": channel} for layer, channel in self._features]
         for epoch, state in sorted(load_checkpoints(checkpoints or {}).items()):
@@ -95,14 +107,57 @@ class FeatureEvolution(CnnWidget):
 
     def snapshot(self, epoch: int, metrics: Mapping[str, float] | None = None) -> None:
         """Record the tracked model's weights as they are now, as `epoch` (with optional metrics such as
-        accuracies, drawn as curves), and update the view."""
+        accuracies, drawn as curves); the view updates in the background (see `wait`).
+
+        Only the copy of the weights happens here, so a snapshot every epoch barely slows the training loop.
+        """
         if self._tracked is None:
             raise InputError("snapshot() follows a live model; create the widget with FeatureEvolution.track(model, dataset)")
-        self.add_checkpoint(epoch, self._tracked.state_dict(), metrics)
+        state = {name: tensor.detach().clone() for name, tensor in self._tracked.state_dict().items()}
+        with self._queue:
+            self._waiting[int(epoch)] = (state, dict(metrics or {}))
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._drain, name="cnnwidgets-feature-evolution", daemon=True)
+                self._worker.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until every snapshot taken so far is computed and shown (at most `timeout` seconds); raises the
+        error that stopped one, if any (the widget shows it too)."""
+        with self._queue:
+            worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+            if worker.is_alive():
+                raise TimeoutError(f"the snapshots' panels are still being computed after {timeout} s")
+        with self._queue:
+            failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    def _drain(self) -> None:
+        """The background thread: compute the panels of the waiting snapshots, publish, until none is left."""
+        _lower_priority()
+        while True:
+            with self._queue:
+                if not self._waiting:
+                    self._worker = None
+                    return
+                waiting = sorted(self._waiting.items())
+                self._waiting.clear()
+            try:
+                with self._computing, self._working():
+                    for epoch, (state, metrics) in waiting:
+                        self._add(epoch, load_checkpoints({epoch: state})[epoch], metrics)
+                    self._publish()
+            except Exception as error:  # noqa: BLE001 - shown in the widget by _working, raised again by wait()
+                with self._queue:
+                    self._failure = error
 
     def add_checkpoint(self, epoch: int, state: Mapping[str, torch.Tensor], metrics: Mapping[str, float] | None = None) -> None:
-        """Add (or replace) the weights after `epoch` and update the view."""
-        with self._working():
+        """Add (or replace) the weights after `epoch` and update the view (at once, unlike `snapshot`)."""
+        with self._queue:
+            self._waiting.pop(int(epoch), None)
+        with self._computing, self._working():
             self._add(int(epoch), load_checkpoints({epoch: state})[int(epoch)], metrics)
             self._publish()
 
@@ -117,6 +172,7 @@ class FeatureEvolution(CnnWidget):
         self._metrics[epoch] = dict(metrics or {})
 
     def _publish(self) -> None:
+        following = self.epoch == (self.epochs[-1] if self.epochs else -1)  # on the newest epoch: stay on the newest
         epochs = sorted(self._panels)
         if not epochs:
             self.epochs, self.epoch = [], -1
@@ -142,7 +198,7 @@ class FeatureEvolution(CnnWidget):
             },
         }
         self.epochs = epochs
-        if self.epoch not in epochs:
+        if following or self.epoch not in epochs:
             self.epoch = epochs[-1]
 
     @traitlets.validate("epoch")
@@ -180,6 +236,13 @@ class FeatureEvolution(CnnWidget):
         axis.set_title("fraction of dead channels", fontsize=9)
         axis.legend(fontsize=6)
         return render.figure_png(figure)
+
+
+def _lower_priority() -> None:
+    """Give the calling thread (and the torch threads it starts, which inherit it) the lowest CPU priority, so a
+    training loop on the same cores keeps them. Linux only: elsewhere the call would renice the whole process."""
+    if sys.platform.startswith("linux"):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _sample_batch(inspector: Inspector, dataset: object, sample: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
