@@ -12,13 +12,13 @@ from .invariance import invariance_curves
 from .invert import invert, invert_layers
 from .maximize import maximize
 from .occlusion import attribution_map, occluded_logits, occlusion, occlusion_progressive
-from .receptive_field import ReceptiveField, receptive_field, receptive_fields
+from .receptive_field import ReceptiveField, gradient_receptive_field, receptive_field, receptive_fields
 from .reduce import display_map, reduce_map
 
 __all__ = [
     "ReceptiveField", "channel_stats", "dead_channels", "dead_on_all", "deconv_projection", "deconv_projections",
     "deconvnet", "default_cam_layer", "deletion_insertion", "display_map", "fgsm", "filter_images", "fooling_image",
-    "grad_cam", "grad_cam_plus_plus", "grid_layout", "guided_backprop", "guided_grad_cam", "integrated_gradients",
+    "grad_cam", "grad_cam_plus_plus", "gradient_receptive_field", "grid_layout", "guided_backprop", "guided_grad_cam", "integrated_gradients",
     "invariance_curves", "invert", "invert_layers", "layer_cam", "maximize", "pgd",
     "attribution_map", "occluded_logits", "occlusion", "occlusion_progressive", "receptive_field",
     "receptive_fields", "reduce_map", "saliency", "sanity_check", "scale_maps", "score_cam", "smoothgrad",
