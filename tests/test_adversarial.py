@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from cnnwidgets import Inspector, InputError, zoo
+from cnnwidgets import InputError, Inspector, zoo
 from cnnwidgets.backend import Preprocess
 from cnnwidgets.methods.adversarial import fgsm, fooling_image, pgd, saliency
 

@@ -8,10 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from cnnwidgets import Inspector, InputError
+from cnnwidgets import InputError, Inspector
 from cnnwidgets.backend import Preprocess
 from cnnwidgets.methods.image_params import ImageParam, random_transform
-from cnnwidgets.methods.maximize import Maximizer, gram_similarity, maximize, mean_pairwise_similarity
+from cnnwidgets.methods.maximize import (
+    Maximizer,
+    gram_similarity,
+    maximize,
+    mean_pairwise_similarity,
+)
 
 from .conftest import assert_same_state, hooks_left, model_state
 
@@ -94,7 +99,7 @@ def test_regularizers_and_units_run_and_leave_the_model_alone(small, options):
 def test_diversity_spreads_a_batch_while_the_target_still_rises(lite0):
     """Measure: the mean pairwise cosine similarity of the images' Gram matrices at the default diversity layer
     (`_blocks.8._expand_act`), the same for both runs. Seen: 0.98 without diversity, 0.38 with weight 20."""
-    options = dict(layer="_blocks.4._expand_act", channel=3, count=4, size=64, steps=16, seed=0, progress=False)
+    options = {"layer": "_blocks.4._expand_act", "channel": 3, "count": 4, "size": 64, "steps": 16, "seed": 0, "progress": False}
     alike = maximize(lite0, **options)
     diverse = maximize(lite0, diversity=20.0, **options)
     assert alike.similarity > 0.9 and diverse.similarity < 0.6, (alike.similarity, diverse.similarity)
@@ -119,7 +124,7 @@ def test_diversity_term_on_hand_built_activations():
 
 
 def test_diversity_is_seeded_and_reaches_the_images(small):
-    options = dict(target="c1", count=3, steps=5, seed=2, progress=False, diversity_layer="relu1")
+    options = {"target": "c1", "count": 3, "steps": 5, "seed": 2, "progress": False, "diversity_layer": "relu1"}
     first = maximize(small, diversity=5.0, **options)
     again = maximize(small, diversity=5.0, **options)
     plain = maximize(small, **options)

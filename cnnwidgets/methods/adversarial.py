@@ -24,7 +24,14 @@ from ..backend.hooks import eval_mode
 from ..backend.inspector import class_scores
 from ..errors import InputError, model_errors
 from .gradients import saliency as input_saliency
-from .image_params import ModelInput, default_size, check_range, check_steps, grad_of, to_uint8
+from .image_params import (
+    ModelInput,
+    check_range,
+    check_steps,
+    default_size,
+    grad_of,
+    to_uint8,
+)
 from .reduce import display_map
 
 ZERO_GRADIENT = 1e-6

@@ -183,8 +183,8 @@ class ActivationMaximization(BackgroundOptimization):
     def _make(self) -> None:
         settings = Settings(param=self.param, lr=self.lr, jitter=self.jitter, scale=self.scale, rotate=self.rotate,
                             blur=self.blur, l2=self.l2, tv=self.tv)
-        batch = dict(count=self.count, size=self.size, seed=self.seed, diversity=self.diversity,
-                     diversity_layer=self.diversity_layer or None, settings=settings)
+        batch = {"count": self.count, "size": self.size, "seed": self.seed, "diversity": self.diversity,
+                 "diversity_layer": self.diversity_layer or None, "settings": settings}
         if self.layer:
             self.maximizer = Maximizer(self.inspector, layer=self.layer, channel=self.channel, unit=self.unit, **batch)
         else:
