@@ -7,6 +7,7 @@ import os
 import random
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -24,6 +25,13 @@ from ..methods.evolution import evolution_panels, first_conv, weight_change
 from ..methods.receptive_field import receptive_fields
 from .base import CnnWidget, array_message, front_end
 
+BACKGROUND_SHARE = 0.05
+"""While snapshots keep coming, the background thread computes panels at most this share of the time and rests
+the remainder: a priority lowers its claim on the cores, but not on Python's interpreter lock, which the training
+loop needs too."""
+REST_MAX_S = 5.0
+"""The longest rest between two rounds of panels, so a view falls at most this far behind once training stops."""
+
 
 class FeatureEvolution(CnnWidget):
     """An epoch slider over training checkpoints: first-layer filters, each chosen feature's strongest image and
@@ -35,9 +43,10 @@ class FeatureEvolution(CnnWidget):
     passed in is never changed: checkpoints load into a private copy. With no arguments it shows the embedded
     digits CNN's training run on the held-out digits.
 
-    A snapshot only copies the weights; the epoch's panels are computed by a background thread at the lowest
-    CPU priority, so training keeps the processor and the view catches up as it can (the slider grows when an
-    epoch is ready). `wait()` blocks until every snapshot is shown.
+    A snapshot only copies the weights; the epoch's panels are computed by a background thread on one core, at
+    the lowest CPU priority, working at most BACKGROUND_SHARE of the time while snapshots keep coming, so
+    training keeps the processor and the view catches up as it can (the slider grows when an epoch is ready).
+    `wait()` blocks until every snapshot is shown.
     """
 
     _esm = front_end("feature_evolution")
@@ -92,6 +101,7 @@ class FeatureEvolution(CnnWidget):
         self._waiting: dict[int, tuple[dict[str, torch.Tensor], dict[str, float]]] = {}
         self._worker: threading.Thread | None = None
         self._failure: Exception | None = None
+        self._hurry = threading.Event()  # set by wait(): compute the rest without resting
         super().__init__(**kwargs)
         self.features = [{"layer": layer, "channel": channel} for layer, channel in self._features]
         for epoch, state in sorted(load_checkpoints(checkpoints or {}).items()):
@@ -126,6 +136,7 @@ class FeatureEvolution(CnnWidget):
         with self._queue:
             worker = self._worker
         if worker is not None:
+            self._hurry.set()
             worker.join(timeout)
             if worker.is_alive():
                 raise TimeoutError(f"the snapshots' panels are still being computed after {timeout} s")
@@ -136,14 +147,17 @@ class FeatureEvolution(CnnWidget):
 
     def _drain(self) -> None:
         """The background thread: compute the panels of the waiting snapshots, publish, until none is left."""
+        torch.set_num_threads(1)  # this thread only: no second team of spinning OpenMP threads beside the training
         _lower_priority()
         while True:
             with self._queue:
                 if not self._waiting:
                     self._worker = None
+                    self._hurry.clear()
                     return
                 waiting = sorted(self._waiting.items())
                 self._waiting.clear()
+            started = time.perf_counter()
             try:
                 with self._computing, self._working():
                     for epoch, (state, metrics) in waiting:
@@ -152,6 +166,8 @@ class FeatureEvolution(CnnWidget):
             except Exception as error:  # noqa: BLE001 - shown in the widget by _working, raised again by wait()
                 with self._queue:
                     self._failure = error
+            spent = time.perf_counter() - started
+            self._hurry.wait(min(spent * (1 / BACKGROUND_SHARE - 1), REST_MAX_S))
 
     def add_checkpoint(self, epoch: int, state: Mapping[str, torch.Tensor], metrics: Mapping[str, float] | None = None) -> None:
         """Add (or replace) the weights after `epoch` and update the view (at once, unlike `snapshot`)."""
