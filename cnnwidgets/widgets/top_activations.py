@@ -295,5 +295,5 @@ class TopActivations(CnnWidget):
         if self.show != "image" and self.projections:
             shown = f"overlay at opacity {self.opacity:.2f}" if self.show == "overlay" else "projection"
             title += f"\n{shown} — {self.projections['note']}"
-        figure.suptitle(title, fontsize=9)
+        figure.suptitle(title, fontsize=9, y=1.0 + 0.05 * title.count("\n"))  # above the enlarged image's title
         return render.figure_png(figure)

@@ -14,7 +14,7 @@ from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, open_notebook, r
 pytestmark = pytest.mark.browser
 
 NOTEBOOK = "02_top_images_and_embeddings.ipynb"
-CELLS = 13  # up to `scatter = cnnwidgets.EmbeddingScatter(index)`
+CELLS = 15  # up to `scatter = cnnwidgets.EmbeddingScatter(index)`
 RENDER_TIMEOUT_MS = 60_000
 LAYOUT_TIMEOUT_MS = 120_000  # t-SNE of 1,797 points on a busy 2-core CPU
 ROOT = ".cnnw-embedding-scatter"
