@@ -109,3 +109,26 @@ def test_inspector_scores_come_from_the_copy_and_follow_weight_changes():
 def test_a_model_with_nothing_to_fold_scores_with_itself():
     model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
     assert Inspector(model).scoring_model(torch.randn(1, 3, 8, 8)) is model
+
+
+class ViewHead(nn.Module):
+    """conv → BN → ReLU, then `.view` of the map into the classifier: a view that channels-last memory refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = conv_bn()[:3]
+        self.fc = nn.Linear(4 * 6 * 6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return self.fc(y.view(y.shape[0], -1))
+
+
+def test_a_model_that_views_its_maps_keeps_the_usual_layout_and_still_folds():
+    model = ViewHead().eval()
+    x = torch.randn(2, 3, 8, 8)
+    copy = fast_copy(model, x)
+    assert copy is not None and isinstance(copy.body[1], nn.Identity)
+    assert copy.body[0].weight.is_contiguous()  # back in the usual layout
+    with torch.inference_mode():
+        assert torch.allclose(copy(x), model(x), atol=1e-5)
