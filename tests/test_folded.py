@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from cnnwidgets import Inspector
+from cnnwidgets.backend.inspector import FOLD_AFTER_IMAGES
 from cnnwidgets.backend.folded import fast_copy, foldable_pairs, folded_copy
 
 from .conftest import assert_same_state, hooks_left, model_state
@@ -97,13 +98,30 @@ def test_inspector_scores_come_from_the_copy_and_follow_weight_changes():
     model = conv_bn()
     inspector = Inspector(model)
     x = torch.randn(5, 3, 8, 8)
-    scoring = inspector.scoring_model(x[:1])
-    assert scoring is not model
+    assert inspector.scoring_model(x[:1]) is model  # weights seen once: not worth a copy yet
+    scoring = inspector.scoring_model(x[:1])  # seen again: the copy pays for itself
+    assert scoring is not model and inspector.scoring_model(x[:1]) is scoring
     with torch.no_grad():
         assert torch.allclose(inspector.batch_logits(x), model(x), atol=1e-5)
         model[5].bias.add_(1.0)  # a training step, in place
         assert torch.allclose(inspector.batch_logits(x), model(x), atol=1e-5)
-    assert inspector.scoring_model(x[:1]) is not scoring
+    many = torch.randn(FOLD_AFTER_IMAGES, 3, 8, 8)
+    assert inspector.scoring_model(many) not in (model, scoring)  # new weights, but enough images to fold at once
+
+
+def test_a_training_loop_that_scores_every_step_never_pays_for_a_copy(monkeypatch):
+    from cnnwidgets.backend import folded
+
+    copies = []
+    monkeypatch.setattr(folded, "folded_copy", lambda *args: copies.append(1))
+    model = conv_bn()
+    inspector = Inspector(model)
+    x = torch.randn(4, 3, 8, 8)
+    for _ in range(5):
+        inspector.batch_logits(x)
+        with torch.no_grad():
+            model[0].weight.mul_(0.99)  # the weights change between every two calls
+    assert copies == []
 
 
 def test_a_model_with_nothing_to_fold_scores_with_itself():

@@ -20,6 +20,8 @@ from .layers import LayerInfo, discover_layers, find_layer, has_conv
 from .preprocess import Preprocess, to_display
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
+FOLD_AFTER_IMAGES = 16
+"""A call scoring this many images makes the folded scoring copy at once (it pays for itself within the call)."""
 
 
 class Inspector:
@@ -58,6 +60,7 @@ class Inspector:
         self._layers: dict[tuple[int, ...], list[LayerInfo]] = {}
         self._input_shape: tuple[int, ...] | None = None
         self._fast: dict[tuple[int, bool], nn.Module] = {}
+        self._weights_seen: int | None = None  # the weights of the last scoring call, while no copy is made for them
 
     # --- inputs -----------------------------------------------------------------------------------------------
 
@@ -170,21 +173,32 @@ class Inspector:
             raise InputError("the input contains NaN or infinite values; pass finite images")
         size = batch_size or batch_size_for(self.device)
         with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(batch.shape)):
-            model = self.scoring_model(batch[:size].to(self.device))
+            model = self.scoring_model(batch[:size].to(self.device), images=len(batch))
             outputs = [class_scores(model(batch[part].to(self.device))) for part in batches(len(batch), size)]
         return torch.cat(outputs).float().cpu()
 
-    def scoring_model(self, example: torch.Tensor, channels_last: bool = True) -> nn.Module:
-        """The module to run for class scores only, given an [N,C,H,W] example input: a private copy with batch
-        norms folded into convolutions (channels-last if asked) when that is possible and gives the model's scores
-        on `example` (see `backend.folded`), else the model itself. Kept while the weights stay the same."""
+    def scoring_model(self, example: torch.Tensor, channels_last: bool = True, images: int | None = None) -> nn.Module:
+        """The module to run for class scores (or input gradients) only, given an [N,C,H,W] example input: a private
+        copy with batch norms folded into convolutions (channels-last if asked) when that is possible and gives the
+        model's scores on `example` (see `backend.folded`), else the model itself. Kept while the weights stay
+        the same.
+
+        The copy costs a deep copy and three forward passes, so it is made only where it pays: for a call that
+        scores at least FOLD_AFTER_IMAGES images (`images`, default the example's), or for weights already seen
+        by an earlier call. A training loop that changes the weights between calls keeps using the model itself.
+        """
         from .folded import fast_copy
 
-        key = (self._weights_key(), channels_last)
-        if key not in self._fast:
-            self._fast = {k: v for k, v in self._fast.items() if k[0] == key[0]}
-            with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(example.shape)):
-                self._fast[key] = fast_copy(self.model, example, channels_last) or self.model
+        weights = self._weights_key()
+        key = (weights, channels_last)
+        if key in self._fast:
+            return self._fast[key]
+        if weights != self._weights_seen and (len(example) if images is None else images) < FOLD_AFTER_IMAGES:
+            self._weights_seen = weights
+            return self.model
+        self._fast = {k: v for k, v in self._fast.items() if k[0] == weights}
+        with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(example.shape)):
+            self._fast[key] = fast_copy(self.model, example, channels_last) or self.model
         return self._fast[key]
 
     def predict(self, image: ImageLike, k: int = 5) -> list[tuple[str, float]]:

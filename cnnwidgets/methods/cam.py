@@ -159,7 +159,7 @@ def score_cam_scores(inspector, image: ImageLike, layer: str | None = None, *, b
     size = batch_size or (SCORE_CAM_CPU_BATCH if inspector.device.type == "cpu" else batch_size_for(inspector.device))
     scores = None
     with eval_mode(inspector.model), torch.inference_mode(), model_errors(tuple(batch.shape)):
-        model = inspector.scoring_model(batch)
+        model = inspector.scoring_model(batch, images=len(varying))
         if bool(constant.any()):
             zero_scores = class_scores(model(torch.zeros_like(batch)))[0]
             scores = zero_scores.expand(channels, -1).clone()
