@@ -3,8 +3,8 @@
 In eval mode a BatchNorm that directly follows a convolution is an affine map per channel, so it can be folded
 into that convolution's weights and bias: the copy skips one full pass over every such activation map. The copy
 is also run in channels-last memory layout, which the CPU convolution kernels prefer. Together this makes a
-forward of EfficientNet-Lite0 or a ResNet markedly faster, and Score-CAM, occlusion and every batch of logits
-use it. Folding changes the floating-point rounding only (about 1e-6 relative), and `fast_copy` checks the copy
+forward of EfficientNet-Lite0 or a ResNet markedly faster; Score-CAM, the gradient methods, occlusion by full
+forwards and every batch of logits use it. Folding changes the floating-point rounding only (about 1e-6 relative), and `fast_copy` checks the copy
 against the model on the input it is built for before anyone uses it.
 
 The user's model is never changed: the copy is a deep copy. A model carrying hooks or parametrizations (pruning,
@@ -123,8 +123,8 @@ class ChannelsLast(nn.Module):
         return self.inner(batch.contiguous(memory_format=torch.channels_last))
 
 
-def fast_copy(model: nn.Module, example: torch.Tensor, channels_last: bool = True) -> nn.Module | None:
-    """A folded copy of `model` (run channels-last if asked and accepted) that gives the same class scores on
+def fast_copy(model: nn.Module, example: torch.Tensor) -> nn.Module | None:
+    """A folded copy of `model` (run channels-last where the model accepts it) that gives the same class scores on
     `example` ([N,C,H,W]), or None where there is nothing to gain or it cannot be trusted (hooks,
     parametrizations, nothing to fold, scores that differ)."""
     from .inspector import class_scores
@@ -138,19 +138,16 @@ def fast_copy(model: nn.Module, example: torch.Tensor, channels_last: bool = Tru
         reference = class_scores(model(example))
         with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, so the copy can be traced and keyed
             try:
-                folded = folded_copy(model, pairs)
+                folded = folded_copy(model, pairs).to(memory_format=torch.channels_last)
             except (TypeError, RuntimeError, copy.Error):  # a model holding something deepcopy cannot copy
                 return None
-            if channels_last:
-                folded = folded.to(memory_format=torch.channels_last)
-        if channels_last:
-            try:
-                candidate = ChannelsLast(folded)
-                candidate(example)
-                folded = candidate
-            except RuntimeError:  # the model views a map in a way channels-last forbids: keep the usual layout
-                with torch.inference_mode(False), torch.no_grad():
-                    folded = folded.to(memory_format=torch.contiguous_format)
+        try:
+            candidate = ChannelsLast(folded)
+            candidate(example)
+            folded = candidate
+        except RuntimeError:  # the model views a map in a way channels-last forbids: keep the usual layout
+            with torch.inference_mode(False), torch.no_grad():
+                folded = folded.to(memory_format=torch.contiguous_format)
         scores = class_scores(folded(example))
     if scores.shape != reference.shape:
         return None

@@ -181,6 +181,7 @@ class IncrementalEngine:
             raise UnsupportedModel("the traced model takes more than one input")
         self._full: dict[torch.fx.Node, object] = {}
         self._padded: dict[tuple, torch.Tensor] = {}
+        self._channels_last_weights: dict[torch.fx.Node, torch.Tensor] = {}
         self._image_key: object = None
         self.kinds: dict[str, str] = {}
         """After `logits`: how each node was computed (Patch: incrementally, Dense: in full, Const: no input)."""
@@ -335,10 +336,9 @@ class IncrementalEngine:
 
     def _channels_last(self, node: torch.fx.Node, weight: torch.Tensor) -> torch.Tensor:
         """A convolution weight in channels-last layout, kept, for the batched convolutions past the patches."""
-        key = ("channels_last", node)
-        if key not in self._padded:
-            self._padded[key] = weight.contiguous(memory_format=CHANNELS_LAST)
-        return self._padded[key]
+        if node not in self._channels_last_weights:
+            self._channels_last_weights[node] = weight.contiguous(memory_format=CHANNELS_LAST)
+        return self._channels_last_weights[node]
 
     def _covers(self, patch: Patch) -> bool:
         H, W = patch.full.shape[-2:]

@@ -59,7 +59,7 @@ class Inspector:
         self._cache = TensorCache(cache_bytes)
         self._layers: dict[tuple[int, ...], list[LayerInfo]] = {}
         self._input_shape: tuple[int, ...] | None = None
-        self._fast: dict[tuple[int, bool], nn.Module] = {}
+        self._fast: tuple[int, nn.Module] | None = None  # (weights key, the scoring module for those weights)
         self._weights_seen: int | None = None  # the weights of the last scoring call, while no copy is made for them
 
     # --- inputs -----------------------------------------------------------------------------------------------
@@ -177,11 +177,10 @@ class Inspector:
             outputs = [class_scores(model(batch[part].to(self.device))) for part in batches(len(batch), size)]
         return torch.cat(outputs).float().cpu()
 
-    def scoring_model(self, example: torch.Tensor, channels_last: bool = True, images: int | None = None) -> nn.Module:
+    def scoring_model(self, example: torch.Tensor, images: int | None = None) -> nn.Module:
         """The module to run for class scores (or input gradients) only, given an [N,C,H,W] example input: a private
-        copy with batch norms folded into convolutions (channels-last if asked) when that is possible and gives the
-        model's scores on `example` (see `backend.folded`), else the model itself. Kept while the weights stay
-        the same.
+        copy with batch norms folded into convolutions, channels-last, when that is possible and gives the model's
+        scores on `example` (see `backend.folded`), else the model itself. Kept while the weights stay the same.
 
         The copy costs a deep copy and three forward passes, so it is made only where it pays: for a call that
         scores at least FOLD_AFTER_IMAGES images (`images`, default the example's), or for weights already seen
@@ -190,16 +189,14 @@ class Inspector:
         from .folded import fast_copy
 
         weights = self._weights_key()
-        key = (weights, channels_last)
-        if key in self._fast:
-            return self._fast[key]
+        if self._fast is not None and self._fast[0] == weights:
+            return self._fast[1]
         if weights != self._weights_seen and (len(example) if images is None else images) < FOLD_AFTER_IMAGES:
             self._weights_seen = weights
             return self.model
-        self._fast = {k: v for k, v in self._fast.items() if k[0] == weights}
         with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(example.shape)):
-            self._fast[key] = fast_copy(self.model, example, channels_last) or self.model
-        return self._fast[key]
+            self._fast = (weights, fast_copy(self.model, example) or self.model)
+        return self._fast[1]
 
     def predict(self, image: ImageLike, k: int = 5) -> list[tuple[str, float]]:
         """The top-`k` (label, probability) pairs for `image`, most probable first."""

@@ -174,10 +174,12 @@ class SaliencyOverlay(CnnWidget):
         if method == "smoothgrad":
             return {"samples": self.smoothgrad_samples, "noise": self.smoothgrad_noise}
         if method == "integrated_gradients":
-            baselines = {"zero": None, "black": lambda: ModelInput.of(self.inspector)(torch.zeros_like(self._batch)),
-                         "blur": lambda: fill_image(self._batch, "blur")}
-            baseline = baselines[self.ig_baseline]
-            return {"steps": self.ig_steps, "baseline": baseline() if baseline else None}
+            baseline = None  # "zero": integrated_gradients' own default, the all-zero model input
+            if self.ig_baseline == "black":
+                baseline = ModelInput.of(self.inspector)(torch.zeros_like(self._batch))
+            elif self.ig_baseline == "blur":
+                baseline = fill_image(self._batch, "blur")
+            return {"steps": self.ig_steps, "baseline": baseline}
         if METHODS[method][2]:
             return {"layer": self.layer}
         return {}
