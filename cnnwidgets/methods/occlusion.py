@@ -58,10 +58,15 @@ def grid_shape(size: tuple[int, int], patch: int, stride: int) -> tuple[int, int
     return (size[0] - patch) // stride + 1, (size[1] - patch) // stride + 1
 
 
+def grid_box(i: int, j: int, patch: int, stride: int) -> Box:
+    """The occluder box (y0, x0, y1, x1) of grid position (i, j)."""
+    return i * stride, j * stride, i * stride + patch, j * stride + patch
+
+
 def grid_boxes(size: tuple[int, int], patch: int, stride: int) -> list[Box]:
     """The occluder box of every grid position, row by row."""
     ny, nx = grid_shape(size, patch, stride)
-    return [(i * stride, j * stride, i * stride + patch, j * stride + patch) for i in range(ny) for j in range(nx)]
+    return [grid_box(i, j, patch, stride) for i in range(ny) for j in range(nx)]
 
 
 def centered_box(y: float, x: float, patch: int, size: tuple[int, int]) -> Box:
@@ -324,7 +329,7 @@ def occlusion_progressive(
                          np.full((ny, nx), np.nan, np.float32), np.zeros((ny, nx), bool), levels[0] if levels else 1)
     for level, group in coarse_to_fine(ny, nx, levels):
         maps.level = level
-        boxes = [(i * stride, j * stride, i * stride + patch, j * stride + patch) for i, j in group]
+        boxes = [grid_box(i, j, patch, stride) for i, j in group]
         done = 0
         for logits in _logit_chunks(inspector, batch, boxes, fill, patch=patch, method=method, batch_size=batch_size, progress=False):
             probabilities = logits.softmax(-1)
