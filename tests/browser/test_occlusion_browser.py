@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .conftest import IGNORED_CONSOLE_ERRORS, open_notebook, run_cells
+from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, open_notebook, run_cells
 
 pytestmark = pytest.mark.browser
 
@@ -15,20 +15,6 @@ NOTEBOOK = "03_occlusion.ipynb"
 WIDGET_CELLS = 4  # markdown, imports, markdown, `slider = OcclusionSlider(inspector, cat)`
 RENDER_TIMEOUT_MS = 60_000
 UPDATE_TIMEOUT_MS = 30_000
-
-CANVAS_HASH_JS = """(canvas) => {
-    const { width, height } = canvas;
-    if (!width || !height) return { hash: 0, colors: 0 };
-    const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
-    let hash = 2166136261;
-    const colors = new Set();
-    for (let i = 0; i < data.length; i += 4) {
-        const rgba = (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3];
-        hash = Math.imul(hash ^ rgba, 16777619) >>> 0;
-        if (colors.size < 10000) colors.add(rgba);
-    }
-    return { hash, colors: colors.size };
-}"""
 
 
 def readout(page) -> str:
@@ -47,7 +33,7 @@ def test_drag_the_occluder_in_jupyterlab(jupyter_server, browser_page, artifacts
         "() => /^P\\(.+\\) = [\\d.]+% under the square/.test(document.querySelector('.cnnw-occlusion .cnnw-readout-text')?.textContent ?? '')",
         timeout=RENDER_TIMEOUT_MS)
     first_text = readout(page)
-    first_pixels = canvas.evaluate(CANVAS_HASH_JS)
+    first_pixels = canvas.evaluate(CANVAS_PIXELS_JS)
     assert first_pixels["colors"] > 100  # the cat photo under the square
     widget.scroll_into_view_if_needed()
     widget.screenshot(path=str(artifacts_dir / "occlusion_slider.png"))
@@ -73,7 +59,7 @@ def test_drag_the_occluder_in_jupyterlab(jupyter_server, browser_page, artifacts
     assert re.match(r"P\(.+\) = [\d.]+% under the square \(unoccluded [\d.]+%\); top-1 there: .+ [\d.]+%", readout(page))
     x_value = float(widget.locator(".cnnw-controls input[type=range]").nth(2).input_value())
     assert 30 <= x_value <= 60, x_value  # 0.2 of the 224-pixel image
-    moved_pixels = canvas.evaluate(CANVAS_HASH_JS)
+    moved_pixels = canvas.evaluate(CANVAS_PIXELS_JS)
     assert moved_pixels["hash"] != first_pixels["hash"]
 
     # the heatmap arrives while the kernel keeps answering: the which-class-wins panel gets drawn

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import IGNORED_CONSOLE_ERRORS, NOTEBOOKS, open_notebook, run_cells
+from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, NOTEBOOKS, open_notebook, run_cells
 
 pytestmark = pytest.mark.browser
 
@@ -15,26 +15,12 @@ WIDGET_CELLS = 4  # markdown, imports, markdown, `overlay = SaliencyOverlay(insp
 RENDER_TIMEOUT_MS = 90_000
 UPDATE_TIMEOUT_MS = 60_000
 
-PIXELS_JS = """(canvas) => {
-    const { width, height } = canvas;
-    if (!width || !height) return { width, height, hash: 0, colors: 0 };
-    const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
-    let hash = 2166136261;
-    const colors = new Set();
-    for (let i = 0; i < data.length; i += 4) {
-        const rgba = (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3];
-        hash = Math.imul(hash ^ rgba, 16777619) >>> 0;
-        if (colors.size < 10000) colors.add(rgba);
-    }
-    return { width, height, hash, colors: colors.size };
-}"""
-
 WAIT_JS = """([minColors, notHash]) => {
     const canvas = document.querySelector('.cnnw-saliency-overlay canvas.cnnw-overlay');
     if (!canvas || !canvas.width) return false;
     const pixels = (%s)(canvas);
     return pixels.colors >= minColors && (notHash === null || pixels.hash !== notHash);
-}""" % PIXELS_JS
+}""" % CANVAS_PIXELS_JS
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +30,12 @@ def notebooks_to_serve() -> list[Path]:
 
 def overlay_pixels(page) -> dict:
     page.wait_for_function(WAIT_JS, arg=[100, None], timeout=RENDER_TIMEOUT_MS, polling=100)
-    return page.locator(".cnnw-saliency-overlay canvas.cnnw-overlay").first.evaluate(PIXELS_JS)
+    return page.locator(".cnnw-saliency-overlay canvas.cnnw-overlay").first.evaluate(CANVAS_PIXELS_JS)
 
 
 def wait_changed(page, before: dict) -> dict:
     page.wait_for_function(WAIT_JS, arg=[100, before["hash"]], timeout=UPDATE_TIMEOUT_MS, polling=100)
-    return page.locator(".cnnw-saliency-overlay canvas.cnnw-overlay").first.evaluate(PIXELS_JS)
+    return page.locator(".cnnw-saliency-overlay canvas.cnnw-overlay").first.evaluate(CANVAS_PIXELS_JS)
 
 
 def test_saliency_overlay_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
