@@ -294,7 +294,8 @@ def layer_forward(inspector, batch: torch.Tensor, layer_name: str) -> LayerForwa
 def input_forward(inspector, batch: torch.Tensor, rule: str | None = None, method: str = "saliency") -> InputForward:
     """The InputForward of a preprocessed [1,C,H,W] batch under `rule`, reused while image and weights are
     unchanged. It runs the inspector's scoring model (batch norms folded, see `backend.folded`): the same
-    function as the model in eval mode, so the same gradients, computed faster."""
+    function as the model in eval mode up to float rounding, so the same gradients, computed faster (rounding
+    can flip the odd ReLU6 sitting exactly at 0 or 6)."""
     from .inspector import _tensor_key
 
     key = ("input", inspector._weights_key(), _tensor_key(batch), rule)

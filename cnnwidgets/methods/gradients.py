@@ -33,9 +33,7 @@ def target_tensor(inspector, target: int | str | None) -> torch.Tensor | None:
 
 def saliency(inspector, image: ImageLike, target: int | str | None = None) -> torch.Tensor:
     """The gradient of the class score w.r.t. the input pixels (Simonyan et al. 2013), [C,H,W]."""
-    batch = inspector.preprocess(image)
-    grad, _ = input_forward(inspector, batch).gradient(target_tensor(inspector, target))
-    return grad[0].cpu()
+    return _input_gradient(inspector, image, target, None, "saliency")
 
 
 def guided_backprop(inspector, image: ImageLike, target: int | str | None = None) -> torch.Tensor:
@@ -45,16 +43,19 @@ def guided_backprop(inspector, image: ImageLike, target: int | str | None = None
     (ReLU6: where the input was in (0, 6) and the gradient positive). Raises InputError for a model whose
     activations cannot all be hooked (SiLU, GELU, …) or that has no ReLU.
     """
-    batch = inspector.preprocess(image)
-    grad, _ = input_forward(inspector, batch, "guided", "guided_backprop").gradient(target_tensor(inspector, target))
-    return grad[0].cpu()
+    return _input_gradient(inspector, image, target, "guided", "guided_backprop")
 
 
 def deconvnet(inspector, image: ImageLike, target: int | str | None = None) -> torch.Tensor:
     """The deconvnet map (Zeiler & Fergus 2014), [C,H,W]: backward through each ReLU (and ReLU6) passes only the
     positive part of the gradient and ignores the forward mask."""
+    return _input_gradient(inspector, image, target, "deconv", "deconvnet")
+
+
+def _input_gradient(inspector, image: ImageLike, target: int | str | None, rule: str | None, method: str) -> torch.Tensor:
+    """[C,H,W]: the target score's gradient w.r.t. the image under ReLU `rule`, from the image's kept forward graph."""
     batch = inspector.preprocess(image)
-    grad, _ = input_forward(inspector, batch, "deconv", "deconvnet").gradient(target_tensor(inspector, target))
+    grad, _ = input_forward(inspector, batch, rule, method).gradient(target_tensor(inspector, target))
     return grad[0].cpu()
 
 
