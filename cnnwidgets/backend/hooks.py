@@ -8,6 +8,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
@@ -39,35 +41,48 @@ class StopForward(Exception):
     """Raised by a capture hook once every requested output is in, to skip the rest of the forward pass."""
 
 
-def capture_outputs(
-    model: nn.Module, targets: dict[str, tuple[nn.Module, int]], batch: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """Run `model` on `batch` once and return the outputs of the target modules, detached copies.
+def tapped_forward(
+    model: nn.Module, taps: dict[object, tuple[nn.Module, int]], batch: torch.Tensor, *, keep_graph: bool = False,
+    to_end: bool = False,
+) -> tuple[object | None, dict[object, torch.Tensor]]:
+    """Run `model` on `batch` once: (the model's output, or None; the output of each tap by its key).
 
-    `targets` maps a layer name to (module, call index): the n-th call of a module used several times in one
-    forward. The forward stops as soon as all targets are captured. Copies guard against later in-place ops.
+    `taps` maps a key to (module, call index): the n-th call of a module used several times in one forward;
+    several keys may name the same call. Outputs are copies, so later in-place ops cannot change them: detached,
+    or with their autograd graph when `keep_graph`. Unless `to_end`, the forward stops as soon as every tap is in
+    (and the model's output is None). A tap the forward never reached raises an InputError.
     """
-    captured: dict[str, torch.Tensor] = {}
-    wanted: dict[nn.Module, dict[int, str]] = {}
-    for name, (module, call) in targets.items():
-        wanted.setdefault(module, {})[call] = name
+    captured: dict[object, torch.Tensor] = {}
+    wanted: dict[nn.Module, dict[int, list[object]]] = {}
+    for key, (module, call) in taps.items():
+        wanted.setdefault(module, {}).setdefault(call, []).append(key)
     calls: dict[nn.Module, int] = {}
 
     def make_hook(module: nn.Module) -> Callable:
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
             index = calls.get(module, 0)
             calls[module] = index + 1
-            name = wanted[module].get(index)
-            if name is not None:
-                captured[name] = output.detach().clone()
-            if len(captured) == len(targets):
+            for key in wanted[module].get(index, []):
+                captured[key] = (output if keep_graph else output.detach()).clone()
+            if not to_end and len(captured) == len(taps):
                 raise StopForward
 
         return hook
 
+    result = None
     with forward_hooks([(module, make_hook(module)) for module in wanted]):
         try:
-            model(batch)
+            result = model(batch)
         except StopForward:
             pass
-    return captured
+    if len(captured) < len(taps):
+        raise InputError("the layer was not reached in the forward pass; pick a layer from inspector.layers")
+    return result, captured
+
+
+def capture_outputs(
+    model: nn.Module, targets: dict[str, tuple[nn.Module, int]], batch: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Run `model` on `batch` once and return the outputs of the target modules, detached copies, by layer name;
+    the forward stops as soon as all targets are captured (see `tapped_forward`)."""
+    return tapped_forward(model, targets, batch)[1]

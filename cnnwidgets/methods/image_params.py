@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..backend.hooks import StopForward, forward_hooks
+from ..backend.hooks import tapped_forward
 from ..backend.preprocess import normalization_of
 from ..errors import InputError
 
@@ -237,39 +237,4 @@ def grad_of(loss: torch.Tensor, tensors: Sequence[torch.Tensor]) -> list[torch.T
 def layer_output(model: torch.nn.Module, module: torch.nn.Module, call: int, batch: torch.Tensor) -> torch.Tensor:
     """The output of the `call`-th call of `module` when `model` runs on `batch`, with its autograd graph; the
     forward stops there. The hook is removed on exit, even on error."""
-    return layer_outputs(model, [(module, call)], batch)[1][0]
-
-
-def layer_outputs(
-    model: torch.nn.Module, taps: Sequence[tuple[torch.nn.Module, int]], batch: torch.Tensor, *, to_end: bool = False
-) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
-    """One forward of `model` on `batch`: the outputs of each (module, call index) in `taps`, with their autograd
-    graphs (copies, so later in-place operations cannot change them), and the model's output when `to_end`.
-    Without `to_end` the forward stops once every tap is in and the model's output is None. Hooks are removed on
-    exit, even on error."""
-    wanted: dict[torch.nn.Module, dict[int, list[int]]] = {}
-    for index, (module, call) in enumerate(taps):
-        wanted.setdefault(module, {}).setdefault(call, []).append(index)
-    captured: dict[int, torch.Tensor] = {}
-    calls: dict[torch.nn.Module, int] = {}
-
-    def make_hook(module: torch.nn.Module) -> Callable:
-        def hook(_module, _inputs, output):
-            call = calls.get(module, 0)
-            calls[module] = call + 1
-            for index in wanted[module].get(call, []):
-                captured[index] = output.clone()
-            if not to_end and len(captured) == len(taps):
-                raise StopForward
-
-        return hook
-
-    output = None
-    with forward_hooks([(module, make_hook(module)) for module in wanted]):
-        try:
-            output = model(batch)
-        except StopForward:
-            pass
-    if len(captured) < len(taps):
-        raise InputError("the layer was not reached in the forward pass; pick a layer from inspector.layers")
-    return output, [captured[index] for index in range(len(taps))]
+    return tapped_forward(model, {"layer": (module, call)}, batch, keep_graph=True)[1]["layer"]

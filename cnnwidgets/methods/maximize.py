@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from ..backend.hooks import eval_mode
+from ..backend.hooks import eval_mode, tapped_forward
 from ..backend.inspector import class_scores
 from ..errors import InputError, model_errors
 from .image_params import (
@@ -35,7 +35,6 @@ from .image_params import (
     check_steps,
     grad_of,
     l2_penalty,
-    layer_outputs,
     random_transform,
     to_uint8,
     total_variation,
@@ -197,14 +196,15 @@ class Maximizer:
     def objective(self, images: torch.Tensor, diversity_features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[N] objective values of display images (with the autograd graph), and with `diversity_features` the
         activations at the diversity layer from the same forward pass (else None)."""
-        taps = [(self._module, self._call)] if self.class_index is None else []
+        taps = {"unit": (self._module, self._call)} if self.class_index is None else {}
         if diversity_features:
-            taps.append(self._diversity_tap)
-        output, captured = layer_outputs(self.inspector.model, taps, self.to_model(images), to_end=self.class_index is not None)
-        features = captured[-1] if diversity_features else None
+            taps["diversity"] = self._diversity_tap
+        output, captured = tapped_forward(self.inspector.model, taps, self.to_model(images), keep_graph=True,
+                                          to_end=self.class_index is not None)
+        features = captured.get("diversity")
         if self.class_index is not None:
             return class_scores(output)[:, self.class_index], features
-        maps = captured[0][:, self.channel]
+        maps = captured["unit"][:, self.channel]
         if self.unit == "neuron":
             return maps[:, maps.shape[1] // 2, maps.shape[2] // 2], features
         return maps.flatten(1).mean(1), features
@@ -239,7 +239,7 @@ class Maximizer:
         if self.diversity_layer is None:
             return None
         with eval_mode(self.inspector.model), torch.no_grad(), model_errors(tuple(images.shape)):
-            features = layer_outputs(self.inspector.model, [self._diversity_tap], self.to_model(images))[1][0]
+            features = tapped_forward(self.inspector.model, {"diversity": self._diversity_tap}, self.to_model(images))[1]["diversity"]
         return float(mean_pairwise_similarity(features))
 
     def result(self) -> MaximizationResult:
