@@ -51,7 +51,8 @@ def to_pil(image: ImageLike, mode: str = "RGB") -> PIL.Image.Image:
     Values by type: uint8 as is; uint16/int16/uint32/int32 divided by the type's largest value (negative values
     refused); int64 (numpy's and torch's default integer) only as 0..255; bool as 0/255; floats either in
     [0, 1] or whole numbers in 0..255 (what `np.asarray(picture, float)` gives), anything else refused with the
-    call that fixes it. PIL `I`, `I;16*` and `F` images follow the same rule as arrays of their type; every other
+    call that fixes it. PIL `I;16*` and `F` images follow the same rule as arrays of their type, and `I` (int32) ones holding values
+    0..65535 are read as the 16-bit data they are (16-bit PNGs and TIFFs decode to it); every other
     mode Pillow opens is converted by Pillow (transparent pixels over white, as a browser shows them).
     """
     if isinstance(image, (str, os.PathLike)):
@@ -134,6 +135,11 @@ def _open(location: str | os.PathLike) -> PIL.Image.Image:
 
 
 def _from_pil(pil: PIL.Image.Image) -> PIL.Image.Image:
+    if pil.mode == "I":
+        array = np.asarray(pil)
+        if array.size and array.min() >= 0 and array.max() <= np.iinfo(np.uint16).max:
+            array = array.astype(np.uint16)  # 16-bit data, as Pillow's PNG/TIFF readers and I;16 -> I give it
+        return _from_array(array)
     if pil.mode in PIL_MODES_BY_RANGE:
         return _from_array(np.asarray(pil))
     if pil.mode in PREMULTIPLIED:
