@@ -55,9 +55,13 @@ def load_file(path: str | os.PathLike, what: str) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - zip, pickle and torch errors alike: the file is unusable
-        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
         if "weights_only" in str(error) or "Unsupported global" in str(error):
             first = "it holds Python objects other than tensors, which are not loaded for safety (weights_only=True)"
+        elif isinstance(error, (KeyError, EOFError)) or len(first) < 8:  # pickle's terse errors on non-torch bytes
+            with open(path, "rb") as handle:
+                head = handle.read(16)
+            first = "the file is empty" if not head else f"not a torch file: it starts with {head!r}"
         raise InputError(f"cannot read {str(path)!r} as a {what} ({first}); pass a file written by torch.save") from None
 
 
