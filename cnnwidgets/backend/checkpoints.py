@@ -58,10 +58,11 @@ def load_file(path: str | os.PathLike, what: str) -> object:
         first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
         if "weights_only" in str(error) or "Unsupported global" in str(error):
             first = "it holds Python objects other than tensors, which are not loaded for safety (weights_only=True)"
-        elif isinstance(error, (KeyError, EOFError)) or len(first) < 8:  # pickle's terse errors on non-torch bytes
+        else:
             with open(path, "rb") as handle:
                 head = handle.read(16)
-            first = "the file is empty" if not head else f"not a torch file: it starts with {head!r}"
+            if not head.startswith((b"PK", b"\x80")):  # neither torch's zip format nor its legacy pickle one
+                first = "the file is empty" if not head else f"not a torch file: it starts with {head!r}"
         raise InputError(f"cannot read {str(path)!r} as a {what} ({first}); pass a file written by torch.save") from None
 
 
