@@ -111,12 +111,13 @@ class Inspector:
         """The smallest side a float-tensor input may have: the model's total stride (224 / the smallest conv output
         side at 224×224; 32 for EfficientNet-Lite0), below which its last feature maps would be built from padding
         alone. Pictures are resized by the transform and are held to `images.MIN_SIDE` instead. A model that runs
-        only on one input size (a flattening head) fails on any other by itself; its minimum is 1."""
+        only on one input size (a flattening head) fails on any other by itself; its minimum is 1, not kept, so a
+        passing fault in the probe's forward cannot switch the check off for good."""
         if self._min_side is None:
             try:
                 layers = self._layers_at((1, self.in_channels, PROBE_SIDE, PROBE_SIDE))
             except InputError:
-                layers = []
+                return 1
             sides = [min(layer.shape[1:]) for layer in layers if layer.kind == "conv" and len(layer.shape) == 3]
             self._min_side = max(1, PROBE_SIDE // max(1, min(sides))) if sides else 1
         return self._min_side
