@@ -121,7 +121,9 @@ def _open(location: str | os.PathLike) -> PIL.Image.Image:
         with PIL.Image.open(path) as opened:
             size = opened.size
             if max(size) > MAX_SIDE:
-                opened.draft(opened.mode, (MAX_SIDE, MAX_SIDE))  # JPEG: decode at 1/2, 1/4 or 1/8 scale; others: no-op
+                # JPEG: decode at 1/2, 1/4 or 1/8 scale, the smallest that keeps MAX_SIDE / 2 a side (plenty for
+                # any classifier's input); other formats: no-op
+                opened.draft(opened.mode, (MAX_SIDE // 2, MAX_SIDE // 2))
             opened.load()
             pil = _from_pil(opened)
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:

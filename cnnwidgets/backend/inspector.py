@@ -86,7 +86,8 @@ class Inspector:
         `transform`. Grayscale and RGBA pictures are converted to what the model expects.
         """
         if isinstance(image, torch.Tensor) and (image.is_floating_point() or image.is_complex()):
-            batch = check_input(image, self.in_channels, self.min_input_side)
+            small = image.dim() >= 2 and min(image.shape[-2:]) < PROBE_SIDE  # no stride exceeds PROBE_SIDE
+            batch = check_input(image, self.in_channels, self.min_input_side if small else 1)
         else:
             pil = to_pil(image, "L" if self.in_channels == 1 else "RGB")
             batch = torch.as_tensor(self.transform(pil)).unsqueeze(0)
@@ -111,13 +112,13 @@ class Inspector:
         """The smallest side a float-tensor input may have: the model's total stride (224 / the smallest conv output
         side at 224×224; 32 for EfficientNet-Lite0), below which its last feature maps would be built from padding
         alone. Pictures are resized by the transform and are held to `images.MIN_SIDE` instead. A model that runs
-        only on one input size (a flattening head) fails on any other by itself; its minimum is 1, not kept, so a
-        passing fault in the probe's forward cannot switch the check off for good."""
+        only on one input size (a flattening head) fails on any other by itself; its minimum is 1. (So a fault
+        raised by the model's forward during this one probe also leaves the minimum at 1 for this Inspector.)"""
         if self._min_side is None:
             try:
                 layers = self._layers_at((1, self.in_channels, PROBE_SIDE, PROBE_SIDE))
             except InputError:
-                return 1
+                layers = []
             sides = [min(layer.shape[1:]) for layer in layers if layer.kind == "conv" and len(layer.shape) == 3]
             self._min_side = max(1, PROBE_SIDE // max(1, min(sides))) if sides else 1
         return self._min_side
