@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
-
 from common import machine
 
 SIDE = 12000

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnwidgets import Inspector, InputError
+from cnnwidgets import InputError, Inspector
 from cnnwidgets import methods as M
 from cnnwidgets.backend.preprocess import Preprocess
 

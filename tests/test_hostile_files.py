@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnwidgets import Inspector, InputError
+from cnnwidgets import InputError, Inspector
 from cnnwidgets.backend.checkpoints import load_checkpoints
 from cnnwidgets.backend.index import Index, build_index
 from cnnwidgets.backend.preprocess import Preprocess

@@ -10,7 +10,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnwidgets import Inspector, InputError
+from cnnwidgets import InputError, Inspector
 from cnnwidgets.backend.images import MAX_INPUT_MAGNITUDE, to_pil
 from cnnwidgets.backend.preprocess import Preprocess
 from tests.conftest import assert_same_state, hooks_left, model_state

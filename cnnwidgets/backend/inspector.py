@@ -32,7 +32,9 @@ class Inspector:
     `model` is kept as the very object passed in and is never modified: calls run it in eval mode under
     `torch.inference_mode()` and restore every module's `training` flag; hooks live only for one call.
     The one exception is on request: `device=` moves the model there (`model.to(device)`, which changes it
-    in place). Without it the model runs where its parameters already are, and inputs follow it.
+    in place). Without it the model runs where its parameters already are, and inputs follow it. DataParallel,
+    DistributedDataParallel and `torch.compile` wrappers are unwrapped (`model` is then the module inside); a model
+    in float16, bfloat16 or float64 runs in its own dtype (see `hooks.eval_mode`).
 
     `transform` maps a PIL image to a [C,H,W] float tensor (a torchvision preset such as
     `ResNet18_Weights.DEFAULT.transforms()` works); the default is the ImageNet recipe (resize 256, crop 224).
@@ -82,8 +84,9 @@ class Inspector:
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """The [1,C,H,W] float batch fed to the model for `image`, on the model's device.
 
-        A float tensor is taken as already preprocessed ([C,H,W] or [1,C,H,W]); anything else goes through
-        `transform`. Grayscale and RGBA pictures are converted to what the model expects.
+        A float tensor is taken as already preprocessed ([C,H,W] or [1,C,H,W]) and checked (`images.check_input`);
+        anything else is a picture (`images.to_pil`) and goes through `transform`. Grayscale and RGBA pictures are
+        converted to what the model expects. The batch is float32; the model's own dtype is applied at its input.
         """
         if isinstance(image, torch.Tensor) and (image.is_floating_point() or image.is_complex()):
             small = image.dim() >= 2 and min(image.shape[-2:]) < PROBE_SIDE  # no stride exceeds PROBE_SIDE
@@ -173,7 +176,7 @@ class Inspector:
                 self._cache.put(keys[name], found[name])
         return found[names[0]] if isinstance(layer, str) else {name: found[name] for name in names}
 
-    def index(self, dataset: object, layers: Sequence[str] | None = None, **options: object) -> "Index":  # noqa: F821
+    def index(self, dataset: object, layers: Sequence[str] | None = None, **options: object) -> Index:  # noqa: F821
         """Stream `dataset` through the model once and return its `Index`: the top-k images of every channel of
         `layers` (default: every activation layer), and each image's pooled code, label and prediction. Options:
         k, codes, thumbnails, batch_size, offset, path, save_every, progress (see `backend.index.build_index`)."""
