@@ -33,7 +33,7 @@ MAX_INPUT_MAGNITUDE = 1e4
 -2.12..2.64), unnormalized 0..255 ones within 255; 1e4 still allows any std >= 0.026 on 0..255 values, and
 refuses garbage (randn * 1e30) that would overflow a float16 model (largest value 65504) at its first layer."""
 BAND_ROWS = 256
-"""Output rows reduced at a time when downscaling an array: bounds the float temporaries to a few MB."""
+"""Output rows reduced at a time when downscaling an array: bounds the temporaries to a few tens of MB."""
 
 PIL_MODES_BY_RANGE = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 """PIL modes whose values Pillow's own convert() would clip to 0..255: read through the numeric rule instead."""
@@ -231,21 +231,15 @@ def _to_uint8(array: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _box_reduce(array: np.ndarray, factor: int, scale: float) -> np.ndarray:
-    """`array` averaged over factor×factor blocks (the edge blocks over what remains) and mapped to uint8, a band
-    of BAND_ROWS output rows at a time so no full-size float copy is ever made."""
-    height, width = array.shape[:2]
-    out_height, out_width = math.ceil(height / factor), math.ceil(width / factor)
-    out = np.empty((out_height, out_width, *array.shape[2:]), dtype=np.uint8)
-    columns = np.arange(0, width, factor)
-    counts_x = np.minimum(columns + factor, width) - columns
-    for top in range(0, out_height, BAND_ROWS):
-        rows = np.arange(top * factor, min((top + BAND_ROWS) * factor, height), factor)
-        band = array[rows[0]: min(rows[-1] + factor, height)].astype(np.float32)
-        summed = np.add.reduceat(np.add.reduceat(band, rows - rows[0], axis=0), columns, axis=1)
-        counts_y = np.minimum(rows + factor, height) - rows
-        counts = (counts_y[:, None] * counts_x[None, :]).reshape(len(rows), len(columns), *([1] * (array.ndim - 2)))
-        out[top: top + len(rows)] = np.clip(np.round(summed / counts * np.float32(scale)), 0, 255).astype(np.uint8)
-    return out
+    """`array` mapped to uint8 and averaged over factor×factor blocks (Pillow's `reduce`, the edge blocks over what
+    remains), a band of BAND_ROWS output rows at a time, so no full-size copy is ever made."""
+    height = array.shape[0]
+    bands = []
+    for top in range(0, height, BAND_ROWS * factor):
+        band = array[top: top + BAND_ROWS * factor]
+        band = band if band.dtype == np.uint8 and scale == 1.0 else _to_uint8(band, scale)
+        bands.append(np.asarray(PIL.Image.fromarray(np.ascontiguousarray(band)).reduce(factor)))
+    return np.concatenate(bands)
 
 
 def _convert(pil: PIL.Image.Image, mode: str) -> PIL.Image.Image:
