@@ -46,14 +46,38 @@ def load_checkpoints(source: CheckpointSource) -> dict[int, dict[str, torch.Tens
     return checkpoints
 
 
+def load_file(path: str | os.PathLike, what: str) -> object:
+    """`torch.load(path, weights_only=True)` on the CPU, any failure (missing, truncated, not a torch file, a
+    pickle that asks for code) as one InputError line naming the file and what is wrong. `what` names the kind
+    of file in the message ("checkpoint", "index")."""
+    if not Path(path).is_file():
+        raise InputError(f"no {what} file at {str(path)!r}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - zip, pickle and torch errors alike: the file is unusable
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            first = "it holds Python objects other than tensors, which are not loaded for safety (weights_only=True)"
+        else:
+            with open(path, "rb") as handle:
+                head = handle.read(16)
+            if not head.startswith((b"PK", b"\x80")):  # neither torch's zip format nor its legacy pickle one
+                first = "the file is empty" if not head else f"not a torch file: it starts with {head!r}"
+        raise InputError(f"cannot read {str(path)!r} as a {what} ({first}); pass a file written by torch.save") from None
+
+
 def _state(state: StateOrPath) -> dict[str, torch.Tensor]:
+    source = f" in {str(state)!r}" if isinstance(state, (str, os.PathLike)) else ""
     if isinstance(state, (str, os.PathLike)):
-        if not Path(state).is_file():
-            raise InputError(f"no checkpoint file at {str(state)!r}")
-        state = torch.load(state, map_location="cpu", weights_only=True)
+        state = load_file(state, "checkpoint")
     for key in WRAPPING_KEYS:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError("a checkpoint must be a state dict (name -> tensor), e.g. model.state_dict()")
+        raise InputError(f"a checkpoint must be a state dict (name -> tensor), e.g. model.state_dict(){source}")
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}
+
+
+def non_finite(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating tensors of `state` holding NaN or infinite values (a diverged training run)."""
+    return [name for name, tensor in state.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]

@@ -1,4 +1,4 @@
-"""Where models run, and batch sizes that are fast there."""
+"""Where models run, in which dtype, and batch sizes that are fast there."""
 
 from __future__ import annotations
 
@@ -20,6 +20,39 @@ def device_of(model: nn.Module) -> torch.device:
     for tensor in list(model.parameters()) + list(model.buffers()):
         return tensor.device
     return torch.device("cpu")
+
+
+def dtype_of(model: nn.Module) -> torch.dtype:
+    """The floating dtype of the model's first floating parameter or buffer (float32 for a model without any):
+    the dtype its inputs are cast to (see `hooks.eval_mode`)."""
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module that holds the layers: `.module` of DataParallel / DistributedDataParallel, `_orig_mod` of a
+    `torch.compile`d model (hooks must sit on the original modules; the compiled graph would skip them).
+    TorchScript models cannot be hooked and are refused."""
+    while True:
+        if isinstance(model, WRAPPERS):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            break
+    if isinstance(model, torch.jit.ScriptModule):
+        from ..errors import InputError
+
+        raise InputError(
+            "a TorchScript model (torch.jit.script / torch.jit.trace) cannot be hooked to look inside; pass the "
+            "nn.Module before scripting"
+        )
+    return model
 
 
 def batch_size_for(device: torch.device) -> int:

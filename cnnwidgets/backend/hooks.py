@@ -9,18 +9,42 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .device import dtype_of
 
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every module in eval mode, restoring each module's own `training` flag afterwards."""
+    """Put every module in eval mode, restoring each module's own `training` flag afterwards.
+
+    A model whose parameters are not float32 (float16, bfloat16, float64) also gets, for the duration, a hook
+    that casts its floating inputs to that dtype and its floating outputs to float32: methods build float32
+    inputs and read float32 scores, the model runs in its own dtype, and gradients flow through both casts.
+    Measured on this CPU (torch 2.14): float16 and bfloat16 conv forward and backward both run, so gradients
+    and optimizations run in the model's dtype there too.
+    """
     flags = [(module, module.training) for module in model.modules()]
+    dtype = dtype_of(model)
+    casts = [] if dtype == torch.float32 else [
+        model.register_forward_pre_hook(lambda _module, inputs: _cast(inputs, dtype)),
+        model.register_forward_hook(lambda _module, _inputs, output: _cast(output, torch.float32)),
+    ]
     try:
         model.eval()
         yield model
     finally:
+        for handle in casts:
+            handle.remove()
         for module, training in flags:
             module.training = training
+
+
+def _cast(value: object, dtype: torch.dtype) -> object:
+    """`value` with every floating tensor in it (alone, or in a tuple or list) cast to `dtype`."""
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype) if value.is_floating_point() else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_cast(item, dtype) for item in value)
+    return value
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InputError, model_errors
+from .checkpoints import load_file
 from .device import batch_size_for
 from .hooks import eval_mode, forward_hooks
 from .inspector import Inspector, class_scores
@@ -323,6 +324,8 @@ class Index:
 
     def image(self, image_id: int) -> np.ndarray:
         """H×W×3 uint8 picture of image `image_id` as the model sees it (from the dataset, else the thumbnail)."""
+        if not isinstance(image_id, (int, np.integer)) or isinstance(image_id, bool):
+            raise InputError(f"an image id is an integer, not {type(image_id).__name__}")
         if not self.offset <= image_id < self.offset + len(self):
             raise InputError(f"image id {image_id} is not in this index; it holds ids {self.offset}..{self.offset + len(self) - 1}")
         if self.inspector is not None and self.source is not None and self.source.random_access:
@@ -386,12 +389,12 @@ class Index:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"no index file at {str(path)!r}; build one with inspector.index(dataset, path=...)")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
-            raise InputError(f"cannot read {str(path)!r} as an index ({str(error).splitlines()[0]}); rebuild it") from None
+        state = load_file(path, "index")
         if not isinstance(state, dict) or state.get("version") != FORMAT_VERSION:
             raise InputError(f"{str(path)!r} is not a cnnwidgets index of format {FORMAT_VERSION}; rebuild it")
+        problem = state_problem(state)
+        if problem is not None:
+            raise InputError(f"{str(path)!r} is a damaged index ({problem}); rebuild it")
         return cls(state).attach(inspector, dataset)
 
     @classmethod
@@ -715,3 +718,67 @@ def _fields(inspector: Inspector, input_shape: tuple[int, ...], names: Sequence[
 
     fields = receptive_fields(inspector.model, (1, *input_shape))
     return {name: (fields[name].as_dict() if fields.get(name) is not None else None) for name in names}
+
+
+# ---------------------------------------------------------------------------------------------- loading checks
+
+PER_IMAGE = {"hashes": torch.int64, "labels": torch.int64, "predictions": torch.int64, "confidences": None}
+TOP_PARTS = ("values", "ids", "rows", "cols")
+
+
+def state_problem(state: dict) -> str | None:
+    """What is wrong with an index state read from a file (a missing key, a count that does not match the
+    arrays, an offset below 0, top-k tables of the wrong shape or pointing outside the index), or None."""
+    missing = [key for key in ("weights", "config", "offset", "count", "complete", "input_shape", "shapes", "fields",
+                               "class_names", "label_names", "top", "codes", "thumbnails", *PER_IMAGE) if key not in state]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    config, offset, count = state["config"], state["offset"], state["count"]
+    if not isinstance(config, dict) or not {"layers", "k", "codes", "thumbnails"} <= config.keys():
+        return "its config lacks layers, k, codes or thumbnails"
+    k = config["k"]
+    if not _natural(k) or k < 1 or not isinstance(config["layers"], list):
+        return f"k={k!r} or layers={config['layers']!r} is not valid"
+    if not _natural(offset) or not _natural(count):
+        return f"offset={offset!r} and count={count!r} must be non-negative integers"
+    for key, dtype in PER_IMAGE.items():
+        values = state[key]
+        if not isinstance(values, torch.Tensor) or values.shape != (count,) or (dtype is not None and values.dtype != dtype):
+            shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            return f"{key} has shape {shape}, not ({count},) for count={count}"
+    for key, rank in (("codes", 2), ("thumbnails", 4)):
+        values = state[key]
+        if values is not None and (not isinstance(values, torch.Tensor) or values.dim() != rank or len(values) != count):
+            return f"{key} does not hold one row per image (count={count})"
+    top, shapes = state["top"], state["shapes"]
+    if not isinstance(top, dict) or not isinstance(shapes, dict) or not set(top) <= set(config["layers"]):
+        return "its top-k tables do not match its layers"
+    if state["complete"] and set(top) != set(config["layers"]):
+        return f"top-k tables for {sorted(set(config['layers']) - set(top))} are missing"
+    for layer, parts in top.items():
+        problem = _top_problem(parts, shapes.get(layer), k, offset, count)
+        if problem is not None:
+            return f"layer {layer!r}: {problem}"
+    return None
+
+
+def _top_problem(parts: object, shape: object, k: int, offset: int, count: int) -> str | None:
+    if not isinstance(parts, dict) or set(parts) != set(TOP_PARTS) or not all(isinstance(parts[p], torch.Tensor) for p in TOP_PARTS):
+        return f"its top-k table needs tensors {', '.join(TOP_PARTS)}"
+    if not isinstance(shape, (list, tuple)) or len(shape) != 3 or not all(_natural(side) for side in shape):
+        return f"its shape {shape!r} is not [C, H, W]"
+    channels, height, width = shape
+    sizes = {tuple(parts[p].shape) for p in TOP_PARTS}
+    if len(sizes) != 1 or len(next(iter(sizes))) != 2 or next(iter(sizes))[0] != channels or next(iter(sizes))[1] > k:
+        return f"its top-k tables have shapes {sorted(sizes)}, not [{channels}, at most {k}]"
+    ids = parts["ids"]
+    real = ids != NO_IMAGE
+    if bool(((ids[real] < offset) | (ids[real] >= offset + count)).any()):
+        return f"its top-k tables name images outside ids {offset}..{offset + count - 1}"
+    if bool(((parts["rows"] < 0) | (parts["rows"] >= height) | (parts["cols"] < 0) | (parts["cols"] >= width)).any()):
+        return f"its top-k positions fall outside its {height}×{width} maps"
+    return None
+
+
+def _natural(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

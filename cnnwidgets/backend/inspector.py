@@ -13,13 +13,15 @@ from torch import nn
 
 from ..errors import InputError, model_errors
 from .cache import TensorCache
-from .device import batch_size_for, batches, device_of
+from .device import batch_size_for, batches, device_of, unwrap
 from .hooks import capture_outputs, eval_mode
-from .images import ImageLike, to_pil
+from .images import ImageLike, check_input, to_pil
 from .layers import LayerInfo, discover_layers, find_layer, has_conv
 from .preprocess import Preprocess, to_display
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
+PROBE_SIDE = 224
+"""Input side used to list layers before any image was seen, and to measure the model's total stride."""
 FOLD_AFTER_IMAGES = 16
 """A call scoring this many images makes the folded scoring copy at once (it pays for itself within the call)."""
 
@@ -30,7 +32,9 @@ class Inspector:
     `model` is kept as the very object passed in and is never modified: calls run it in eval mode under
     `torch.inference_mode()` and restore every module's `training` flag; hooks live only for one call.
     The one exception is on request: `device=` moves the model there (`model.to(device)`, which changes it
-    in place). Without it the model runs where its parameters already are, and inputs follow it.
+    in place). Without it the model runs where its parameters already are, and inputs follow it. DataParallel,
+    DistributedDataParallel and `torch.compile` wrappers are unwrapped (`model` is then the module inside); a model
+    in float16, bfloat16 or float64 runs in its own dtype (see `hooks.eval_mode`).
 
     `transform` maps a PIL image to a [C,H,W] float tensor (a torchvision preset such as
     `ResNet18_Weights.DEFAULT.transforms()` works); the default is the ImageNet recipe (resize 256, crop 224).
@@ -47,6 +51,7 @@ class Inspector:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"Inspector needs a torch.nn.Module, not a {type(model).__name__}")
+        model = unwrap(model)
         if not has_conv(model):
             raise InputError(
                 f"{type(model).__name__} has no convolutional layers; cnnwidgets looks into CNNs, pass a model with Conv2d layers"
@@ -59,6 +64,7 @@ class Inspector:
         self._cache = TensorCache(cache_bytes)
         self._layers: dict[tuple[int, ...], list[LayerInfo]] = {}
         self._input_shape: tuple[int, ...] | None = None
+        self._min_side: int | None = None  # smallest input side the model downsamples to at least one pixel
         self._fast: tuple[int, nn.Module] | None = None  # (weights key, the scoring module for those weights)
         self._weights_seen: int | None = None  # the weights of the last scoring call, while no copy is made for them
 
@@ -78,23 +84,23 @@ class Inspector:
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """The [1,C,H,W] float batch fed to the model for `image`, on the model's device.
 
-        A float tensor is taken as already preprocessed ([C,H,W] or [1,C,H,W]); anything else goes through
-        `transform`. Grayscale and RGBA pictures are converted to what the model expects.
+        A float tensor is taken as already preprocessed ([C,H,W] or [1,C,H,W]) and checked (`images.check_input`);
+        anything else is a picture (`images.to_pil`) and goes through `transform`. Grayscale and RGBA pictures are
+        converted to what the model expects. The batch is float32; the model's own dtype is applied at its input.
         """
-        if isinstance(image, torch.Tensor) and image.is_floating_point():
-            batch = image.detach()
-            if batch.dim() == 3:
-                batch = batch.unsqueeze(0)
+        if isinstance(image, torch.Tensor) and (image.is_floating_point() or image.is_complex()):
+            small = image.dim() >= 2 and min(image.shape[-2:]) < PROBE_SIDE  # no stride exceeds PROBE_SIDE
+            batch = check_input(image, self.in_channels, self.min_input_side if small else 1)
         else:
             pil = to_pil(image, "L" if self.in_channels == 1 else "RGB")
             batch = torch.as_tensor(self.transform(pil)).unsqueeze(0)
-        if batch.dim() != 4 or batch.shape[0] != 1 or batch.shape[1] != self.in_channels:
-            raise InputError(
-                f"an input of shape {tuple(image.shape) if isinstance(image, torch.Tensor) else tuple(batch.shape)} "
-                f"does not fit; this model takes one image as [{self.in_channels},H,W] or [1,{self.in_channels},H,W]"
-            )
-        if not torch.isfinite(batch).all():
-            raise InputError("the input contains NaN or infinite values; pass a finite image")
+            if batch.dim() != 4 or batch.shape[0] != 1 or batch.shape[1] != self.in_channels:
+                raise InputError(
+                    f"the transform gave an input of shape {tuple(batch.shape)}; "
+                    f"this model takes one image as [{self.in_channels},H,W] or [1,{self.in_channels},H,W]"
+                )
+            if not torch.isfinite(batch).all():
+                raise InputError("the input contains NaN or infinite values; pass a finite image")
         self._input_shape = tuple(batch.shape)
         return batch.to(self.device, torch.float32)
 
@@ -105,9 +111,27 @@ class Inspector:
     # --- layers -----------------------------------------------------------------------------------------------
 
     @property
+    def min_input_side(self) -> int:
+        """The smallest side a float-tensor input may have: the model's total stride (224 / the smallest conv output
+        side at 224×224; 32 for EfficientNet-Lite0), below which its last feature maps would be built from padding
+        alone. Pictures are resized by the transform and are held to `images.MIN_SIDE` instead. A model that runs
+        only on one input size (a flattening head) fails on any other by itself; its minimum is 1. (So a fault
+        raised by the model's forward during this one probe also leaves the minimum at 1 for this Inspector.)"""
+        if self._min_side is None:
+            try:
+                layers = self._layers_at((1, self.in_channels, PROBE_SIDE, PROBE_SIDE))
+            except InputError:
+                layers = []
+            sides = [min(layer.shape[1:]) for layer in layers if layer.kind == "conv" and len(layer.shape) == 3]
+            self._min_side = max(1, PROBE_SIDE // max(1, min(sides))) if sides else 1
+        return self._min_side
+
+    @property
     def layers(self) -> list[LayerInfo]:
         """Pickable layers in forward order, with output shapes for the last input preprocessed (224×224 before any)."""
-        shape = self._input_shape or (1, self.in_channels, 224, 224)
+        return self._layers_at(self._input_shape or (1, self.in_channels, PROBE_SIDE, PROBE_SIDE))
+
+    def _layers_at(self, shape: tuple[int, ...]) -> list[LayerInfo]:
         if shape not in self._layers:
             with eval_mode(self.model), torch.inference_mode():
                 self._layers[shape] = discover_layers(self.model, torch.zeros(shape, device=self.device))
@@ -152,7 +176,7 @@ class Inspector:
                 self._cache.put(keys[name], found[name])
         return found[names[0]] if isinstance(layer, str) else {name: found[name] for name in names}
 
-    def index(self, dataset: object, layers: Sequence[str] | None = None, **options: object) -> "Index":  # noqa: F821
+    def index(self, dataset: object, layers: Sequence[str] | None = None, **options: object) -> Index:  # noqa: F821
         """Stream `dataset` through the model once and return its `Index`: the top-k images of every channel of
         `layers` (default: every activation layer), and each image's pooled code, label and prediction. Options:
         k, codes, thumbnails, batch_size, offset, path, save_every, progress (see `backend.index.build_index`)."""

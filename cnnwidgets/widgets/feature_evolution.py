@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import render
 from ..backend import Inspector, as_inspector
-from ..backend.checkpoints import CheckpointSource, load_checkpoints
+from ..backend.checkpoints import CheckpointSource, load_checkpoints, non_finite
 from ..backend.index import parse_item
 from ..errors import InputError
 from ..methods import filter_images
@@ -104,9 +104,13 @@ class FeatureEvolution(CnnWidget):
         self._hurry = threading.Event()  # set by wait(): compute the rest without resting
         super().__init__(**kwargs)
         self.features = [{"layer": layer, "channel": channel} for layer, channel in self._features]
-        for epoch, state in sorted(load_checkpoints(checkpoints or {}).items()):
-            self._add(epoch, state, None)
+        loaded = load_checkpoints(checkpoints or {})
+        diverged = {epoch: names for epoch, state in loaded.items() if (names := non_finite(state))}
+        for epoch, state in sorted(loaded.items()):
+            if epoch not in diverged:
+                self._add(epoch, state, None)
         self._publish()
+        self.error = _diverged_message(diverged)
 
     @classmethod
     def track(cls, model: nn.Module | Inspector, dataset: object, **options: object) -> FeatureEvolution:
@@ -178,6 +182,8 @@ class FeatureEvolution(CnnWidget):
             self._publish()
 
     def _add(self, epoch: int, state: dict[str, torch.Tensor], metrics: Mapping[str, float] | None) -> None:
+        if names := non_finite(state):
+            raise InputError(_diverged_message({epoch: names}))
         try:
             self.inspector.model.load_state_dict(state, strict=True)
         except RuntimeError as error:
@@ -252,6 +258,18 @@ class FeatureEvolution(CnnWidget):
         axis.set_title("fraction of dead channels", fontsize=9)
         axis.legend(fontsize=6)
         return render.figure_png(figure)
+
+
+def _diverged_message(diverged: Mapping[int, list[str]]) -> str:
+    """The widget's note for epochs whose weights hold NaN or infinite values (not shown: their panels would
+    look like pictures of a working model), or "" for none."""
+    if not diverged:
+        return ""
+    epochs = sorted(diverged)
+    names = diverged[epochs[0]]
+    more = f" and {len(names) - 2} more" if len(names) > 2 else ""
+    return (f"epoch{'s' if len(epochs) > 1 else ''} {', '.join(map(str, epochs))} not shown: NaN or infinite weights "
+            f"({', '.join(names[:2])}{more}); training diverged there")
 
 
 def _lower_priority() -> None:
