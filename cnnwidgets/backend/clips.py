@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import PIL.Image
@@ -27,7 +26,7 @@ from ..errors import InputError
 from .images import MIN_SIDE, to_pil
 from .preprocess import display_batch
 
-ClipLike = Union[np.ndarray, torch.Tensor, Sequence, str, os.PathLike]
+ClipLike = np.ndarray | torch.Tensor | Sequence | str | os.PathLike
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -168,7 +167,7 @@ def preprocess_clip(clip: ClipLike, transform: Callable, channels: int) -> torch
     else:
         if min(array.shape[1:3]) < MIN_SIDE:
             raise InputError(f"the frames are only {array.shape[2]}×{array.shape[1]} pixels; pass frames at least {MIN_SIDE}×{MIN_SIDE}")
-        tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
+        tensor = torch.from_numpy(np.array(array)).permute(0, 3, 1, 2)  # a writable copy
         if tensor.shape[1] != channels:
             tensor = tensor.expand(-1, 3, -1, -1) if channels == 3 else tensor.float().mean(1, keepdim=True).round().to(torch.uint8)
         batch = torch.as_tensor(transform(tensor)).unsqueeze(0)

@@ -229,7 +229,11 @@ def maximize_clip(inspector, target: int | str | None = None, *, layer: str | No
     `unit`), pixels squashed into [0, 1] by a sigmoid. Penalties: `spatial` × `spatial_smoothness` and
     `temporal` × `temporal_smoothness` (large `temporal`: the slow version of the unit's preferred input; 0: the
     fast one); `jitter` px random shifts each step. A two-stream model (with `forward_streams`) gets its appearance
-    and motion inputs optimized jointly. Clip size: the last clip seen by the inspector, else the transform's."""
+    and motion inputs optimized jointly. Clip size: the last clip seen by the inspector, else the transform's.
+
+    The penalties are mean squared differences and the objective a mean activation or a logit, so useful weights
+    are large: on the zoo's C3D (24 steps, lr 0.1, a conv2 channel) `temporal=1000` cuts the mean frame-to-frame
+    change from 0.23 to 0.04 while the channel's activation still rises from 0.04 to 7.1 (17 without it)."""
     _video(inspector)
     check_steps(steps)
     check_range("lr", lr, 1e-6, 10.0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
 from functools import cache
 from pathlib import Path
 
@@ -156,10 +157,11 @@ class Stream(nn.Sequential):
 
     def __init__(self, temporal: int, widths: tuple[int, int, int] = (8, 16, 32)) -> None:
         k = (temporal, 3, 3)
-        super().__init__(
-            _stage(3, widths[0], k, (1, 2, 2)), _stage(widths[0], widths[1], k, (1, 1, 1)), nn.MaxPool3d((1, 2, 2)),
-            _stage(widths[1], widths[2], k, (1, 1, 1)), nn.AdaptiveAvgPool3d(1), nn.Flatten(),
-        )
+        super().__init__(OrderedDict(
+            conv1=_stage(3, widths[0], k, (1, 2, 2)), conv2=_stage(widths[0], widths[1], k, (1, 1, 1)),
+            pool=nn.MaxPool3d((1, 2, 2)), conv3=_stage(widths[1], widths[2], k, (1, 1, 1)),
+            gap=nn.AdaptiveAvgPool3d(1), flatten=nn.Flatten(),
+        ))
 
 
 class FrameDifference(nn.Module):
@@ -197,11 +199,16 @@ class TwoStreamNet(nn.Module):
         return self.forward_streams(*self.stream_inputs(clip))
 
 
-class C3DNet(nn.Sequential):
+class C3DNet(nn.Module):
     """A plain 3-D CNN: the motion stream's architecture on the RGB frames, and a linear classifier."""
 
     def __init__(self, classes: int = len(MOTION_LABELS)) -> None:
-        super().__init__(Stream(temporal=3), nn.Linear(32, classes))
+        super().__init__()
+        self.features = Stream(temporal=3)
+        self.classifier = nn.Linear(32, classes)
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(clip))
 
 
 def build(network: str) -> nn.Module:
