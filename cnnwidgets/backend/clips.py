@@ -159,7 +159,7 @@ def preprocess_clip(clip: ClipLike, transform: Callable, channels: int) -> torch
                 f"an input of shape {tuple(clip.shape)} does not fit; this video model takes one clip as "
                 f"[{channels},T,H,W] or [1,{channels},T,H,W] (or uint8 frames [T,H,W,3])"
             )
-        if frames is not None and tuple(batch.shape[-2:]) != (height, width):  # a transform fixing the whole clip shape
+        if frames is not None and height is not None and tuple(batch.shape[-2:]) != (height, width):  # a transform fixing the whole clip shape
             raise InputError(
                 f"the clip's frames are {batch.shape[-2]}×{batch.shape[-1]}; this model takes {height}×{width} frames "
                 "(pass uint8 frames to have them resized)"
