@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import InputError, model_errors
 from .cache import TensorCache
+from .clips import ClipPreprocess, display_clip, is_video_model, preprocess_clip, probe_shape, reject_clip
 from .device import batch_size_for, batches, device_of, unwrap
 from .hooks import capture_outputs, eval_mode
 from .images import ImageLike, check_input, to_pil
@@ -59,7 +60,8 @@ class Inspector:
         if device is not None:
             model.to(device)
         self.model = model
-        self.transform = transform if transform is not None else Preprocess()
+        self.is_video = is_video_model(model)  # clips [N,C,T,H,W] in, see backend.clips
+        self.transform = transform if transform is not None else (ClipPreprocess() if self.is_video else Preprocess())
         self.labels = list(labels) if labels is not None else None
         self._cache = TensorCache(cache_bytes)
         self._layers: dict[tuple[int, ...], list[LayerInfo]] = {}
@@ -88,6 +90,11 @@ class Inspector:
         anything else is a picture (`images.to_pil`) and goes through `transform`. Grayscale and RGBA pictures are
         converted to what the model expects. The batch is float32; the model's own dtype is applied at its input.
         """
+        if self.is_video:
+            batch = preprocess_clip(image, self.transform, self.in_channels)
+            self._input_shape = tuple(batch.shape)
+            return batch.to(self.device)
+        reject_clip(image)
         if isinstance(image, torch.Tensor) and (image.is_floating_point() or image.is_complex()):
             small = image.dim() >= 2 and min(image.shape[-2:]) < PROBE_SIDE  # no stride exceeds PROBE_SIDE
             batch = check_input(image, self.in_channels, self.min_input_side if small else 1)
@@ -105,7 +112,10 @@ class Inspector:
         return batch.to(self.device, torch.float32)
 
     def display_image(self, image: ImageLike) -> np.ndarray:
-        """The H×W×3 uint8 picture the model sees for `image` (after resizing and cropping)."""
+        """The H×W×3 uint8 picture the model sees for `image` (after resizing and cropping); for a video model the
+        [T,H,W,3] frames of the clip."""
+        if self.is_video:
+            return display_clip(self.preprocess(image), self.transform)
         return to_display(self.preprocess(image), self.transform)
 
     # --- layers -----------------------------------------------------------------------------------------------
@@ -129,7 +139,8 @@ class Inspector:
     @property
     def layers(self) -> list[LayerInfo]:
         """Pickable layers in forward order, with output shapes for the last input preprocessed (224×224 before any)."""
-        return self._layers_at(self._input_shape or (1, self.in_channels, PROBE_SIDE, PROBE_SIDE))
+        probe = probe_shape(self.transform, self.in_channels) if self.is_video else (1, self.in_channels, PROBE_SIDE, PROBE_SIDE)
+        return self._layers_at(self._input_shape or probe)
 
     def _layers_at(self, shape: tuple[int, ...]) -> list[LayerInfo]:
         if shape not in self._layers:
@@ -191,8 +202,8 @@ class Inspector:
     def batch_logits(self, images: torch.Tensor | Sequence[ImageLike], batch_size: int | None = None) -> torch.Tensor:
         """Class scores [N, classes] of an [N,C,H,W] preprocessed batch or a list of images, in fast-sized batches."""
         batch = images if isinstance(images, torch.Tensor) else torch.cat([self.preprocess(image) for image in images])
-        if batch.dim() != 4 or batch.shape[1] != self.in_channels:
-            raise InputError(f"a batch of shape {tuple(batch.shape)} does not fit; pass [N,{self.in_channels},H,W]")
+        if batch.dim() != (5 if self.is_video else 4) or batch.shape[1] != self.in_channels:
+            raise InputError(f"a batch of shape {tuple(batch.shape)} does not fit; pass [N,{self.in_channels},{'T,' if self.is_video else ''}H,W]")
         if not torch.isfinite(batch).all():
             raise InputError("the input contains NaN or infinite values; pass finite images")
         size = batch_size or batch_size_for(self.device)

@@ -18,7 +18,8 @@ NOT_PICKED = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.Dro
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """A pickable layer: its name, what kind of module it is, and its output shape [C, H, W] for the probed input.
+    """A pickable layer: its name, what kind of module it is, and its output shape [C, H, W] ([C, T, H, W] in a
+    video model) for the probed input.
 
     A module called several times in one forward (a ReLU reused in a residual block) gives one layer per call,
     named `name#1`, `name#2`, …; `call` is the zero-based call index.
@@ -63,7 +64,7 @@ def discover_layers(model: nn.Module, batch: torch.Tensor) -> list[LayerInfo]:
     def on_end(module: nn.Module, _inputs: tuple, output: object) -> None:
         call = finished.get(module, 0)
         finished[module] = call + 1
-        if isinstance(output, torch.Tensor) and output.dim() == 4:
+        if isinstance(output, torch.Tensor) and output.dim() in (4, 5):  # [1,C,H,W] maps, [1,C,T,H,W] for video
             shapes[(module, call)] = tuple(output.shape[1:])
 
     candidates = [module for module in names if not isinstance(module, NOT_PICKED)]

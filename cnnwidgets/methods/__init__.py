@@ -14,6 +14,7 @@ from .maximize import maximize
 from .occlusion import attribution_map, occluded_logits, occlusion, occlusion_progressive
 from .receptive_field import ReceptiveField, gradient_receptive_field, receptive_field, receptive_fields
 from .reduce import display_map, reduce_map
+from .video import class_evidence, clip_saliency, grad_cam_3d, maximize_clip, tube_occlusion
 
 __all__ = [
     "ReceptiveField", "channel_stats", "dead_channels", "dead_on_all", "deconv_projection", "deconv_projections",
@@ -22,4 +23,5 @@ __all__ = [
     "invariance_curves", "invert", "invert_layers", "layer_cam", "maximize", "pgd",
     "attribution_map", "occluded_logits", "occlusion", "occlusion_progressive", "receptive_field",
     "receptive_fields", "reduce_map", "saliency", "sanity_check", "scale_maps", "score_cam", "smoothgrad",
+    "class_evidence", "clip_saliency", "grad_cam_3d", "maximize_clip", "tube_occlusion",
 ]

@@ -275,6 +275,10 @@ def maximize(
     """
     from tqdm.auto import tqdm
 
+    if getattr(inspector, "is_video", False):  # clips in space-time: methods.video (options: spatial, temporal, …)
+        from .video import maximize_clip
+
+        return maximize_clip(inspector, target, layer=layer, channel=channel, steps=steps, callback=callback, every=every, **options)
     check_steps(steps)
     if not isinstance(every, int) or every < 1:
         raise InputError(f"every={every!r}; pass a whole number of steps ≥ 1")
