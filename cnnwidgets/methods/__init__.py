@@ -11,6 +11,7 @@ from .gradients import deconvnet, guided_backprop, integrated_gradients, salienc
 from .invariance import invariance_curves
 from .invert import invert, invert_layers
 from .maximize import maximize
+from .network_graph import NetworkGraph, network_graph
 from .occlusion import attribution_map, occluded_logits, occlusion, occlusion_progressive
 from .receptive_field import ReceptiveField, gradient_receptive_field, receptive_field, receptive_fields
 from .reduce import display_map, reduce_map
@@ -22,4 +23,5 @@ __all__ = [
     "invariance_curves", "invert", "invert_layers", "layer_cam", "maximize", "pgd",
     "attribution_map", "occluded_logits", "occlusion", "occlusion_progressive", "receptive_field",
     "receptive_fields", "reduce_map", "saliency", "sanity_check", "scale_maps", "score_cam", "smoothgrad",
+    "NetworkGraph", "network_graph",
 ]
