@@ -12,9 +12,10 @@ from ..backend.device import best_device
 from .efficientnet_lite0 import INPUT_SIZE, MEAN, STD, load_efficientnet_lite0
 from .digits import checkpoint_epochs, checkpoint_path, digits, digits_cnn, sample_patches
 from .samples import sample_image, sample_images
+from .digits_generator import digits_generator
 
 __all__ = [
-    "checkpoint_epochs", "checkpoint_path", "digits", "digits_cnn", "efficientnet_lite0", "imagenet_labels",
+    "checkpoint_epochs", "checkpoint_path", "digits", "digits_cnn", "digits_generator", "efficientnet_lite0", "imagenet_labels",
     "sample_image", "sample_images", "sample_patches", "torchvision_model",
 ]
 
