@@ -2,6 +2,7 @@
 
 from .activations import channel_stats, dead_channels, dead_on_all, scale_maps
 from .adversarial import fgsm, fooling_image, pgd
+from .attributes import attribute_slices, image_attributes
 from .cam import default_cam_layer, grad_cam, grad_cam_plus_plus, guided_grad_cam, layer_cam, score_cam
 from .correspondence import correspondence, keypoint_transfer
 from .deconv import deconv_projection, deconv_projections
@@ -25,4 +26,5 @@ __all__ = [
     "attribution_map", "occluded_logits", "occlusion", "occlusion_progressive", "receptive_field",
     "receptive_fields", "reduce_map", "saliency", "sanity_check", "scale_maps", "score_cam", "smoothgrad",
     "NetworkGraph", "network_graph", "correspondence", "keypoint_transfer",
+    "attribute_slices", "image_attributes",
 ]
