@@ -9,7 +9,13 @@ import torch
 
 from cnnwidgets import InputError, Inspector, zoo
 from cnnwidgets.backend import Preprocess
-from cnnwidgets.methods.attributes import attribute_slices, bin_edges, image_attributes, slices, wilson_interval
+from cnnwidgets.methods.attributes import (
+    attribute_slices,
+    bin_edges,
+    image_attributes,
+    slices,
+    wilson_interval,
+)
 from cnnwidgets.zoo.efficientnet_lite0 import MEAN, STD
 
 from .conftest import assert_same_state, hooks_left, model_state

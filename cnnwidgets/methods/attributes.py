@@ -21,6 +21,7 @@ left out with a note; an empty bin (given edges) is kept with count 0, no accura
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,7 +131,7 @@ def slices(values: np.ndarray, edges: np.ndarray, confidence: np.ndarray, correc
     """One `Bin` per pair of consecutive edges; values outside the edges fall in no bin."""
     values = np.asarray(values, dtype=np.float64)
     found = []
-    for i, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
+    for i, (low, high) in enumerate(itertools.pairwise(edges)):
         inside = (values >= low) & ((values < high) if i < len(edges) - 2 else (values <= high))
         indices = np.flatnonzero(inside)
         result = Bin(float(low), float(high), len(indices), indices.tolist())
