@@ -10,6 +10,7 @@ from .embed import grid_layout
 from .faithfulness import deletion_insertion, sanity_check
 from .filters import filter_images
 from .gradients import deconvnet, guided_backprop, integrated_gradients, saliency, smoothgrad
+from .human_vs_network import score_answers, shortlist
 from .invariance import invariance_curves
 from .invert import invert, invert_layers
 from .maximize import maximize
@@ -26,5 +27,5 @@ __all__ = [
     "attribution_map", "occluded_logits", "occlusion", "occlusion_progressive", "receptive_field",
     "receptive_fields", "reduce_map", "saliency", "sanity_check", "scale_maps", "score_cam", "smoothgrad",
     "NetworkGraph", "network_graph", "correspondence", "keypoint_transfer",
-    "attribute_slices", "image_attributes",
+    "attribute_slices", "image_attributes", "score_answers", "shortlist",
 ]
