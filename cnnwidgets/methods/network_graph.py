@@ -129,6 +129,25 @@ class NetworkGraph:
                 "input_shape": list(self.input_shape)}
 
 
+def graph_layout(units: list[str], edges: list[tuple[str, str]]) -> dict[str, tuple[int, int]]:
+    """(rank, lane) of each unit for drawing: rank = the longest path from a source (so every edge points to a
+    later rank), lane = the unit's place among those of its rank, in forward order (parallel branches side by side)."""
+    position = {unit: i for i, unit in enumerate(units)}
+    incoming: dict[str, list[str]] = {unit: [] for unit in units}
+    for source, target in edges:
+        if position[source] < position[target]:
+            incoming[target].append(source)
+    rank: dict[str, int] = {}
+    lanes: dict[int, int] = {}
+    layout = {}
+    for unit in units:
+        rank[unit] = max((rank[source] + 1 for source in incoming[unit]), default=0)
+        lane = lanes.get(rank[unit], 0)
+        lanes[rank[unit]] = lane + 1
+        layout[unit] = (rank[unit], lane)
+    return layout
+
+
 def _tensors(value: object) -> Iterator[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         yield value
