@@ -12,8 +12,8 @@ const BOX = 256;
 const CSS = `
 .cnnw-correspondence { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
 .cnnw-correspondence .cnnw-co-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
-.cnnw-correspondence .cnnw-co-figure { display: flex; flex-direction: column; gap: 2px; }
-.cnnw-correspondence .cnnw-co-caption { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
+.cnnw-correspondence .cnnw-co-figure { display: flex; flex-direction: column; gap: 2px; align-items: flex-start; }
+.cnnw-correspondence .cnnw-co-caption { color: var(--jp-ui-font-color2, #666); font-size: 12px; max-width: 320px; }
 .cnnw-correspondence canvas { image-rendering: pixelated; }
 .cnnw-correspondence .cnnw-co-a { cursor: crosshair; }
 .cnnw-correspondence .cnnw-co-error { padding: 2px 8px; border-radius: 3px; background: #c62828; color: #fff; }
@@ -93,7 +93,6 @@ function render({ model, el }) {
     drawLines(curve, { series: [{ label: 'accuracy', values: data.accuracy }], width: 320, height: 200, yRange: [0, 1],
       marker: current >= 0 ? current : null, xLabel: 'layer, shallow → deep' });
     captionCurve.textContent = `keypoint transfer under angle ${data.warp.angle}°, scale ${data.warp.scale}: fraction of ${data.points} points within ${data.k.toFixed(0)} px — ${data.layers.map((name, i) => `${name} ${data.accuracy[i].toFixed(2)}`).join(', ')}`;
-    captionCurve.style.maxWidth = '320px';
   };
   const drawLayers = () => setOptions(layer, model.get('layers').map(({ name, shape }) => [name, `${name} — ${shape.join('×')}`]), model.get('layer'));
   const drawError = () => {
