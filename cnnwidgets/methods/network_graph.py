@@ -95,10 +95,7 @@ class NetworkGraph:
         for node in self.nodes:
             if node.name == name:
                 return node
-        raise InputError(f"no layer {name!r} in the graph; pick one of graph.nodes (e.g. {self.nodes[1].name!r})")
-
-    def predecessors(self, name: str) -> list[str]:
-        return list(self.node(name).inputs)
+        raise InputError(f"no layer {name!r} in the graph; pick one of graph.nodes (e.g. {self.nodes[-1].name!r})")
 
     def collapsed(self, expanded: set[str] | frozenset[str] = frozenset()) -> tuple[list[str], list[tuple[str, str]]]:
         """What a view shows with only the blocks in `expanded` open: (units in forward order, edges between them).
