@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, open_notebook, run_cells, write_notebook
+from .conftest import (
+    CANVAS_PIXELS_JS,
+    IGNORED_CONSOLE_ERRORS,
+    open_notebook,
+    run_cells,
+    write_notebook,
+)
 
 pytestmark = pytest.mark.browser
 
