@@ -79,7 +79,8 @@ def test_png_export(resnet_map):
 
 def test_a_300_layer_model_starts_small():
     inspector = Inspector(torchvision.models.resnet101(weights=None), Preprocess(resize=32, crop=32))
-    network = NetworkMap(inspector, torch.zeros(3, 32, 32))
+    network = NetworkMap(inspector, torch.zeros(3, 32, 32), fields=False)
     assert network.totals["layers"] > 300 and len(network.units) == 11
+    assert network.units[1]["receptive_field"] is None  # fields=False
     network.expand("layer3")
     assert len(network.units) == 10 + 23  # layer3 of ResNet-101 holds 23 bottlenecks
