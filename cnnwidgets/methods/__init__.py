@@ -2,15 +2,19 @@
 
 from .activations import channel_stats, dead_channels, dead_on_all, scale_maps
 from .adversarial import fgsm, fooling_image, pgd
+from .attributes import attribute_slices, image_attributes
 from .cam import default_cam_layer, grad_cam, grad_cam_plus_plus, guided_grad_cam, layer_cam, score_cam
+from .correspondence import correspondence, keypoint_transfer
 from .deconv import deconv_projection, deconv_projections
 from .embed import grid_layout
 from .faithfulness import deletion_insertion, sanity_check
 from .filters import filter_images
 from .gradients import deconvnet, guided_backprop, integrated_gradients, saliency, smoothgrad
+from .human_vs_network import score_answers, shortlist
 from .invariance import invariance_curves
 from .invert import invert, invert_layers
 from .maximize import maximize
+from .network_graph import NetworkGraph, network_graph
 from .occlusion import attribution_map, occluded_logits, occlusion, occlusion_progressive
 from .receptive_field import ReceptiveField, gradient_receptive_field, receptive_field, receptive_fields
 from .reduce import display_map, reduce_map
@@ -24,4 +28,6 @@ __all__ = [
     "attribution_map", "occluded_logits", "occlusion", "occlusion_progressive", "receptive_field",
     "receptive_fields", "reduce_map", "saliency", "sanity_check", "scale_maps", "score_cam", "smoothgrad",
     "class_evidence", "clip_saliency", "grad_cam_3d", "maximize_clip", "tube_occlusion",
+    "NetworkGraph", "network_graph", "correspondence", "keypoint_transfer",
+    "attribute_slices", "image_attributes", "score_answers", "shortlist",
 ]

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ..backend.hooks import eval_mode, tapped_forward
 from ..backend.inspector import class_scores
 from ..errors import InputError, model_errors
+from .generator_prior import GeneratorParam
 from .image_params import (
     ImageParam,
     default_size,
@@ -147,6 +148,7 @@ class Maximizer:
         diversity: float = 0.0,
         diversity_layer: str | None = None,
         settings: Settings | None = None,
+        prior: torch.nn.Module | None = None,
         **options: object,
     ) -> None:
         self.inspector = inspector
@@ -156,6 +158,8 @@ class Maximizer:
             raise InputError(f"unit={unit!r} is unknown; pick 'channel' or 'neuron'")
         if not isinstance(count, int) or not 1 <= count <= 64:
             raise InputError(f"count={count!r}; pass a whole number of images between 1 and 64")
+        if prior is not None and (init is not None or self.settings.blur):
+            raise InputError("prior= optimizes a generator's latent codes; drop init= and blur=, which act on pixels")
         self.size = size or default_size(inspector)
         if not isinstance(self.size, int) or self.size < 16:
             raise InputError(f"size={size!r} is too small; pass an image side of at least 16 px")
@@ -184,8 +188,12 @@ class Maximizer:
             self._diversity_tap = (inspector.model.get_submodule(diversity_info.module_name), diversity_info.call)
         self.generator = torch.Generator().manual_seed(seed)
         self.to_model = ModelInput.of(inspector)
-        self.param = ImageParam(count, self.size, kind=self.settings.param, generator=self.generator, init=init,
-                                device=inspector.device)
+        if prior is not None:
+            self.param = GeneratorParam(prior, count, self.size, generator=self.generator, device=inspector.device)
+            self.description += " (generator prior)"
+        else:
+            self.param = ImageParam(count, self.size, kind=self.settings.param, generator=self.generator, init=init,
+                                    device=inspector.device)
         self.optimizer = torch.optim.Adam(self.param.parameters_to_optimize(), lr=self.settings.lr)
         self.history: list[float] = []
 
@@ -271,7 +279,9 @@ def maximize(
 
     Options: `count` images, `size` px, `seed`, `unit` ("channel"/"neuron"), `param` ("fourier"/"pixel"), `lr`,
     `jitter` px, `scale` ±fraction, `rotate` ±degrees, `blur` σ px every `blur_every` steps, `l2` and `tv`
-    penalty weights, `init` start images, `diversity` weight and `diversity_layer` for a batch (`count` > 1). `callback(step, images)` is called every `every` steps.
+    penalty weights, `init` start images, `diversity` weight and `diversity_layer` for a batch (`count` > 1),
+    `prior` a generator (e.g. `zoo.digits_generator()`) whose latent codes are optimized instead of pixels, so the
+    images stay on its manifold (`methods.generator_prior`). `callback(step, images)` is called every `every` steps.
     """
     from tqdm.auto import tqdm
 

@@ -13,10 +13,12 @@ from .efficientnet_lite0 import INPUT_SIZE, MEAN, STD, load_efficientnet_lite0
 from .digits import checkpoint_epochs, checkpoint_path, digits, digits_cnn, sample_patches
 from .motion import motion_clips, motion_cnn
 from .samples import sample_image, sample_images
+from .digits_generator import digits_generator
 
 __all__ = [
-    "checkpoint_epochs", "checkpoint_path", "digits", "digits_cnn", "efficientnet_lite0", "imagenet_labels",
-    "motion_clips", "motion_cnn", "sample_image", "sample_images", "sample_patches", "torchvision_model",
+    "checkpoint_epochs", "checkpoint_path", "digits", "digits_cnn", "digits_generator", "efficientnet_lite0",
+    "imagenet_labels", "motion_clips", "motion_cnn", "sample_image", "sample_images", "sample_patches",
+    "torchvision_model",
 ]
 
 
