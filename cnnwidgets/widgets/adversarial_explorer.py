@@ -25,6 +25,7 @@ class AdversarialExplorer(CnnWidget):
     image with their top-5 and saliency maps. `fool()` (or the button) grows an image of `fool_target` from noise."""
 
     _esm = front_end("adversarial_explorer")
+    ACTIONS = ("fool",)
 
     method = traitlets.Enum(["fgsm", "pgd"], "pgd").tag(sync=True)
     epsilon = traitlets.Int(8).tag(sync=True)
@@ -40,7 +41,6 @@ class AdversarialExplorer(CnnWidget):
     adversarial_top = traitlets.List().tag(sync=True)
     summary = traitlets.Dict().tag(sync=True)
     fool_target = traitlets.Unicode("goldfish").tag(sync=True)
-    fool_requests = traitlets.Int(0).tag(sync=True)
     fooling = traitlets.Dict().tag(sync=True)
     fooling_top = traitlets.List().tag(sync=True)
 
@@ -80,10 +80,6 @@ class AdversarialExplorer(CnnWidget):
     @traitlets.observe("method", "epsilon", "steps", "target")
     def _on_attack(self, _change: dict) -> None:
         self._attack()
-
-    @traitlets.observe("fool_requests")
-    def _on_fool(self, _change: dict) -> None:
-        self.fool()
 
     def _attack(self) -> None:
         with self._working():

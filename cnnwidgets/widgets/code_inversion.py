@@ -3,7 +3,7 @@ live (Mahendran & Vedaldi 2015). What survives at a layer is what that layer kee
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -76,11 +76,12 @@ class CodeInversion(BackgroundOptimization):
         batch = self._batch
         if batch.shape[-1] != self.size or batch.shape[-2] != self.size:
             batch = F.interpolate(batch, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
-        self.inverters = [Inverter(self.inspector, batch, layer, param=self.param, lr=self.lr, tv=self.tv) for layer in self.layers]
+        inspector = self._private_inspector()
+        self.inverters = [Inverter(inspector, batch, layer, param=self.param, lr=self.lr, tv=self.tv) for layer in self.layers]
 
-    def _advance(self, steps: int) -> None:
+    def _advance(self, steps: int, stop: Callable[[], bool]) -> None:
         for inverter in self.inverters:
-            inverter.step(steps, stop=self._stop_event.is_set)
+            inverter.step(steps, stop=stop)
 
     def _done(self) -> int:
         return min((inverter.steps_done for inverter in self.inverters), default=0)

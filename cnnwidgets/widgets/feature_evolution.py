@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import copy
-import os
 import random
-import sys
 import threading
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -24,11 +21,13 @@ from ..methods import filter_images
 from ..methods.evolution import evolution_panels, first_conv, weight_change
 from ..methods.receptive_field import receptive_fields
 from .base import CnnWidget, array_message, front_end
+from .jobs import Job, Jobs
 
 BACKGROUND_SHARE = 0.05
 """While snapshots keep coming, the background thread computes panels at most this share of the time and rests
-the remainder: a priority lowers its claim on the cores, but not on Python's interpreter lock, which the training
-loop needs too."""
+the remainder, so the training loop keeps the cores and Python's interpreter lock (bench/feature_evolution.py:
+2-3 % slower training with a snapshot every epoch). The thread keeps a normal CPU priority: at the lowest one
+(nice 19) a loaded machine starved it, and `wait()` timed out after 60 s; `wait()` ends the rests instead."""
 REST_MAX_S = 5.0
 """The longest rest between two rounds of panels, so a view falls at most this far behind once training stops."""
 
@@ -43,10 +42,10 @@ class FeatureEvolution(CnnWidget):
     passed in is never changed: checkpoints load into a private copy. With no arguments it shows the embedded
     digits CNN's training run on the held-out digits.
 
-    A snapshot only copies the weights; the epoch's panels are computed by a background thread on one core, at
-    the lowest CPU priority, working at most BACKGROUND_SHARE of the time while snapshots keep coming, so
+    A snapshot only copies the weights; the epoch's panels are computed on the widget's `Jobs` runner, in a
+    background thread on one core working at most BACKGROUND_SHARE of the time while snapshots keep coming, so
     training keeps the processor and the view catches up as it can (the slider grows when an epoch is ready).
-    `wait()` blocks until every snapshot is shown.
+    `wait()` computes the rest without resting and blocks until every snapshot is shown.
     """
 
     _esm = front_end("feature_evolution")
@@ -96,12 +95,10 @@ class FeatureEvolution(CnnWidget):
         self._states: dict[int, dict[str, torch.Tensor]] = {}
         self._panels: dict[int, dict] = {}
         self._metrics: dict[int, dict[str, float]] = {}
-        self._computing = threading.RLock()  # held while panels are computed and published
-        self._queue = threading.Lock()  # guards _waiting, _worker and _failure
+        self._computing = threading.RLock()  # held while the private copy computes panels and they are published
+        self._queue = threading.Lock()  # guards _waiting
         self._waiting: dict[int, tuple[dict[str, torch.Tensor], dict[str, float]]] = {}
-        self._worker: threading.Thread | None = None
-        self._failure: Exception | None = None
-        self._hurry = threading.Event()  # set by wait(): compute the rest without resting
+        self._jobs = Jobs(self, thread=True, rest_share=BACKGROUND_SHARE, rest_max_s=REST_MAX_S, raise_in_wait=True)
         super().__init__(**kwargs)
         self.features = [{"layer": layer, "channel": channel} for layer, channel in self._features]
         for epoch, state in sorted(load_checkpoints(checkpoints or {}).items()):
@@ -126,48 +123,28 @@ class FeatureEvolution(CnnWidget):
         state = {name: tensor.detach().clone() for name, tensor in self._tracked.state_dict().items()}
         with self._queue:
             self._waiting[int(epoch)] = (state, dict(metrics or {}))
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._drain, name="cnnwidgets-feature-evolution", daemon=True)
-                self._worker.start()
+        self._jobs.start(self._drain, replace=False)  # after the running drain, which may have seen the queue empty
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until every snapshot taken so far is computed and shown (at most `timeout` seconds); raises the
-        error that stopped one, if any (the widget shows it too)."""
-        with self._queue:
-            worker = self._worker
-        if worker is not None:
-            self._hurry.set()
-            worker.join(timeout)
-            if worker.is_alive():
-                raise TimeoutError(f"the snapshots' panels are still being computed after {timeout} s")
-        with self._queue:
-            failure, self._failure = self._failure, None
-        if failure is not None:
-            raise failure
+        """Block until every snapshot taken so far is computed and shown (at most `timeout` seconds, then a
+        TimeoutError); raises the error that stopped one, if any (the widget shows it too)."""
+        self._jobs.wait(timeout)
 
-    def _drain(self) -> None:
-        """The background thread: compute the panels of the waiting snapshots, publish, until none is left."""
+    def _drain(self, _job: Job) -> Iterator[None]:
+        """The background job: compute the panels of the waiting snapshots and publish, a round per step, until
+        none is left."""
         torch.set_num_threads(1)  # this thread only: no second team of spinning OpenMP threads beside the training
-        _lower_priority()
         while True:
             with self._queue:
                 if not self._waiting:
-                    self._worker = None
-                    self._hurry.clear()
                     return
                 waiting = sorted(self._waiting.items())
                 self._waiting.clear()
-            started = time.perf_counter()
-            try:
-                with self._computing, self._working():
-                    for epoch, (state, metrics) in waiting:
-                        self._add(epoch, load_checkpoints({epoch: state})[epoch], metrics)
-                    self._publish()
-            except Exception as error:  # noqa: BLE001 - shown in the widget by _working, raised again by wait()
-                with self._queue:
-                    self._failure = error
-            spent = time.perf_counter() - started
-            self._hurry.wait(min(spent * (1 / BACKGROUND_SHARE - 1), REST_MAX_S))
+            with self._computing, self._working():
+                for epoch, (state, metrics) in waiting:
+                    self._add(epoch, load_checkpoints({epoch: state})[epoch], metrics)
+                self._publish()
+            yield None
 
     def add_checkpoint(self, epoch: int, state: Mapping[str, torch.Tensor], metrics: Mapping[str, float] | None = None) -> None:
         """Add (or replace) the weights after `epoch` and update the view (at once, unlike `snapshot`)."""
@@ -252,13 +229,6 @@ class FeatureEvolution(CnnWidget):
         axis.set_title("fraction of dead channels", fontsize=9)
         axis.legend(fontsize=6)
         return render.figure_png(figure)
-
-
-def _lower_priority() -> None:
-    """Give the calling thread (and the torch threads it starts, which inherit it) the lowest CPU priority, so a
-    training loop on the same cores keeps them. Linux only: elsewhere the call would renice the whole process."""
-    if sys.platform.startswith("linux"):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _sample_batch(inspector: Inspector, dataset: object, sample: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 
@@ -26,7 +25,8 @@ from ..methods.occlusion import (
     occluded_logits,
     occlusion_progressive,
 )
-from .base import CnnWidget, array_message, front_end
+from .base import CnnWidget, array_message, front_end, one_line
+from .jobs import Jobs
 
 FILLS = {"gray": 0.0, "mean": "mean", "blur": "blur"}
 """What the square shows: gray is 0.0 in the model's input space (the dataset mean colour)."""
@@ -41,9 +41,9 @@ class OcclusionSlider(CnnWidget):
     centre in model-input pixels), `patch`, `stride`, `fill` ("gray", "mean", "blur"), `target` (a class index)
     and `layer`/`channel` (for the feature-map panel) drive it from Python as well.
 
-    The heatmaps are computed coarse to fine in small chunks on the kernel's event loop, so the widget keeps
-    answering drags while they fill in; changing a setting cancels the run and starts a new one. Outside a running
-    event loop (a script) they are computed at once.
+    The heatmaps are computed coarse to fine in small chunks on the kernel's event loop (the widget's `Jobs` runner),
+    so the widget keeps answering drags while they fill in; changing a setting cancels the run and starts a new
+    one. Outside a running event loop (a script) they are computed at once.
     """
 
     _esm = front_end("occlusion_slider")
@@ -58,7 +58,6 @@ class OcclusionSlider(CnnWidget):
     fill = traitlets.Enum(list(FILLS), "gray").tag(sync=True)
     x = traitlets.Float(0.0).tag(sync=True)
     y = traitlets.Float(0.0).tag(sync=True)
-    request = traitlets.Int(0).tag(sync=True)
     readout = traitlets.Dict().tag(sync=True)
     show_heatmap = traitlets.Bool(True).tag(sync=True)
     heatmap = traitlets.Dict().tag(sync=True)
@@ -67,7 +66,6 @@ class OcclusionSlider(CnnWidget):
     layer = traitlets.Unicode("").tag(sync=True)
     channel = traitlets.Int(-1).tag(sync=True)
     feature_map = traitlets.Dict().tag(sync=True)
-    progress = traitlets.Float(1.0).tag(sync=True)
     opacity = traitlets.Float(0.6).tag(sync=True)
     colormap = traitlets.Enum(list(render.COLORMAPS), "viridis").tag(sync=True)
 
@@ -79,9 +77,8 @@ class OcclusionSlider(CnnWidget):
         self._batch = self.inspector.preprocess(image if image is not None else zoo.sample_image("cat"))
         height, width = self._batch.shape[-2:]
         self._fills: dict[tuple[str, int], torch.Tensor] = {}
-        self._run = 0
-        self._steps: Iterator[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._run = 0  # stamps the maps' messages, so the browser matches partial maps to their settings
+        self._jobs = Jobs(self, thread=False)
         self._readout_key: tuple | None = None
         self._maps: OcclusionMaps | None = None
         self._feature: np.ndarray | None = None
@@ -177,17 +174,16 @@ class OcclusionSlider(CnnWidget):
             box = centered_box(self.y, self.x, self.patch, tuple(self._batch.shape[-2:]))
             logits = occluded_logits(self.inspector, self._batch, [box], self._fill(), patch=self.patch)[0]
         except Exception as error:
-            self.error = str(error).splitlines()[0] if str(error) else type(error).__name__
+            self.error = one_line(error)
             raise
         probabilities = logits.softmax(-1)
         top = int(probabilities.argmax())
         self.error = ""
-        self.readout = {
-            "request": self.request, "x": self.x, "y": self.y, "box": list(box),
-            "target": self.target, "label": self.inspector.label(self.target),
-            "probability": float(probabilities[self.target]), "unoccluded": float(self._probabilities[self.target]),
-            "top_index": top, "top_label": self.inspector.label(top), "top_probability": float(probabilities[top]),
-        }
+        self.readout = self.answer(
+            x=self.x, y=self.y, box=list(box), target=self.target, label=self.inspector.label(self.target),
+            probability=float(probabilities[self.target]), unoccluded=float(self._probabilities[self.target]),
+            top_index=top, top_label=self.inspector.label(top), top_probability=float(probabilities[top]),
+        )
 
     # --- heatmaps, coarse to fine, without blocking the kernel ---------------------------------------------------------
 
@@ -205,45 +201,19 @@ class OcclusionSlider(CnnWidget):
             self._restart(features_only=self._maps is not None and bool(self._maps.done.all()))
 
     def _restart(self, features_only: bool = False) -> None:
-        """Cancel the running computation and start the maps for the current settings."""
+        """Cancel the running computation and start the maps for the current settings (on the event loop)."""
         self._run += 1
-        self._steps = None
         if not self.show_heatmap:
+            self._jobs.cancel()
             self.heatmap, self.top_map, self.feature_map, self.progress = {}, {}, {}, 1.0
             return
-        self._steps = self._compute(self._run, features_only)
         self.progress = 0.5 if features_only else 0.0
-        self._loop = _running_loop()
-        if self._loop is None:
-            self.finish()
-        else:
-            self._loop.call_soon(self._step, self._run)
-
-    def _step(self, run: int) -> None:
-        if run != self._run or self._steps is None:
-            return  # superseded by newer settings
-        start = time.perf_counter()
-        try:
-            while time.perf_counter() - start < 0.05:  # one or a few chunks, then let the kernel answer messages
-                next(self._steps)
-        except StopIteration:
-            self._steps = None
-            return
-        except Exception as error:
-            self._steps = None
-            self.error = str(error).splitlines()[0] if str(error) else type(error).__name__
-            return
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon(self._step, run)
+        run = self._run
+        self._jobs.start(lambda _job: self._compute(run, features_only))
 
     def finish(self) -> None:
         """Compute whatever part of the maps is still missing, now (used by `to_png` and in scripts)."""
-        steps, self._steps = self._steps, None
-        self._run += 1  # a scheduled chunk of this run must not continue it
-        if steps is not None:
-            with self._working():
-                for _ in steps:
-                    pass
+        self._jobs.finish()
 
     def _compute(self, run: int, features_only: bool) -> Iterator[None]:
         size = tuple(self._batch.shape[-2:])
@@ -348,10 +318,3 @@ class OcclusionSlider(CnnWidget):
         left = self.patch / 2 - self.stride / 2 - 0.5
         top = self.patch / 2 - self.stride / 2 - 0.5
         return [left, left + nx * self.stride, top + ny * self.stride, top]
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

@@ -52,6 +52,7 @@ class SaliencyOverlay(CnnWidget):
     """
 
     _esm = front_end("saliency_overlay")
+    ACTIONS = ("run_sanity_check",)
 
     image = traitlets.Dict().tag(sync=True)
     predictions = traitlets.List().tag(sync=True)
@@ -72,7 +73,6 @@ class SaliencyOverlay(CnnWidget):
     ig_baseline = traitlets.Enum(list(IG_BASELINES), "zero").tag(sync=True)
     maps = traitlets.Dict().tag(sync=True)
     sanity = traitlets.Dict().tag(sync=True)
-    sanity_request = traitlets.Int(0).tag(sync=True)
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
         from .. import zoo
@@ -153,10 +153,6 @@ class SaliencyOverlay(CnnWidget):
     def _on_view(self, _change: dict) -> None:
         if self._ready:
             self._show()
-
-    @traitlets.observe("sanity_request")
-    def _on_sanity_request(self, _change: dict) -> None:
-        self.run_sanity_check()
 
     # --- computing -------------------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 // shows several methods on one shared 0..1 colour scale. Python sends each map as uint8 bytes; opacity and
 // colormap are applied here, so moving the slider or switching colormap needs no round trip.
 // Answers carry what they were computed for (methods, class, layer, reduction); only the newest is shown.
+import { sendAction } from './shared/actions.js';
 import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { colormapNames } from './shared/colormaps.js';
 import { h, setOptions } from './shared/dom.js';
@@ -358,7 +359,7 @@ function render({ model, el }) {
   listeners.onDom(ui.baseline, 'change', () => commit('ig_baseline', ui.baseline.value));
   listeners.onDom(ui.opacity, 'input', () => commit('opacity', Number(ui.opacity.value)));
   listeners.onDom(ui.colormap, 'change', () => commit('colormap', ui.colormap.value));
-  listeners.onDom(ui.sanityRun, 'click', () => commit('sanity_request', (model.get('sanity_request') ?? 0) + 1));
+  listeners.onDom(ui.sanityRun, 'click', () => { saveSoon.flush(); sendAction(model, 'run_sanity_check'); });
 
   stampView();
   drawError();
