@@ -181,6 +181,7 @@ class Jobs:
                 self._set_progress(fraction)
         except Exception as error:  # noqa: BLE001 - shown in the widget; the last good view stays
             self._fail(job, error)
+            self._failure = None  # raised to the caller here, so not again by wait()
             raise
         finally:
             job.ended.set()
