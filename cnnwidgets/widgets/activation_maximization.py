@@ -188,6 +188,8 @@ class ActivationMaximization(BackgroundOptimization):
     def _check_setting(self, proposal: dict) -> object:
         """A setting the optimization cannot use is refused at once (checked by building one on the user's model,
         which runs no forward pass), not when the next run starts."""
+        if proposal["trait"].name == "diversity_layer" and proposal["value"]:
+            self.inspector.layer(proposal["value"])  # checked even while a single image does not use it
         self._maximizer(self.inspector, **{proposal["trait"].name: proposal["value"]})
         return proposal["value"]
 

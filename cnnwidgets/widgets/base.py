@@ -60,13 +60,12 @@ class RefusedValue(InputError, traitlets.TraitError):
 
 
 def _refusing(handler: Callable[[object, object], object]) -> Callable[[object, object], object]:
-    """`handler` (a trait validator) with its InputError raised as a RefusedValue and shown in the widget's `error`."""
+    """`handler` (a trait validator) with its InputError raised as a RefusedValue, which traitlets rolls back."""
 
     def validate(widget: CnnWidget, proposal: object) -> object:
         try:
             return handler(widget, proposal)
         except InputError as error:
-            widget.error = one_line(error)
             raise refused(error) from None
 
     return validate
@@ -131,6 +130,15 @@ class CnnWidget(anywidget.AnyWidget):
     def answer(self, **message: object) -> dict:
         """An answer trait's value for the current request: `message` with the `request` id it answers."""
         return {"request": self.request, **message}
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """Setting a trait from Python: a refused value raises, and `error` says why (the trait keeps its value)."""
+        try:
+            super().__setattr__(name, value)
+        except traitlets.TraitError as error:
+            if name != "error":
+                self.error = one_line(error)
+            raise
 
     def _register_validator(self, handler: Callable[..., object], names: tuple) -> None:
         super()._register_validator(_refusing(handler), names)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from .. import render
 from ..backend import Inspector, as_inspector
 from ..backend.images import ImageLike
 from ..errors import InputError
-from ..methods.image_params import PARAMETERIZATIONS, to_uint8
+from ..methods.image_params import PARAMETERIZATIONS, check_range, to_uint8
 from ..methods.invariance import default_layers
 from ..methods.invert import INVERSION_DEFAULTS, Inverter
 from .activation_maximization import BackgroundOptimization
@@ -71,6 +71,11 @@ class CodeInversion(BackgroundOptimization):
         if not 16 <= proposal["value"] <= 1024:
             raise InputError(f"size={proposal['value']} is out of range; pick 16..1024 px")
         return proposal["value"]
+
+    @traitlets.validate("lr", "tv")
+    def _check_rates(self, proposal: dict) -> float:
+        low, high = (1e-6, 10.0) if proposal["trait"].name == "lr" else (0.0, None)
+        return check_range(proposal["trait"].name, proposal["value"], low, high)
 
     def _make(self) -> None:
         batch = self._batch

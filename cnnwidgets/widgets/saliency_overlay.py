@@ -104,7 +104,7 @@ class SaliencyOverlay(CnnWidget):
         batch = inspector.preprocess(image)
         probabilities = inspector.logits(batch).softmax(-1)
         top = probabilities.topk(min(5, len(probabilities)))
-        layers = [layer.name for layer in inspector.layers if layer.kind in cam.CAM_KINDS and cam._spatial(layer)]
+        layers = [layer.name for layer in cam.cam_layers(inspector)]
         ready, self._ready = self._ready, False
         self._batch, self._raw = batch, {}
         with self.hold_trait_notifications():

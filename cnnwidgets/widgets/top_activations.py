@@ -95,7 +95,7 @@ class TopActivations(CnnWidget):
 
     @traitlets.validate("layer")
     def _check_layer(self, proposal: dict) -> str:
-        self.index._layer(proposal["value"])
+        self.index.layer_shape(proposal["value"])  # an unknown layer raises, listing close names
         return proposal["value"]
 
     @traitlets.validate("channel")
