@@ -7,7 +7,8 @@ regularizer of `cnnwidgets.methods.maximize` is a trait; changing one starts afr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import traitlets
@@ -19,7 +20,7 @@ from ..errors import InputError
 from ..methods.image_params import PARAMETERIZATIONS
 from ..methods.maximize import UNITS, Maximizer, Settings
 from .base import CnnWidget, array_message, front_end
-from .jobs import Job, Jobs
+from .jobs import Job, Jobs, Steps
 
 
 class BackgroundOptimization(CnnWidget):
@@ -114,7 +115,7 @@ class BackgroundOptimization(CnnWidget):
         if was_running:
             self.start()
 
-    def _run_steps(self, job: Job) -> Iterator[float]:
+    def _run_steps(self, job: Job) -> Steps:
         """The job: `every` steps at a time until the goal, publishing after each chunk; `running` false at the end."""
         try:
             start = self._done()
@@ -132,7 +133,8 @@ class ActivationMaximization(BackgroundOptimization):
     neuron with `unit="neuron"`), with the regularizers of `maximize` as traits: `param` ("fourier"/"pixel"),
     `lr`, `jitter` px, `scale` ±fraction, `rotate` ±degrees, `blur` σ, `l2`, `tv`; `count` images of `size` px from
     seed `seed`, pushed apart by `diversity` (compared at `diversity_layer`, "" for the default middle layer;
-    `similarity` shows the batch's mean pairwise Gram-matrix similarity there). Press run (or call `start()` / `run()`), watch the images change every `every` steps, stop any time.
+    `similarity` shows the batch's mean pairwise Gram-matrix similarity there). Press run (or call `start()` /
+    `run()`), watch the images change every `every` steps, stop any time.
     With no inspector: the embedded EfficientNet-Lite0."""
 
     _esm = front_end("activation_maximization")
@@ -175,7 +177,6 @@ class ActivationMaximization(BackgroundOptimization):
         self._setup_background()
         self.labels = list(self.inspector.labels or [])
         self.layer_names = self.inspector.layer_names
-        self.maximizer: Maximizer | None = None
         with self._working():
             self._make()
             self._publish()
@@ -194,7 +195,7 @@ class ActivationMaximization(BackgroundOptimization):
         return proposal["value"]
 
     def _maximizer(self, inspector: Inspector, **changed: object) -> Maximizer:
-        value = {name: changed.get(name, getattr(self, name)) for name in self.SETTINGS}
+        value: dict[str, Any] = {name: changed.get(name, getattr(self, name)) for name in self.SETTINGS}
         settings = Settings(param=value["param"], lr=value["lr"], jitter=value["jitter"], scale=value["scale"],
                             rotate=value["rotate"], blur=value["blur"], l2=value["l2"], tv=value["tv"])
         batch = {"count": value["count"], "size": value["size"], "seed": value["seed"], "diversity": value["diversity"],
@@ -211,7 +212,8 @@ class ActivationMaximization(BackgroundOptimization):
         self.maximizer.step(steps, stop=stop)
 
     def _done(self) -> int:
-        return self.maximizer.steps_done if self.maximizer is not None else 0
+        maximizer = getattr(self, "maximizer", None)  # none before the constructor made the first
+        return maximizer.steps_done if maximizer is not None else 0
 
     def _publish(self) -> None:
         maximizer = self.maximizer

@@ -26,6 +26,7 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import anywidget
 import numpy as np
@@ -59,10 +60,10 @@ class RefusedValue(InputError, traitlets.TraitError):
     """A trait value a widget's validator refused; traitlets rolls the change back because it is a TraitError."""
 
 
-def _refusing(handler: Callable[[object, object], object]) -> Callable[[object, object], object]:
+def _refusing(handler: Callable[[CnnWidget, Any], object]) -> Callable[[CnnWidget, Any], object]:
     """`handler` (a trait validator) with its InputError raised as a RefusedValue, which traitlets rolls back."""
 
-    def validate(widget: CnnWidget, proposal: object) -> object:
+    def validate(widget: CnnWidget, proposal: Any) -> object:
         try:
             return handler(widget, proposal)
         except InputError as error:
@@ -80,7 +81,7 @@ def refused(error: InputError) -> RefusedValue:
     kind = _REFUSED_KINDS.get(type(error))
     if kind is None:
         kind = _REFUSED_KINDS[type(error)] = type(f"Refused{type(error).__name__}", (type(error), RefusedValue), {})
-    copy = kind.__new__(kind)
+    copy: RefusedValue = Exception.__new__(kind)
     copy.__dict__.update(error.__dict__)
     copy.args = error.args
     return copy
@@ -141,7 +142,7 @@ class CnnWidget(anywidget.AnyWidget):
             raise
 
     def _register_validator(self, handler: Callable[..., object], names: tuple) -> None:
-        super()._register_validator(_refusing(handler), names)  # type: ignore[arg-type]
+        super()._register_validator(_refusing(handler), names)
 
     @contextmanager
     def hold_trait_notifications(self) -> Iterator[None]:

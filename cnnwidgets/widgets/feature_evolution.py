@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import random
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +23,7 @@ from ..methods import filter_images
 from ..methods.evolution import evolution_panels, first_conv, weight_change
 from ..methods.receptive_field import receptive_fields
 from .base import CnnWidget, array_message, front_end
-from .jobs import Job, Jobs
+from .jobs import Job, Jobs, Steps
 
 BACKGROUND_SHARE = 0.05
 """While snapshots keep coming, the background thread computes panels at most this share of the time and rests
@@ -84,9 +86,10 @@ class FeatureEvolution(CnnWidget):
         self.inspector = Inspector(copy.deepcopy(given.model), given.transform, given.labels)
         self._tracked: nn.Module | None = None
         self._batch, self._targets = _sample_batch(self.inspector, dataset, sample, seed)
-        spatial = [l for l in self.inspector.layers if l.kind == "activation" and len(l.shape) == 3 and l.shape[1] > 1]
-        self._layers = list(layers) if layers is not None else [l.name for l in spatial] or self.inspector.layer_names
-        self._features = [(str(l), int(c)) for l, c in features] if features is not None else _pick_features(self.inspector, self._layers, features_per_layer, seed)
+        spatial = [info.name for info in self.inspector.layers if info.kind == "activation" and len(info.shape) == 3 and info.shape[1] > 1]
+        self._layers = list(layers) if layers is not None else spatial or self.inspector.layer_names
+        self._features = ([(str(layer), int(channel)) for layer, channel in features] if features is not None
+                          else _pick_features(self.inspector, self._layers, features_per_layer, seed))
         for layer, channel in self._features:
             if not 0 <= channel < self.inspector.layer(layer).shape[0]:
                 raise InputError(f"channel {channel} is out of range for layer {layer!r}; pick 0..{self.inspector.layer(layer).shape[0] - 1}")
@@ -106,7 +109,7 @@ class FeatureEvolution(CnnWidget):
         self._publish()
 
     @classmethod
-    def track(cls, model: nn.Module | Inspector, dataset: object, **options: object) -> FeatureEvolution:
+    def track(cls, model: nn.Module | Inspector, dataset: object, **options: Any) -> FeatureEvolution:
         """A widget that follows `model` as it trains: display it, then call `snapshot(epoch)` each epoch."""
         widget = cls(model, None, dataset, **options)
         widget._tracked = as_inspector(model).model
@@ -130,7 +133,7 @@ class FeatureEvolution(CnnWidget):
         TimeoutError); raises the error that stopped one, if any (the widget shows it too)."""
         self._jobs.wait(timeout)
 
-    def _drain(self, _job: Job) -> Iterator[None]:
+    def _drain(self, _job: Job) -> Steps:
         """The background job: compute the panels of the waiting snapshots and publish, a round per step, until
         none is left."""
         torch.set_num_threads(1)  # this thread only: no second team of spinning OpenMP threads beside the training
@@ -160,7 +163,9 @@ class FeatureEvolution(CnnWidget):
         except RuntimeError as error:
             raise InputError(f"the checkpoint of epoch {epoch} does not fit the model: {str(error).splitlines()[0]}") from None
         panels = evolution_panels(self.inspector, self._batch, self._features, self._layers, self._targets, self._tile, self._fields)
-        panels["filters"], panels["filters_note"] = filter_images(self.inspector.model.get_submodule(first_conv(self.inspector.model)).weight)
+        weight = self.inspector.model.get_submodule(first_conv(self.inspector.model)).weight
+        assert isinstance(weight, torch.Tensor)
+        panels["filters"], panels["filters_note"] = filter_images(weight)
         self._states[epoch], self._panels[epoch] = state, panels
         self._metrics[epoch] = dict(metrics or {})
 
@@ -178,7 +183,7 @@ class FeatureEvolution(CnnWidget):
                                    images=torch.stack([p["images"] for p in panels], 1).tolist(), epochs=epochs)
         weighted = [name for name, module in self.inspector.model.named_modules()
                     if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear))]
-        changes = [None] + [weight_change(self._states[a], self._states[b], weighted) for a, b in zip(epochs, epochs[1:])]
+        changes = [None] + [weight_change(self._states[a], self._states[b], weighted) for a, b in itertools.pairwise(epochs)]
         metric_names = sorted({name for e in epochs for name in self._metrics[e]})
         self.curves = {
             "epochs": epochs,
@@ -231,7 +236,7 @@ class FeatureEvolution(CnnWidget):
         return render.figure_png(figure)
 
 
-def _sample_batch(inspector: Inspector, dataset: object, sample: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _sample_batch(inspector: Inspector, dataset: Any, sample: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A fixed random sample of `dataset` as one preprocessed batch, with labels when every item has one."""
     if isinstance(dataset, torch.Tensor) and dataset.dim() == 4:
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:sample]
@@ -243,7 +248,7 @@ def _sample_batch(inspector: Inspector, dataset: object, sample: int, seed: int)
     if count == 0:
         raise InputError("the dataset is empty; pass at least one image")
     positions = sorted(random.Random(seed).sample(range(count), min(sample, count)))
-    items = [parse_item(dataset[p], p) for p in positions]
+    items: list[tuple[Any, int | None]] = [parse_item(dataset[p], p) for p in positions]
     batch = torch.cat([inspector.preprocess(image) for image, _ in items]).cpu()
     labels = [label for _, label in items]
     return batch, None if any(label is None for label in labels) else torch.tensor(labels)

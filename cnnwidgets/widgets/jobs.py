@@ -32,7 +32,7 @@ import atexit
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
 from .base import one_line
@@ -46,7 +46,7 @@ readout waits at most one chunk)."""
 EXIT_JOIN_S = 10.0
 """At interpreter exit, how long to wait for each worker thread to leave its current step."""
 
-Steps = Iterator[float | None]
+Steps = Generator[float | None, None, None]
 
 _RUNNERS: weakref.WeakSet[Jobs] = weakref.WeakSet()
 
@@ -179,7 +179,7 @@ class Jobs:
         try:
             for fraction in job.steps:
                 self._set_progress(fraction)
-        except Exception as error:  # noqa: BLE001 - shown in the widget; the last good view stays
+        except Exception as error:
             self._fail(job, error)
             self._failure = None  # raised to the caller here, so not again by wait()
             raise

@@ -48,13 +48,14 @@ class LayerExplorer(CnnWidget):
         image: ImageLike | None = None,
         *,
         images: Sequence[ImageLike] = (),
+        layer: str | None = None,
+        channel: int = -1,
         **kwargs: object,
     ) -> None:
         from .. import zoo
 
         self.inspector = as_inspector(inspector)
         self._images = [image if image is not None else zoo.sample_image("cat"), *images]
-        layer, channel = kwargs.pop("layer", None), kwargs.pop("channel", -1)
         state = self._image_state(self._images[0])
         dead_all = self._dead_on_all_images() if images else {}
         super().__init__(**kwargs)
@@ -81,7 +82,7 @@ class LayerExplorer(CnnWidget):
         return {
             "image": array_message(inspector.display_image(batch)),
             "predictions": [{"label": label, "probability": p} for label, p in inspector.predict(batch, k=5)],
-            "layers": [{"name": l.name, "shape": list(l.shape), "kind": l.kind} for l in inspector.layers],
+            "layers": [{"name": info.name, "shape": list(info.shape), "kind": info.kind} for info in inspector.layers],
         }
 
     def _dead_on_all_images(self) -> dict[str, list[bool]]:
@@ -125,7 +126,7 @@ class LayerExplorer(CnnWidget):
         with self._working():
             activations = self._activations()
             scaled, low, high = scale_maps(activations, self.normalize)
-            stats = {key: value.tolist() for key, value in channel_stats(activations).items()}
+            stats: dict[str, object] = {key: value.tolist() for key, value in channel_stats(activations).items()}
             stats["dead_all"] = self._dead_all.get(self.layer)
             stats["n_images"] = len(self._images)
             self.maps = array_message(scaled.numpy(), layer=self.layer, low=low.tolist(), high=high.tolist(), stats=stats)
@@ -138,6 +139,7 @@ class LayerExplorer(CnnWidget):
             self.filters = array_message(np.zeros((0, 0, 0, 1), np.uint8), source="", note="no convolution before this layer")
             return
         weight = self.inspector.model.get_submodule(source.module_name).weight
+        assert isinstance(weight, torch.Tensor)
         self.filter_in_channels = weight.shape[1]
         pictures, note = filter_images(weight, self.filter_slice)
         self.filters = array_message(pictures.numpy(), source=source.name, note=note)
@@ -169,5 +171,5 @@ class LayerExplorer(CnnWidget):
 
 def _default_layer(inspector: Inspector) -> str:
     """The first activation layer (the maps after the first conv and ReLU, as in the CS231n figures)."""
-    activations = [layer.name for layer in inspector.layers if layer.kind == "activation"]
+    activations = [info.name for info in inspector.layers if info.kind == "activation"]
     return activations[0] if activations else inspector.layer_names[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -26,9 +25,9 @@ from ..methods.occlusion import (
     occlusion_progressive,
 )
 from .base import CnnWidget, array_message, front_end, one_line
-from .jobs import Jobs
+from .jobs import Jobs, Steps
 
-FILLS = {"gray": 0.0, "mean": "mean", "blur": "blur"}
+FILLS: dict[str, float | str] = {"gray": 0.0, "mean": "mean", "blur": "blur"}
 """What the square shows: gray is 0.0 in the model's input space (the dataset mean colour)."""
 PUSH_INTERVAL_S = 0.25
 """Partial heatmaps go to the browser at most this often (and whenever a coarse level completes)."""
@@ -118,7 +117,7 @@ class OcclusionSlider(CnnWidget):
         if hasattr(self, "_batch"):
             patch = proposal["value"] if proposal["trait"].name == "patch" else self.patch
             stride = proposal["value"] if proposal["trait"].name == "stride" else self.stride
-            check_patch_stride(tuple(self._batch.shape[-2:]), patch, stride)
+            check_patch_stride(self._size(), patch, stride)
         return proposal["value"]
 
     @traitlets.validate("x", "y")
@@ -149,8 +148,13 @@ class OcclusionSlider(CnnWidget):
             raise InputError(f"opacity {proposal['value']} is not between 0 and 1")
         return proposal["value"]
 
+    def _size(self) -> tuple[int, int]:
+        """(height, width) of the model input."""
+        height, width = self._batch.shape[-2:]
+        return int(height), int(width)
+
     def _check_settings(self) -> None:
-        check_patch_stride(tuple(self._batch.shape[-2:]), self.patch, self.stride)
+        check_patch_stride(self._size(), self.patch, self.stride)
 
     # --- the dragged occluder ---------------------------------------------------------------------------------------
 
@@ -171,7 +175,7 @@ class OcclusionSlider(CnnWidget):
             return  # several traits of one browser message: answer once
         self._readout_key = key
         try:
-            box = centered_box(self.y, self.x, self.patch, tuple(self._batch.shape[-2:]))
+            box = centered_box(self.y, self.x, self.patch, self._size())
             logits = occluded_logits(self.inspector, self._batch, [box], self._fill(), patch=self.patch)[0]
         except Exception as error:
             self.error = one_line(error)
@@ -215,8 +219,8 @@ class OcclusionSlider(CnnWidget):
         """Compute whatever part of the maps is still missing, now (used by `to_png` and in scripts)."""
         self._jobs.finish()
 
-    def _compute(self, run: int, features_only: bool) -> Iterator[None]:
-        size = tuple(self._batch.shape[-2:])
+    def _compute(self, run: int, features_only: bool) -> Steps:
+        size = self._size()
         patch, stride, fill = self.patch, self.stride, self._fill()
         ny, nx = grid_shape(size, patch, stride)
         if not features_only:
@@ -230,7 +234,7 @@ class OcclusionSlider(CnnWidget):
                 if maps.done.all() or maps.level != level or now - last_push > PUSH_INTERVAL_S:
                     self._push_maps(run, maps)
                     last_push, level = now, maps.level
-                yield
+                yield None
         if self.layer and self.channel >= 0:
             boxes = grid_boxes(size, patch, stride)
             values = np.full(len(boxes), np.nan, np.float32)
@@ -239,7 +243,7 @@ class OcclusionSlider(CnnWidget):
                 values[done:done + len(sums)] = sums.numpy()
                 done += len(sums)
                 self.progress = 0.5 + 0.5 * done / len(boxes) if features_only else self.progress
-                yield
+                yield None
             reference = float(self.inspector.activations(self._batch, self.layer)[self.channel].sum())
             self._feature = values.reshape(ny, nx)
             self.feature_map = array_message(self._feature, run=run, layer=self.layer, channel=self.channel,
@@ -314,7 +318,7 @@ class OcclusionSlider(CnnWidget):
 
     def _extent(self) -> list[float]:
         """Where the [ny, nx] maps go on the image: each cell centred on its occluder's centre, `stride` wide."""
-        ny, nx = grid_shape(tuple(self.size), self.patch, self.stride)
+        ny, nx = grid_shape((self.size[0], self.size[1]), self.patch, self.stride)
         left = self.patch / 2 - self.stride / 2 - 0.5
         top = self.patch / 2 - self.stride / 2 - 0.5
         return [left, left + nx * self.stride, top + ny * self.stride, top]

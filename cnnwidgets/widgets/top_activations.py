@@ -28,7 +28,7 @@ SHOW_MODES = ("image", "projection", "overlay")
 
 def field_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     """The square `box` (top, left, bottom, right; may reach outside) of an H×W×3 image, outside filled gray."""
-    top, left, bottom, right = (int(round(v)) for v in box)
+    top, left, bottom, right = (round(v) for v in box)
     crop = np.full((bottom - top, right - left, 3), OUTSIDE, np.uint8)
     height, width = image.shape[:2]
     y0, x0, y1, x1 = max(top, 0), max(left, 0), min(bottom, height), min(right, width)
@@ -150,7 +150,7 @@ class TopActivations(CnnWidget):
             image = self.index.image(image_id)
             height, width = image.shape[:2]
             if field is None or field.covers_input or (field.size[0] >= height and field.size[1] >= width):
-                box = (0.0, 0.0, float(height), float(width))
+                box: tuple[float, ...] = (0.0, 0.0, float(height), float(width))
             else:
                 box = tuple(float(v) for v in field.box(row, col))
             entries.append({"id": image_id, "value": value, "position": [row, col], "image": image, "box": box})
@@ -172,7 +172,7 @@ class TopActivations(CnnWidget):
             entries = self._entries()
             self._shown = entries
             if entries:
-                sides = [int(round(e["box"][2] - e["box"][0])) for e in entries]
+                sides = [round(e["box"][2] - e["box"][0]) for e in entries]
                 side = min(max(sides), CROP_MAX)
                 crops = np.stack([_fit(field_crop(e["image"], e["box"]), side) for e in entries])
             else:

@@ -5,6 +5,7 @@ import { sendAction } from './shared/actions.js';
 import { h, setOptions } from './shared/dom.js';
 import { Listeners } from './shared/listeners.js';
 import { PANEL_CSS, drawError, drawMessage, drawPredictions, figure, setSlider, slider } from './shared/panels.js';
+import { scopedStyle } from './shared/styles.js';
 import { throttledTraits } from './shared/requests.js';
 
 const BOX = 200;
@@ -37,7 +38,7 @@ function render({ model, el }) {
   panels.fooling.root.append(tops.fooling);
   const labelled = (text, control) => h('label', {}, text, control);
   const root = h('div', { className: 'cnnw-panel cnnw-adversarial-explorer' },
-    h('style', { textContent: PANEL_CSS }), labelList,
+    scopedStyle('cnnw-adversarial-explorer', PANEL_CSS), labelList,
     h('div', { className: 'cnnw-row cnnw-controls' }, labelled('attack', method), epsilon.root, labelled('steps', steps),
       labelled('target', target), busy, error),
     summary,
