@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import traitlets
 from torch import nn
 
@@ -19,7 +18,8 @@ from ..backend import Inspector, as_inspector
 from ..errors import InputError
 from ..methods.image_params import PARAMETERIZATIONS
 from ..methods.maximize import UNITS, Maximizer, Settings
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end
 from .jobs import Job, Jobs, Steps
 
 
@@ -158,7 +158,7 @@ class ActivationMaximization(BackgroundOptimization):
     seed = traitlets.Int(0).tag(sync=True)
     labels = traitlets.List().tag(sync=True)
     layer_names = traitlets.List().tag(sync=True)
-    images = traitlets.Dict().tag(sync=True)
+    images = Array().tag(sync=True)
     history = traitlets.List().tag(sync=True)
     probabilities = traitlets.List().tag(sync=True)
     predictions = traitlets.List().tag(sync=True)
@@ -233,7 +233,7 @@ class ActivationMaximization(BackgroundOptimization):
     def _figure_png(self) -> bytes:
         import matplotlib.pyplot as plt
 
-        pictures = np.frombuffer(self.images["data"], np.uint8).reshape(self.images["shape"])
+        pictures = self.images.array
         figure, axes = plt.subplots(1, len(pictures) + 1, figsize=(3.4 * (len(pictures) + 1), 3.6))
         for index, (axis, picture) in enumerate(zip(axes, pictures)):
             axis.imshow(picture)

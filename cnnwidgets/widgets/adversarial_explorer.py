@@ -14,7 +14,8 @@ from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods.adversarial import AttackResult, fgsm, fooling_image, pgd, saliency
 from ..methods.image_params import to_uint8
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end
 
 MAX_EPSILON = 32
 
@@ -32,16 +33,16 @@ class AdversarialExplorer(CnnWidget):
     steps = traitlets.Int(10).tag(sync=True)
     target = traitlets.Unicode("").tag(sync=True)
     labels = traitlets.List().tag(sync=True)
-    original = traitlets.Dict().tag(sync=True)
-    perturbation = traitlets.Dict().tag(sync=True)
-    adversarial = traitlets.Dict().tag(sync=True)
-    saliency_original = traitlets.Dict().tag(sync=True)
-    saliency_adversarial = traitlets.Dict().tag(sync=True)
+    original = Array().tag(sync=True)
+    perturbation = Array().tag(sync=True)
+    adversarial = Array().tag(sync=True)
+    saliency_original = Array().tag(sync=True)
+    saliency_adversarial = Array().tag(sync=True)
     original_top = traitlets.List().tag(sync=True)
     adversarial_top = traitlets.List().tag(sync=True)
     summary = traitlets.Dict().tag(sync=True)
     fool_target = traitlets.Unicode("goldfish").tag(sync=True)
-    fooling = traitlets.Dict().tag(sync=True)
+    fooling = Array().tag(sync=True)
     fooling_top = traitlets.List().tag(sync=True)
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
@@ -125,7 +126,7 @@ class AdversarialExplorer(CnnWidget):
             panels.append((f"fooling image ({self.fooling['steps']} steps)", self.fooling, self.fooling_top))
         figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.8))
         for axis, (title, message, top) in zip(axes, panels):
-            picture = np.frombuffer(message["data"], np.uint8).reshape(message["shape"])
+            picture = message.array
             axis.imshow(picture, cmap="magma" if picture.ndim == 2 else None)
             if top:
                 title += "\n" + "\n".join(f"{p['label']} {p['probability']:.2f}" for p in top[:2])

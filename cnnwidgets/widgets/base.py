@@ -29,10 +29,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import anywidget
-import numpy as np
 import traitlets
 
 from ..errors import InputError
+from .arrays import array_message as array_message  # re-exported: EmbeddingScatter imports it from here
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
 
@@ -48,12 +48,6 @@ def front_end(name: str) -> pathlib.Path | str:
     """
     path = STATIC / f"{name}.js"
     return path if path.is_file() else NOT_BUILT
-
-
-def array_message(array: np.ndarray, **metadata: object) -> dict:
-    """A numpy array as a synced-trait value: raw bytes (sent as a binary buffer, not base64), dtype and shape."""
-    array = np.ascontiguousarray(array)
-    return {"data": array.tobytes(), "dtype": str(array.dtype), "shape": list(array.shape), **metadata}
 
 
 class RefusedValue(InputError, traitlets.TraitError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import traitlets
@@ -19,7 +18,8 @@ from ..methods.image_params import PARAMETERIZATIONS, check_range, to_uint8
 from ..methods.invariance import default_layers
 from ..methods.invert import INVERSION_DEFAULTS, Inverter
 from .activation_maximization import BackgroundOptimization
-from .base import array_message, front_end
+from .arrays import Array, array_message
+from .base import front_end
 
 
 class CodeInversion(BackgroundOptimization):
@@ -35,8 +35,8 @@ class CodeInversion(BackgroundOptimization):
     lr = traitlets.Float(INVERSION_DEFAULTS.lr).tag(sync=True)
     tv = traitlets.Float(INVERSION_DEFAULTS.tv).tag(sync=True)
     size = traitlets.Int(128).tag(sync=True)
-    original = traitlets.Dict().tag(sync=True)
-    reconstructions = traitlets.Dict().tag(sync=True)
+    original = Array().tag(sync=True)
+    reconstructions = Array().tag(sync=True)
     psnr = traitlets.List().tag(sync=True)
     distances = traitlets.List().tag(sync=True)
 
@@ -107,9 +107,9 @@ class CodeInversion(BackgroundOptimization):
     def _figure_png(self) -> bytes:
         import matplotlib.pyplot as plt
 
-        pictures = np.frombuffer(self.reconstructions["data"], np.uint8).reshape(self.reconstructions["shape"])
+        pictures = self.reconstructions.array
         figure, axes = plt.subplots(1, len(pictures) + 1, figsize=(3 * (len(pictures) + 1), 3.4))
-        axes[0].imshow(np.frombuffer(self.original["data"], np.uint8).reshape(self.original["shape"]))
+        axes[0].imshow(self.original.array)
         axes[0].set_title("original", fontsize=9)
         for axis, picture, layer, value in zip(axes[1:], pictures, self.reconstructions["layers"], self.psnr):
             axis.imshow(picture)

@@ -22,7 +22,8 @@ from ..errors import InputError
 from ..methods import filter_images
 from ..methods.evolution import evolution_panels, first_conv, weight_change
 from ..methods.receptive_field import receptive_fields
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end
 from .jobs import Job, Jobs, Steps
 
 BACKGROUND_SHARE = 0.05
@@ -55,8 +56,8 @@ class FeatureEvolution(CnnWidget):
     epochs = traitlets.List(traitlets.Int()).tag(sync=True)
     epoch = traitlets.Int(-1).tag(sync=True)
     features = traitlets.List().tag(sync=True)
-    filters = traitlets.Dict().tag(sync=True)
-    tiles = traitlets.Dict().tag(sync=True)
+    filters = Array().tag(sync=True)
+    tiles = Array().tag(sync=True)
     curves = traitlets.Dict().tag(sync=True)
     colormap = traitlets.Enum(list(render.COLORMAPS), "coolwarm").tag(sync=True)
 
@@ -212,8 +213,8 @@ class FeatureEvolution(CnnWidget):
         if not epochs:
             raise InputError("there is nothing to export yet; add a checkpoint or take a snapshot first")
         column = epochs.index(self.epoch)
-        tiles = np.frombuffer(self.tiles["data"], np.uint8).reshape(self.tiles["shape"])  # [F, E, 2, S, S, 3]
-        filters = np.frombuffer(self.filters["data"], np.uint8).reshape(self.filters["shape"])[column]
+        tiles = self.tiles.array  # [F, E, 2, S, S, 3]
+        filters = self.filters.array[column]
         figure = plt.figure(figsize=(4 + 1.1 * len(epochs), 2 + 0.6 * len(tiles)))
         grid = figure.add_gridspec(2, 2, width_ratios=[1, max(1, len(epochs) / 3)], height_ratios=[1, 1])
         axis = figure.add_subplot(grid[0, 0])

@@ -16,7 +16,8 @@ from ..backend.images import ImageLike
 from ..backend.layers import weights_layer
 from ..errors import InputError
 from ..methods import channel_stats, dead_on_all, filter_images, scale_maps
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end
 
 
 class LayerExplorer(CnnWidget):
@@ -30,13 +31,13 @@ class LayerExplorer(CnnWidget):
 
     _esm = front_end("layer_explorer")
 
-    image = traitlets.Dict().tag(sync=True)
+    image = Array().tag(sync=True)
     predictions = traitlets.List().tag(sync=True)
     layers = traitlets.List().tag(sync=True)
     layer = traitlets.Unicode("").tag(sync=True)
     channel = traitlets.Int(-1).tag(sync=True)
-    maps = traitlets.Dict().tag(sync=True)
-    filters = traitlets.Dict().tag(sync=True)
+    maps = Array().tag(sync=True)
+    filters = Array().tag(sync=True)
     filter_slice = traitlets.Int(-1).tag(sync=True)
     filter_in_channels = traitlets.Int(0).tag(sync=True)
     normalize = traitlets.Enum(["layer", "channel"], "layer").tag(sync=True)
@@ -148,10 +149,10 @@ class LayerExplorer(CnnWidget):
         import matplotlib.pyplot as plt
 
         figure, axes = plt.subplots(1, 4, figsize=(16, 4.4), gridspec_kw={"width_ratios": [1, 1.6, 1, 1.2]})
-        image = np.frombuffer(self.image["data"], np.uint8).reshape(self.image["shape"])
+        image = self.image.array
         axes[0].imshow(image)
         axes[0].set_title("\n".join(f"{p['label']} {p['probability']:.2f}" for p in self.predictions[:3]), fontsize=9)
-        maps = np.frombuffer(self.maps["data"], np.uint8).reshape(self.maps["shape"])
+        maps = self.maps.array
         dead = sum(self.maps["stats"]["dead"])
         axes[1].imshow(render.colorize(render.tile(maps, fill=0), self.colormap))
         axes[1].set_title(f"{self.layer}: {len(maps)} maps, {dead} dead", fontsize=9)
@@ -159,7 +160,7 @@ class LayerExplorer(CnnWidget):
             stats = self.maps["stats"]
             axes[2].imshow(render.colorize(maps[self.channel], self.colormap))
             axes[2].set_title(f"channel {self.channel}: {stats['min'][self.channel]:.3g} … {stats['max'][self.channel]:.3g}", fontsize=9)
-        filters = np.frombuffer(self.filters["data"], np.uint8).reshape(self.filters["shape"])
+        filters = self.filters.array
         if len(filters):
             tiles = render.tile(filters if filters.shape[-1] == 3 else render.colorize(filters[..., 0], "coolwarm"))
             axes[3].imshow(tiles, interpolation="nearest")

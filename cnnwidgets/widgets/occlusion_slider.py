@@ -24,7 +24,8 @@ from ..methods.occlusion import (
     occluded_logits,
     occlusion_progressive,
 )
-from .base import CnnWidget, array_message, front_end, one_line
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end, one_line
 from .jobs import Jobs, Steps
 
 FILLS: dict[str, float | str] = {"gray": 0.0, "mean": "mean", "blur": "blur"}
@@ -47,7 +48,7 @@ class OcclusionSlider(CnnWidget):
 
     _esm = front_end("occlusion_slider")
 
-    image = traitlets.Dict().tag(sync=True)
+    image = Array().tag(sync=True)
     size = traitlets.List([0, 0]).tag(sync=True)
     predictions = traitlets.List().tag(sync=True)
     labels = traitlets.List().tag(sync=True)
@@ -59,12 +60,12 @@ class OcclusionSlider(CnnWidget):
     y = traitlets.Float(0.0).tag(sync=True)
     readout = traitlets.Dict().tag(sync=True)
     show_heatmap = traitlets.Bool(True).tag(sync=True)
-    heatmap = traitlets.Dict().tag(sync=True)
-    top_map = traitlets.Dict().tag(sync=True)
+    heatmap = Array().tag(sync=True)
+    top_map = Array().tag(sync=True)
     layers = traitlets.List().tag(sync=True)
     layer = traitlets.Unicode("").tag(sync=True)
     channel = traitlets.Int(-1).tag(sync=True)
-    feature_map = traitlets.Dict().tag(sync=True)
+    feature_map = Array().tag(sync=True)
     opacity = traitlets.Float(0.6).tag(sync=True)
     colormap = traitlets.Enum(list(render.COLORMAPS), "viridis").tag(sync=True)
 
@@ -276,7 +277,7 @@ class OcclusionSlider(CnnWidget):
         panels = 1 + (self._maps is not None) + (self._feature is not None)
         figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 5.2), squeeze=False)
         axes = axes[0]
-        picture = np.frombuffer(self.image["data"], np.uint8).reshape(self.image["shape"])
+        picture = self.image.array
         readout = self.readout
         height, width = self.size
         extent = self._extent()

@@ -15,7 +15,8 @@ from ..methods import cam, faithfulness, gradients
 from ..methods.image_params import ModelInput
 from ..methods.occlusion import fill_image
 from ..methods.reduce import REDUCTIONS, display_map, to_uint8
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end
 
 METHODS = {
     "saliency": ("Gradient", gradients.saliency, False),
@@ -54,7 +55,7 @@ class SaliencyOverlay(CnnWidget):
     _esm = front_end("saliency_overlay")
     ACTIONS = ("run_sanity_check",)
 
-    image = traitlets.Dict().tag(sync=True)
+    image = Array().tag(sync=True)
     predictions = traitlets.List().tag(sync=True)
     labels = traitlets.List().tag(sync=True)
     methods = traitlets.List().tag(sync=True)
@@ -71,8 +72,8 @@ class SaliencyOverlay(CnnWidget):
     smoothgrad_noise = traitlets.Float(0.15, min=0.0, max=0.5).tag(sync=True)
     ig_steps = traitlets.Int(50, min=2, max=300).tag(sync=True)
     ig_baseline = traitlets.Enum(list(IG_BASELINES), "zero").tag(sync=True)
-    maps = traitlets.Dict().tag(sync=True)
-    sanity = traitlets.Dict().tag(sync=True)
+    maps = Array().tag(sync=True)
+    sanity = Array().tag(sync=True)
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
         from .. import zoo
@@ -225,8 +226,8 @@ class SaliencyOverlay(CnnWidget):
         import matplotlib.pyplot as plt
         from matplotlib import colors
 
-        image = np.frombuffer(self.image["data"], np.uint8).reshape(self.image["shape"])
-        maps = np.frombuffer(self.maps["data"], np.uint8).reshape(self.maps["shape"])
+        image = self.image.array
+        maps = self.maps.array
         count = len(maps)
         figure, axes = plt.subplots(1, count, figsize=(3.4 * count + 0.8, 3.8), squeeze=False)
         for axis, values, title in zip(axes[0], maps, self.maps["titles"]):

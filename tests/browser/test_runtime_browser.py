@@ -60,7 +60,7 @@ def set_theme(server, theme: str) -> None:
     urllib.request.urlopen(request, timeout=30).close()
 
 
-def test_widgets_look_the_same_together_as_alone_and_read_well_in_the_dark_theme(jupyter_server, browser_page, artifacts_dir):
+def test_widgets_look_the_same_together_as_alone_in_the_dark_theme_and_refuse_bad_values(jupyter_server, browser_page, artifacts_dir):
     page = browser_page
     alone = {}
     for root, source in WIDGETS.items():
@@ -70,7 +70,9 @@ def test_widgets_look_the_same_together_as_alone_and_read_well_in_the_dark_theme
         alone[root] = widget_styles(page, root)
         assert len(alone[root]) > 5, alone[root]
 
+    # together, with an OcclusionSlider too (for the refused values below), in the dark theme
     together = "\n".join(f"display({source})" for source in WIDGETS.values())
+    together += "\nslider = OcclusionSlider(inspector, digit, patch=8, stride=4, layer='relu1', channel=0)\ndisplay(slider)"
     notebook = write_notebook(jupyter_server, "together.ipynb", SETUP + together)
     set_theme(jupyter_server, "JupyterLab Dark")
     try:
@@ -80,9 +82,9 @@ def test_widgets_look_the_same_together_as_alone_and_read_well_in_the_dark_theme
             page.locator(f".{root}").first.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
         page.wait_for_timeout(1500)
         dark = {root: page.evaluate(STYLES_JS, [root, STYLED, PROPERTIES]) for root in WIDGETS}
-        area = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output").first
-        area.screenshot(path=str(artifacts_dir / "runtime_dark_theme.png"))
-        background = page.evaluate("() => getComputedStyle(document.body).getPropertyValue('--jp-layout-color0').trim()")
+        outputs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell-outputArea").first
+        outputs.screenshot(path=str(artifacts_dir / "runtime_dark_theme.png"))
+        refuse_bad_values(page)
     finally:
         set_theme(jupyter_server, "JupyterLab Light")
     for root in WIDGETS:
@@ -92,24 +94,16 @@ def test_widgets_look_the_same_together_as_alone_and_read_well_in_the_dark_theme
                     continue  # the theme changed on purpose: compared below
                 assert dark[root][part][name] == value, (root, part, name)
     # the dark theme reaches the widgets: light text, not the light theme's near-black
-    text = dark["cnnw-layer-explorer"]["root"]["color"]
-    red, green, blue = (int(v) for v in text[text.index("(") + 1:text.index(")")].split(",")[:3])
-    assert min(red, green, blue) > 150, (text, background)
+    for root in WIDGETS:
+        text = dark[root]["root"]["color"]
+        assert min(int(v) for v in text[text.index("(") + 1:text.index(")")].split(",")[:3]) > 150, (root, text)
     assert [e for e in page.console_errors if not IGNORED_CONSOLE_ERRORS.search(e)] == []
 
 
-def test_bad_values_from_the_browser_are_refused(jupyter_server, browser_page):
+def refuse_bad_values(page) -> None:
     """LayerExplorer: a layer name the model lacks, chosen in the layer picker; OcclusionSlider: a channel number
     out of range typed into its box. Each comes back to the good value, and the error box says why."""
-    page = browser_page
-    source = (SETUP + "explorer = LayerExplorer(inspector, digit)\ndisplay(explorer)\n"
-              "slider = OcclusionSlider(inspector, digit, patch=8, stride=4, layer='relu1', channel=0)\ndisplay(slider)")
-    notebook = write_notebook(jupyter_server, "refused.ipynb", source)
-    open_notebook(page, jupyter_server, notebook)
-    run_cells(page, 1)
-
     explorer = page.locator(".cnnw-layer-explorer")
-    explorer.locator("canvas.cnnw-grid").wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
     layer = explorer.locator("select.cnnw-layer")
     good = layer.input_value()
     layer.evaluate("(select) => { select.append(new Option('nope', 'nope')); select.value = 'nope';"
@@ -130,4 +124,3 @@ def test_bad_values_from_the_browser_are_refused(jupyter_server, browser_page):
     assert "channel 99999 is out of range" in error.inner_text()
     page.wait_for_function("() => document.querySelector('.cnnw-occlusion input.cnnw-channel').value === '0'",
                            timeout=UPDATE_TIMEOUT_MS)
-    assert [e for e in page.console_errors if not IGNORED_CONSOLE_ERRORS.search(e)] == []
