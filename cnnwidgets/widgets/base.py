@@ -29,8 +29,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import anywidget
+import torch
 import traitlets
 
+from ..backend import Inspector
 from ..errors import InputError
 from .arrays import array_message as array_message  # re-exported: EmbeddingScatter imports it from here
 
@@ -82,6 +84,13 @@ def refused(error: InputError) -> RefusedValue:
 
 
 _REFUSED_KINDS: dict[type, type] = {}
+
+
+def top_predictions(inspector: Inspector, probabilities: torch.Tensor, k: int = 5) -> list[dict]:
+    """The value of a `predictions` trait, the same in every widget: the top-`k` classes of one image, most probable
+    first, each {"index", "label", "probability"}."""
+    top = probabilities.topk(min(k, len(probabilities)))
+    return [{"index": int(i), "label": inspector.label(int(i)), "probability": float(p)} for p, i in zip(top.values, top.indices)]
 
 
 def one_line(error: BaseException) -> str:

@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..methods.image_params import ModelInput, to_uint8
 from ..methods.invariance import KINDS, default_layers, invariance_curves, transform
 from .arrays import Array, array_message
-from .base import CnnWidget, front_end
+from .base import CnnWidget, front_end, top_predictions
 
 RANGES = {"shift": (-60.0, 60.0), "angle": (-180.0, 180.0), "scale": (0.5, 2.0)}
 
@@ -86,8 +86,7 @@ class InvarianceProbe(CnnWidget):
         with self._working():
             batch = self.transformed()
             probabilities = self.inspector.batch_logits(batch).softmax(-1)[0]
-            top = probabilities.topk(min(5, len(probabilities)))
-            self.predictions = [{"label": self.inspector.label(int(i)), "probability": float(p)} for p, i in zip(top.values, top.indices)]
+            self.predictions = top_predictions(self.inspector, probabilities)
             self.image = array_message(to_uint8(self._to_display(batch))[0].numpy())
 
     def _figure_png(self) -> bytes:

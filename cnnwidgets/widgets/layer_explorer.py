@@ -17,7 +17,7 @@ from ..backend.layers import weights_layer
 from ..errors import InputError
 from ..methods import channel_stats, dead_on_all, filter_images, scale_maps
 from .arrays import Array, array_message
-from .base import CnnWidget, front_end
+from .base import CnnWidget, front_end, top_predictions
 
 
 class LayerExplorer(CnnWidget):
@@ -82,7 +82,7 @@ class LayerExplorer(CnnWidget):
         inspector.activations(batch, inspector.layer_names)  # one forward fills the cache for every layer
         return {
             "image": array_message(inspector.display_image(batch)),
-            "predictions": [{"label": label, "probability": p} for label, p in inspector.predict(batch, k=5)],
+            "predictions": top_predictions(inspector, inspector.logits(batch).softmax(-1)),
             "layers": [{"name": info.name, "shape": list(info.shape), "kind": info.kind} for info in inspector.layers],
         }
 

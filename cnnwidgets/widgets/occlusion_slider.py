@@ -25,7 +25,7 @@ from ..methods.occlusion import (
     occlusion_progressive,
 )
 from .arrays import Array, array_message
-from .base import CnnWidget, front_end, one_line
+from .base import CnnWidget, front_end, one_line, top_predictions
 from .jobs import Jobs, Steps
 
 FILLS: dict[str, float | str] = {"gray": 0.0, "mean": "mean", "blur": "blur"}
@@ -84,17 +84,15 @@ class OcclusionSlider(CnnWidget):
         self._feature: np.ndarray | None = None
         super().__init__(**kwargs)
         probabilities = self.inspector.logits(self._batch).softmax(-1)
-        top = probabilities.topk(min(5, len(probabilities)))
         self._probabilities = probabilities
         with self.hold_trait_notifications():
             self.size = [int(height), int(width)]
             self.image = array_message(self.inspector.display_image(self._batch))
-            self.predictions = [{"index": int(i), "label": self.inspector.label(int(i)), "probability": float(p)}
-                                for p, i in zip(top.values, top.indices)]
+            self.predictions = top_predictions(self.inspector, probabilities)
             self.labels = [self.inspector.label(i) for i in range(len(probabilities))]
             self.layers = [layer.name for layer in self.inspector.layers]
         if "target" not in kwargs:
-            self.target = int(top.indices[0])
+            self.target = int(probabilities.argmax())
         if "x" not in kwargs:
             self.x = width / 2
         if "y" not in kwargs:

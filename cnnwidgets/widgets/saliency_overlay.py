@@ -16,7 +16,7 @@ from ..methods.image_params import ModelInput
 from ..methods.occlusion import fill_image
 from ..methods.reduce import REDUCTIONS, display_map, to_uint8
 from .arrays import Array, array_message
-from .base import CnnWidget, front_end
+from .base import CnnWidget, front_end, top_predictions
 
 METHODS = {
     "saliency": ("Gradient", gradients.saliency, False),
@@ -104,19 +104,17 @@ class SaliencyOverlay(CnnWidget):
         inspector = self.inspector
         batch = inspector.preprocess(image)
         probabilities = inspector.logits(batch).softmax(-1)
-        top = probabilities.topk(min(5, len(probabilities)))
         layers = [layer.name for layer in cam.cam_layers(inspector)]
         ready, self._ready = self._ready, False
         self._batch, self._raw = batch, {}
         with self.hold_trait_notifications():
             self.image = array_message(inspector.display_image(batch))
             self.labels = [inspector.label(i) for i in range(len(probabilities))]
-            self.predictions = [{"label": inspector.label(int(i)), "index": int(i), "probability": float(p)}
-                                for p, i in zip(top.values, top.indices)]
+            self.predictions = top_predictions(inspector, probabilities)
             self.layers = layers
             if self.layer not in layers:
                 self.layer = cam.default_cam_layer(inspector)
-            self.target = int(top.indices[0])
+            self.target = int(probabilities.argmax())
             self.sanity = {}
         self._ready = ready
 
