@@ -75,7 +75,6 @@ def test_widgets_look_the_same_together_as_alone_in_the_dark_theme_and_refuse_ba
     together += "\nslider = OcclusionSlider(inspector, digit, patch=8, stride=4, layer='relu1', channel=0)\ndisplay(slider)"
     notebook = write_notebook(jupyter_server, "together.ipynb", SETUP + together)
     set_theme(jupyter_server, "JupyterLab Dark")
-    page.set_viewport_size({"width": 1400, "height": 3400})  # the four widgets in one screenshot
     try:
         open_notebook(page, jupyter_server, notebook)
         run_cells(page, 1)
@@ -84,7 +83,7 @@ def test_widgets_look_the_same_together_as_alone_in_the_dark_theme_and_refuse_ba
         page.wait_for_timeout(1500)
         dark = {root: page.evaluate(STYLES_JS, [root, STYLED, PROPERTIES]) for root in WIDGETS}
         outputs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell-outputArea").first
-        outputs.screenshot(path=str(artifacts_dir / "runtime_dark_theme.png"))  # copied to docs/
+        outputs.screenshot(path=str(artifacts_dir / "runtime_dark_theme.png"))
         refuse_bad_values(page)
     finally:
         set_theme(jupyter_server, "JupyterLab Light")
