@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import PIL.Image
 import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLORMAPS = ("viridis", "magma", "inferno", "gray", "coolwarm")
 """The colormaps offered everywhere; the browser applies them from the same matplotlib definitions."""
@@ -48,7 +52,7 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def figure_png(figure: "matplotlib.figure.Figure", dpi: int = 100) -> bytes:  # noqa: F821
+def figure_png(figure: Figure, dpi: int = 100) -> bytes:
     """A matplotlib figure as PNG bytes; the figure is closed afterwards so exports do not pile up."""
     import matplotlib.pyplot as plt
 

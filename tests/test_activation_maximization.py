@@ -56,7 +56,7 @@ def test_changing_a_setting_starts_afresh(widget):
     widget.count = 2
     assert widget.images["shape"] == [2, 32, 32, 3]
     widget.send = lambda *a, **k: None
-    widget._on_message(widget, {"type": "reset"}, [])
+    widget._handle_custom_msg({"action": "reset"}, [])
     assert widget.step == 0
 
 

@@ -48,7 +48,7 @@ def test_targeted_attack_and_bad_target(explorer):
 
 
 def test_fooling_image_from_the_button_counter(explorer):
-    explorer.fool_requests += 1
+    explorer._handle_custom_msg({"action": "fool"}, [])  # what the button sends
     result = explorer.fool_result
     assert explorer.fooling["label"] == "c2" and result.label_probability[1] > result.label_probability[0]
     assert len(explorer.fooling_top) == 5

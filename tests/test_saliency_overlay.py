@@ -146,7 +146,7 @@ def test_sanity_panel_and_png_export(overlay, tmp_path):
     before = model_state(overlay.inspector.model)
     overlay.compare = ["saliency", "guided_backprop", "grad_cam"]
     overlay.side_by_side = True
-    overlay.sanity_request += 1
+    overlay._handle_custom_msg({"action": "run_sanity_check"}, [])  # what the button sends
     sanity = overlay.sanity
     assert sanity["methods"] == ["saliency", "guided_backprop", "grad_cam"] and sanity["steps"] == ["fc", "conv"]
     assert sanity["shape"][:2] == [3, 3] and len(sanity["correlations"][0]) == 3

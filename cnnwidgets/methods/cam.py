@@ -37,7 +37,7 @@ def default_cam_layer(inspector) -> str:
     """The last convolutional block with a spatial output: the last conv or activation whose map is larger than
     1×1, widened to the outermost block that ends with the same output shape (ResNet: `layer4`)."""
     layers = inspector.layers
-    spatial = [layer for layer in layers if layer.kind in CAM_KINDS and _spatial(layer)]
+    spatial = cam_layers(inspector)
     if not spatial:
         raise InputError("this model has no layer with a spatial output; CAM methods need a conv layer's [C,H,W] map")
     last = next((layer for layer in reversed(spatial) if layer.kind in ("conv", "activation")), spatial[-1])
@@ -50,6 +50,11 @@ def default_cam_layer(inspector) -> str:
             break
         chosen = parent
     return chosen.name
+
+
+def cam_layers(inspector) -> list[LayerInfo]:
+    """The layers a CAM can weight: convs, activations and blocks with a spatial [C,H,W] output, in forward order."""
+    return [layer for layer in inspector.layers if layer.kind in CAM_KINDS and _spatial(layer)]
 
 
 def _spatial(layer: LayerInfo) -> bool:

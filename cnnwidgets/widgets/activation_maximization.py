@@ -7,9 +7,9 @@ regularizer of `cnnwidgets.methods.maximize` is a trait; changing one starts afr
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
+from typing import Any
 
-import numpy as np
 import traitlets
 from torch import nn
 
@@ -18,12 +18,15 @@ from ..backend import Inspector, as_inspector
 from ..errors import InputError
 from ..methods.image_params import PARAMETERIZATIONS
 from ..methods.maximize import UNITS, Maximizer, Settings
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end
+from .jobs import Job, Jobs, Steps
 
 
 class BackgroundOptimization(CnnWidget):
-    """A widget whose optimization advances in a background thread: `running` starts/stops it (also from the
-    browser), each run adds `steps` steps, the view refreshes every `every` steps. `reset()` starts afresh."""
+    """A widget whose optimization advances in the background (on its `Jobs` runner, in a thread, on a private
+    copy of the model): `running` starts/stops it, each run adds `steps` steps, the view refreshes every `every`
+    steps. `reset()` starts afresh. From the browser: the actions "start", "stop" and "reset" (see `base`)."""
 
     running = traitlets.Bool(False).tag(sync=True)
     step = traitlets.Int(0).tag(sync=True)
@@ -31,17 +34,27 @@ class BackgroundOptimization(CnnWidget):
     every = traitlets.Int(4).tag(sync=True)
     goal = traitlets.Int(0).tag(sync=True)  # the step this run stops at
 
+    ACTIONS = ("start", "stop", "reset")
+
     def _setup_background(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._stop_event = threading.Event()
-        self._lock = threading.RLock()
-        self.on_msg(self._on_message)
+        self._jobs = Jobs(self, thread=True)
+        self._job: Job | None = None
+        self._copy: Inspector | None = None
+        self._copied_weights: int | None = None
+
+    def _private_inspector(self) -> Inspector:
+        """The copy of the user's model the background steps run on, made again when the user's weights changed
+        (the model itself is never used off the main thread)."""
+        weights = self.inspector.weights_key()
+        if self._copy is None or weights != self._copied_weights:
+            self._copy, self._copied_weights = self.inspector.private_copy(), weights
+        return self._copy
 
     # subclasses: build the optimization, advance it, publish its state, say how far it is
     def _make(self) -> None:
         raise NotImplementedError
 
-    def _advance(self, steps: int) -> None:
+    def _advance(self, steps: int, stop: Callable[[], bool]) -> None:
         raise NotImplementedError
 
     def _publish(self) -> None:
@@ -60,36 +73,28 @@ class BackgroundOptimization(CnnWidget):
     def _on_running(self, change: dict) -> None:
         if change["new"]:
             self.start()
-        else:
-            self._stop_event.set()
-
-    def _on_message(self, _widget, content: dict, _buffers) -> None:
-        if isinstance(content, dict) and content.get("type") == "reset":
-            self.reset()
+        elif self._job is not None:
+            self._job.cancel()
 
     def start(self) -> None:
         """Run `steps` more steps in the background (continue where it stopped)."""
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._stop_event.clear()
-            self.goal = self._done() + self.steps
-            self._thread = threading.Thread(target=self._loop, name=f"{type(self).__name__}-run", daemon=True)
-            self._thread.start()
-            self.running = True  # after the thread is alive, so this trait's observer does not start a second one
+        if self._jobs.running:
+            return
+        self.error = ""
+        self.goal = self._done() + self.steps
+        self._job = self._jobs.start(self._run_steps)
+        self.running = True  # after the job exists, so this trait's observer does not start a second one
 
     def stop(self) -> None:
         """Ask the run to stop after the current step, and wait for it."""
-        self._stop_event.set()
+        self._jobs.cancel()
         self.wait()
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the background run ends (for scripts, tests and static exports)."""
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        self._jobs.wait(timeout)
 
-    def run(self, steps: int | None = None) -> "BackgroundOptimization":
+    def run(self, steps: int | None = None) -> BackgroundOptimization:
         """Run `steps` (default `self.steps`) more steps and wait for them: for notebooks that export `to_png()`."""
         if steps is not None:
             self.steps = steps
@@ -101,7 +106,7 @@ class BackgroundOptimization(CnnWidget):
 
     def reset(self) -> None:
         """Start afresh (new random start with the current settings); a running optimization keeps running."""
-        was_running = self._thread is not None and self._thread.is_alive()
+        was_running = self._jobs.running
         self.stop()
         with self._working():
             self._make()
@@ -110,15 +115,15 @@ class BackgroundOptimization(CnnWidget):
         if was_running:
             self.start()
 
-    def _loop(self) -> None:
+    def _run_steps(self, job: Job) -> Steps:
+        """The job: `every` steps at a time until the goal, publishing after each chunk; `running` false at the end."""
         try:
-            self.error = ""
-            while not self._stop_event.is_set() and self._done() < self.goal:
-                self._advance(min(self.every, self.goal - self._done()))
+            start = self._done()
+            while self._done() < self.goal and not job.is_cancelled():
+                self._advance(min(self.every, self.goal - self._done()), job.is_cancelled)
                 self.step = self._done()
                 self._publish()
-        except Exception as error:  # shown in the widget; the last good images stay
-            self.error = str(error).splitlines()[0] if str(error) else type(error).__name__
+                yield (self._done() - start) / max(self.goal - start, 1)
         finally:
             self.running = False
 
@@ -128,7 +133,8 @@ class ActivationMaximization(BackgroundOptimization):
     neuron with `unit="neuron"`), with the regularizers of `maximize` as traits: `param` ("fourier"/"pixel"),
     `lr`, `jitter` px, `scale` ±fraction, `rotate` ±degrees, `blur` σ, `l2`, `tv`; `count` images of `size` px from
     seed `seed`, pushed apart by `diversity` (compared at `diversity_layer`, "" for the default middle layer;
-    `similarity` shows the batch's mean pairwise Gram-matrix similarity there). Press run (or call `start()` / `run()`), watch the images change every `every` steps, stop any time.
+    `similarity` shows the batch's mean pairwise Gram-matrix similarity there). Press run (or call `start()` /
+    `run()`), watch the images change every `every` steps, stop any time.
     With no inspector: the embedded EfficientNet-Lite0."""
 
     _esm = front_end("activation_maximization")
@@ -152,7 +158,7 @@ class ActivationMaximization(BackgroundOptimization):
     seed = traitlets.Int(0).tag(sync=True)
     labels = traitlets.List().tag(sync=True)
     layer_names = traitlets.List().tag(sync=True)
-    images = traitlets.Dict().tag(sync=True)
+    images = Array().tag(sync=True)
     history = traitlets.List().tag(sync=True)
     probabilities = traitlets.List().tag(sync=True)
     predictions = traitlets.List().tag(sync=True)
@@ -171,7 +177,6 @@ class ActivationMaximization(BackgroundOptimization):
         self._setup_background()
         self.labels = list(self.inspector.labels or [])
         self.layer_names = self.inspector.layer_names
-        self.maximizer: Maximizer | None = None
         with self._working():
             self._make()
             self._publish()
@@ -180,22 +185,35 @@ class ActivationMaximization(BackgroundOptimization):
     def _on_setting(self, _change: dict) -> None:
         self.reset()
 
+    @traitlets.validate(*SETTINGS)
+    def _check_setting(self, proposal: dict) -> object:
+        """A setting the optimization cannot use is refused at once (checked by building one on the user's model,
+        which runs no forward pass), not when the next run starts."""
+        if proposal["trait"].name == "diversity_layer" and proposal["value"]:
+            self.inspector.layer(proposal["value"])  # checked even while a single image does not use it
+        self._maximizer(self.inspector, **{proposal["trait"].name: proposal["value"]})
+        return proposal["value"]
+
+    def _maximizer(self, inspector: Inspector, **changed: object) -> Maximizer:
+        value: dict[str, Any] = {name: changed.get(name, getattr(self, name)) for name in self.SETTINGS}
+        settings = Settings(param=value["param"], lr=value["lr"], jitter=value["jitter"], scale=value["scale"],
+                            rotate=value["rotate"], blur=value["blur"], l2=value["l2"], tv=value["tv"])
+        batch = {"count": value["count"], "size": value["size"], "seed": value["seed"], "diversity": value["diversity"],
+                 "diversity_layer": value["diversity_layer"] or None, "settings": settings}
+        if value["layer"]:
+            return Maximizer(inspector, layer=value["layer"], channel=value["channel"], unit=value["unit"], **batch)
+        return Maximizer(inspector, value["target"] or None, **batch)
+
     def _make(self) -> None:
-        settings = Settings(param=self.param, lr=self.lr, jitter=self.jitter, scale=self.scale, rotate=self.rotate,
-                            blur=self.blur, l2=self.l2, tv=self.tv)
-        batch = {"count": self.count, "size": self.size, "seed": self.seed, "diversity": self.diversity,
-                 "diversity_layer": self.diversity_layer or None, "settings": settings}
-        if self.layer:
-            self.maximizer = Maximizer(self.inspector, layer=self.layer, channel=self.channel, unit=self.unit, **batch)
-        else:
-            self.maximizer = Maximizer(self.inspector, self.target or None, **batch)
+        self.maximizer = self._maximizer(self._private_inspector())
         self.description = self.maximizer.description
 
-    def _advance(self, steps: int) -> None:
-        self.maximizer.step(steps, stop=self._stop_event.is_set)
+    def _advance(self, steps: int, stop: Callable[[], bool]) -> None:
+        self.maximizer.step(steps, stop=stop)
 
     def _done(self) -> int:
-        return self.maximizer.steps_done if self.maximizer is not None else 0
+        maximizer = getattr(self, "maximizer", None)  # none before the constructor made the first
+        return maximizer.steps_done if maximizer is not None else 0
 
     def _publish(self) -> None:
         maximizer = self.maximizer
@@ -215,7 +233,7 @@ class ActivationMaximization(BackgroundOptimization):
     def _figure_png(self) -> bytes:
         import matplotlib.pyplot as plt
 
-        pictures = np.frombuffer(self.images["data"], np.uint8).reshape(self.images["shape"])
+        pictures = self.images.array
         figure, axes = plt.subplots(1, len(pictures) + 1, figsize=(3.4 * (len(pictures) + 1), 3.6))
         for index, (axis, picture) in enumerate(zip(axes, pictures)):
             axis.imshow(picture)

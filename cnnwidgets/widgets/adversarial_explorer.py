@@ -14,7 +14,8 @@ from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods.adversarial import AttackResult, fgsm, fooling_image, pgd, saliency
 from ..methods.image_params import to_uint8
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end
 
 MAX_EPSILON = 32
 
@@ -25,23 +26,23 @@ class AdversarialExplorer(CnnWidget):
     image with their top-5 and saliency maps. `fool()` (or the button) grows an image of `fool_target` from noise."""
 
     _esm = front_end("adversarial_explorer")
+    ACTIONS = ("fool",)
 
     method = traitlets.Enum(["fgsm", "pgd"], "pgd").tag(sync=True)
     epsilon = traitlets.Int(8).tag(sync=True)
     steps = traitlets.Int(10).tag(sync=True)
     target = traitlets.Unicode("").tag(sync=True)
     labels = traitlets.List().tag(sync=True)
-    original = traitlets.Dict().tag(sync=True)
-    perturbation = traitlets.Dict().tag(sync=True)
-    adversarial = traitlets.Dict().tag(sync=True)
-    saliency_original = traitlets.Dict().tag(sync=True)
-    saliency_adversarial = traitlets.Dict().tag(sync=True)
+    original = Array().tag(sync=True)
+    perturbation = Array().tag(sync=True)
+    adversarial = Array().tag(sync=True)
+    saliency_original = Array().tag(sync=True)
+    saliency_adversarial = Array().tag(sync=True)
     original_top = traitlets.List().tag(sync=True)
     adversarial_top = traitlets.List().tag(sync=True)
     summary = traitlets.Dict().tag(sync=True)
     fool_target = traitlets.Unicode("goldfish").tag(sync=True)
-    fool_requests = traitlets.Int(0).tag(sync=True)
-    fooling = traitlets.Dict().tag(sync=True)
+    fooling = Array().tag(sync=True)
     fooling_top = traitlets.List().tag(sync=True)
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
@@ -80,10 +81,6 @@ class AdversarialExplorer(CnnWidget):
     @traitlets.observe("method", "epsilon", "steps", "target")
     def _on_attack(self, _change: dict) -> None:
         self._attack()
-
-    @traitlets.observe("fool_requests")
-    def _on_fool(self, _change: dict) -> None:
-        self.fool()
 
     def _attack(self) -> None:
         with self._working():
@@ -129,7 +126,7 @@ class AdversarialExplorer(CnnWidget):
             panels.append((f"fooling image ({self.fooling['steps']} steps)", self.fooling, self.fooling_top))
         figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.8))
         for axis, (title, message, top) in zip(axes, panels):
-            picture = np.frombuffer(message["data"], np.uint8).reshape(message["shape"])
+            picture = message.array
             axis.imshow(picture, cmap="magma" if picture.ndim == 2 else None)
             if top:
                 title += "\n" + "\n".join(f"{p['label']} {p['probability']:.2f}" for p in top[:2])

@@ -3,9 +3,8 @@ live (Mahendran & Vedaldi 2015). What survives at a layer is what that layer kee
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import traitlets
@@ -15,11 +14,12 @@ from .. import render
 from ..backend import Inspector, as_inspector
 from ..backend.images import ImageLike
 from ..errors import InputError
-from ..methods.image_params import PARAMETERIZATIONS, to_uint8
+from ..methods.image_params import PARAMETERIZATIONS, check_range, to_uint8
 from ..methods.invariance import default_layers
 from ..methods.invert import INVERSION_DEFAULTS, Inverter
 from .activation_maximization import BackgroundOptimization
-from .base import array_message, front_end
+from .arrays import Array, array_message
+from .base import front_end
 
 
 class CodeInversion(BackgroundOptimization):
@@ -35,8 +35,8 @@ class CodeInversion(BackgroundOptimization):
     lr = traitlets.Float(INVERSION_DEFAULTS.lr).tag(sync=True)
     tv = traitlets.Float(INVERSION_DEFAULTS.tv).tag(sync=True)
     size = traitlets.Int(128).tag(sync=True)
-    original = traitlets.Dict().tag(sync=True)
-    reconstructions = traitlets.Dict().tag(sync=True)
+    original = Array().tag(sync=True)
+    reconstructions = Array().tag(sync=True)
     psnr = traitlets.List().tag(sync=True)
     distances = traitlets.List().tag(sync=True)
 
@@ -72,15 +72,21 @@ class CodeInversion(BackgroundOptimization):
             raise InputError(f"size={proposal['value']} is out of range; pick 16..1024 px")
         return proposal["value"]
 
+    @traitlets.validate("lr", "tv")
+    def _check_rates(self, proposal: dict) -> float:
+        low, high = (1e-6, 10.0) if proposal["trait"].name == "lr" else (0.0, None)
+        return check_range(proposal["trait"].name, proposal["value"], low, high)
+
     def _make(self) -> None:
         batch = self._batch
         if batch.shape[-1] != self.size or batch.shape[-2] != self.size:
             batch = F.interpolate(batch, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
-        self.inverters = [Inverter(self.inspector, batch, layer, param=self.param, lr=self.lr, tv=self.tv) for layer in self.layers]
+        inspector = self._private_inspector()
+        self.inverters = [Inverter(inspector, batch, layer, param=self.param, lr=self.lr, tv=self.tv) for layer in self.layers]
 
-    def _advance(self, steps: int) -> None:
+    def _advance(self, steps: int, stop: Callable[[], bool]) -> None:
         for inverter in self.inverters:
-            inverter.step(steps, stop=self._stop_event.is_set)
+            inverter.step(steps, stop=stop)
 
     def _done(self) -> int:
         return min((inverter.steps_done for inverter in self.inverters), default=0)
@@ -101,9 +107,9 @@ class CodeInversion(BackgroundOptimization):
     def _figure_png(self) -> bytes:
         import matplotlib.pyplot as plt
 
-        pictures = np.frombuffer(self.reconstructions["data"], np.uint8).reshape(self.reconstructions["shape"])
+        pictures = self.reconstructions.array
         figure, axes = plt.subplots(1, len(pictures) + 1, figsize=(3 * (len(pictures) + 1), 3.4))
-        axes[0].imshow(np.frombuffer(self.original["data"], np.uint8).reshape(self.original["shape"]))
+        axes[0].imshow(self.original.array)
         axes[0].set_title("original", fontsize=9)
         for axis, picture, layer, value in zip(axes[1:], pictures, self.reconstructions["layers"], self.psnr):
             axis.imshow(picture)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import copy
-import os
+import itertools
 import random
-import sys
 import threading
-import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,12 +22,15 @@ from ..errors import InputError
 from ..methods import filter_images
 from ..methods.evolution import evolution_panels, first_conv, weight_change
 from ..methods.receptive_field import receptive_fields
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end
+from .jobs import Job, Jobs, Steps
 
 BACKGROUND_SHARE = 0.05
 """While snapshots keep coming, the background thread computes panels at most this share of the time and rests
-the remainder: a priority lowers its claim on the cores, but not on Python's interpreter lock, which the training
-loop needs too."""
+the remainder, so the training loop keeps the cores and Python's interpreter lock (bench/feature_evolution.py:
+2-3 % slower training with a snapshot every epoch). The thread keeps a normal CPU priority: at the lowest one
+(nice 19) a loaded machine starved it, and `wait()` timed out after 60 s; `wait()` ends the rests instead."""
 REST_MAX_S = 5.0
 """The longest rest between two rounds of panels, so a view falls at most this far behind once training stops."""
 
@@ -43,10 +45,10 @@ class FeatureEvolution(CnnWidget):
     passed in is never changed: checkpoints load into a private copy. With no arguments it shows the embedded
     digits CNN's training run on the held-out digits.
 
-    A snapshot only copies the weights; the epoch's panels are computed by a background thread on one core, at
-    the lowest CPU priority, working at most BACKGROUND_SHARE of the time while snapshots keep coming, so
+    A snapshot only copies the weights; the epoch's panels are computed on the widget's `Jobs` runner, in a
+    background thread on one core working at most BACKGROUND_SHARE of the time while snapshots keep coming, so
     training keeps the processor and the view catches up as it can (the slider grows when an epoch is ready).
-    `wait()` blocks until every snapshot is shown.
+    `wait()` computes the rest without resting and blocks until every snapshot is shown.
     """
 
     _esm = front_end("feature_evolution")
@@ -54,8 +56,8 @@ class FeatureEvolution(CnnWidget):
     epochs = traitlets.List(traitlets.Int()).tag(sync=True)
     epoch = traitlets.Int(-1).tag(sync=True)
     features = traitlets.List().tag(sync=True)
-    filters = traitlets.Dict().tag(sync=True)
-    tiles = traitlets.Dict().tag(sync=True)
+    filters = Array().tag(sync=True)
+    tiles = Array().tag(sync=True)
     curves = traitlets.Dict().tag(sync=True)
     colormap = traitlets.Enum(list(render.COLORMAPS), "coolwarm").tag(sync=True)
 
@@ -85,9 +87,10 @@ class FeatureEvolution(CnnWidget):
         self.inspector = Inspector(copy.deepcopy(given.model), given.transform, given.labels)
         self._tracked: nn.Module | None = None
         self._batch, self._targets = _sample_batch(self.inspector, dataset, sample, seed)
-        spatial = [l for l in self.inspector.layers if l.kind == "activation" and len(l.shape) == 3 and l.shape[1] > 1]
-        self._layers = list(layers) if layers is not None else [l.name for l in spatial] or self.inspector.layer_names
-        self._features = [(str(l), int(c)) for l, c in features] if features is not None else _pick_features(self.inspector, self._layers, features_per_layer, seed)
+        spatial = [info.name for info in self.inspector.layers if info.kind == "activation" and len(info.shape) == 3 and info.shape[1] > 1]
+        self._layers = list(layers) if layers is not None else spatial or self.inspector.layer_names
+        self._features = ([(str(layer), int(channel)) for layer, channel in features] if features is not None
+                          else _pick_features(self.inspector, self._layers, features_per_layer, seed))
         for layer, channel in self._features:
             if not 0 <= channel < self.inspector.layer(layer).shape[0]:
                 raise InputError(f"channel {channel} is out of range for layer {layer!r}; pick 0..{self.inspector.layer(layer).shape[0] - 1}")
@@ -96,12 +99,10 @@ class FeatureEvolution(CnnWidget):
         self._states: dict[int, dict[str, torch.Tensor]] = {}
         self._panels: dict[int, dict] = {}
         self._metrics: dict[int, dict[str, float]] = {}
-        self._computing = threading.RLock()  # held while panels are computed and published
-        self._queue = threading.Lock()  # guards _waiting, _worker and _failure
+        self._computing = threading.RLock()  # held while the private copy computes panels and they are published
+        self._queue = threading.Lock()  # guards _waiting
         self._waiting: dict[int, tuple[dict[str, torch.Tensor], dict[str, float]]] = {}
-        self._worker: threading.Thread | None = None
-        self._failure: Exception | None = None
-        self._hurry = threading.Event()  # set by wait(): compute the rest without resting
+        self._jobs = Jobs(self, thread=True, rest_share=BACKGROUND_SHARE, rest_max_s=REST_MAX_S, raise_in_wait=True)
         super().__init__(**kwargs)
         self.features = [{"layer": layer, "channel": channel} for layer, channel in self._features]
         loaded = load_checkpoints(checkpoints or {})
@@ -113,7 +114,7 @@ class FeatureEvolution(CnnWidget):
         self.error = _diverged_message(diverged)
 
     @classmethod
-    def track(cls, model: nn.Module | Inspector, dataset: object, **options: object) -> FeatureEvolution:
+    def track(cls, model: nn.Module | Inspector, dataset: object, **options: Any) -> FeatureEvolution:
         """A widget that follows `model` as it trains: display it, then call `snapshot(epoch)` each epoch."""
         widget = cls(model, None, dataset, **options)
         widget._tracked = as_inspector(model).model
@@ -130,48 +131,28 @@ class FeatureEvolution(CnnWidget):
         state = {name: tensor.detach().clone() for name, tensor in self._tracked.state_dict().items()}
         with self._queue:
             self._waiting[int(epoch)] = (state, dict(metrics or {}))
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._drain, name="cnnwidgets-feature-evolution", daemon=True)
-                self._worker.start()
+        self._jobs.start(self._drain, replace=False)  # after the running drain, which may have seen the queue empty
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until every snapshot taken so far is computed and shown (at most `timeout` seconds); raises the
-        error that stopped one, if any (the widget shows it too)."""
-        with self._queue:
-            worker = self._worker
-        if worker is not None:
-            self._hurry.set()
-            worker.join(timeout)
-            if worker.is_alive():
-                raise TimeoutError(f"the snapshots' panels are still being computed after {timeout} s")
-        with self._queue:
-            failure, self._failure = self._failure, None
-        if failure is not None:
-            raise failure
+        """Block until every snapshot taken so far is computed and shown (at most `timeout` seconds, then a
+        TimeoutError); raises the error that stopped one, if any (the widget shows it too)."""
+        self._jobs.wait(timeout)
 
-    def _drain(self) -> None:
-        """The background thread: compute the panels of the waiting snapshots, publish, until none is left."""
+    def _drain(self, _job: Job) -> Steps:
+        """The background job: compute the panels of the waiting snapshots and publish, a round per step, until
+        none is left."""
         torch.set_num_threads(1)  # this thread only: no second team of spinning OpenMP threads beside the training
-        _lower_priority()
         while True:
             with self._queue:
                 if not self._waiting:
-                    self._worker = None
-                    self._hurry.clear()
                     return
                 waiting = sorted(self._waiting.items())
                 self._waiting.clear()
-            started = time.perf_counter()
-            try:
-                with self._computing, self._working():
-                    for epoch, (state, metrics) in waiting:
-                        self._add(epoch, load_checkpoints({epoch: state})[epoch], metrics)
-                    self._publish()
-            except Exception as error:  # noqa: BLE001 - shown in the widget by _working, raised again by wait()
-                with self._queue:
-                    self._failure = error
-            spent = time.perf_counter() - started
-            self._hurry.wait(min(spent * (1 / BACKGROUND_SHARE - 1), REST_MAX_S))
+            with self._computing, self._working():
+                for epoch, (state, metrics) in waiting:
+                    self._add(epoch, load_checkpoints({epoch: state})[epoch], metrics)
+                self._publish()
+            yield None
 
     def add_checkpoint(self, epoch: int, state: Mapping[str, torch.Tensor], metrics: Mapping[str, float] | None = None) -> None:
         """Add (or replace) the weights after `epoch` and update the view (at once, unlike `snapshot`)."""
@@ -189,7 +170,9 @@ class FeatureEvolution(CnnWidget):
         except RuntimeError as error:
             raise InputError(f"the checkpoint of epoch {epoch} does not fit the model: {str(error).splitlines()[0]}") from None
         panels = evolution_panels(self.inspector, self._batch, self._features, self._layers, self._targets, self._tile, self._fields)
-        panels["filters"], panels["filters_note"] = filter_images(self.inspector.model.get_submodule(first_conv(self.inspector.model)).weight)
+        weight = self.inspector.model.get_submodule(first_conv(self.inspector.model)).weight
+        assert isinstance(weight, torch.Tensor)
+        panels["filters"], panels["filters_note"] = filter_images(weight)
         self._states[epoch], self._panels[epoch] = state, panels
         self._metrics[epoch] = dict(metrics or {})
 
@@ -207,7 +190,7 @@ class FeatureEvolution(CnnWidget):
                                    images=torch.stack([p["images"] for p in panels], 1).tolist(), epochs=epochs)
         weighted = [name for name, module in self.inspector.model.named_modules()
                     if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear))]
-        changes = [None] + [weight_change(self._states[a], self._states[b], weighted) for a, b in zip(epochs, epochs[1:])]
+        changes = [None] + [weight_change(self._states[a], self._states[b], weighted) for a, b in itertools.pairwise(epochs)]
         metric_names = sorted({name for e in epochs for name in self._metrics[e]})
         self.curves = {
             "epochs": epochs,
@@ -236,8 +219,8 @@ class FeatureEvolution(CnnWidget):
         if not epochs:
             raise InputError("there is nothing to export yet; add a checkpoint or take a snapshot first")
         column = epochs.index(self.epoch)
-        tiles = np.frombuffer(self.tiles["data"], np.uint8).reshape(self.tiles["shape"])  # [F, E, 2, S, S, 3]
-        filters = np.frombuffer(self.filters["data"], np.uint8).reshape(self.filters["shape"])[column]
+        tiles = self.tiles.array  # [F, E, 2, S, S, 3]
+        filters = self.filters.array[column]
         figure = plt.figure(figsize=(4 + 1.1 * len(epochs), 2 + 0.6 * len(tiles)))
         grid = figure.add_gridspec(2, 2, width_ratios=[1, max(1, len(epochs) / 3)], height_ratios=[1, 1])
         axis = figure.add_subplot(grid[0, 0])
@@ -272,14 +255,7 @@ def _diverged_message(diverged: Mapping[int, list[str]]) -> str:
             f"({', '.join(names[:2])}{more}); training diverged there")
 
 
-def _lower_priority() -> None:
-    """Give the calling thread (and the torch threads it starts, which inherit it) the lowest CPU priority, so a
-    training loop on the same cores keeps them. Linux only: elsewhere the call would renice the whole process."""
-    if sys.platform.startswith("linux"):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-
-
-def _sample_batch(inspector: Inspector, dataset: object, sample: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _sample_batch(inspector: Inspector, dataset: Any, sample: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A fixed random sample of `dataset` as one preprocessed batch, with labels when every item has one."""
     if isinstance(dataset, torch.Tensor) and dataset.dim() == 4:
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:sample]
@@ -291,7 +267,7 @@ def _sample_batch(inspector: Inspector, dataset: object, sample: int, seed: int)
     if count == 0:
         raise InputError("the dataset is empty; pass at least one image")
     positions = sorted(random.Random(seed).sample(range(count), min(sample, count)))
-    items = [parse_item(dataset[p], p) for p in positions]
+    items: list[tuple[Any, int | None]] = [parse_item(dataset[p], p) for p in positions]
     batch = torch.cat([inspector.preprocess(image) for image, _ in items]).cpu()
     labels = [label for _, label in items]
     return batch, None if any(label is None for label in labels) else torch.tensor(labels)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import traitlets
 from torch import nn
 
@@ -15,7 +14,8 @@ from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods.image_params import ModelInput, to_uint8
 from ..methods.invariance import KINDS, default_layers, invariance_curves, transform
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end, top_predictions
 
 RANGES = {"shift": (-60.0, 60.0), "angle": (-180.0, 180.0), "scale": (0.5, 2.0)}
 
@@ -28,7 +28,7 @@ class InvarianceProbe(CnnWidget):
 
     _esm = front_end("invariance_probe")
 
-    image = traitlets.Dict().tag(sync=True)
+    image = Array().tag(sync=True)
     predictions = traitlets.List().tag(sync=True)
     shift = traitlets.Float(0.0).tag(sync=True)
     angle = traitlets.Float(0.0).tag(sync=True)
@@ -86,15 +86,14 @@ class InvarianceProbe(CnnWidget):
         with self._working():
             batch = self.transformed()
             probabilities = self.inspector.batch_logits(batch).softmax(-1)[0]
-            top = probabilities.topk(min(5, len(probabilities)))
-            self.predictions = [{"label": self.inspector.label(int(i)), "probability": float(p)} for p, i in zip(top.values, top.indices)]
+            self.predictions = top_predictions(self.inspector, probabilities)
             self.image = array_message(to_uint8(self._to_display(batch))[0].numpy())
 
     def _figure_png(self) -> bytes:
         import matplotlib.pyplot as plt
 
         figure, axes = plt.subplots(1, 4, figsize=(17, 3.8))
-        axes[0].imshow(np.frombuffer(self.image["data"], np.uint8).reshape(self.image["shape"]))
+        axes[0].imshow(self.image.array)
         axes[0].set_title(f"shift {self.shift:g} px, angle {self.angle:g}°, scale {self.scale:g}×\n"
                           + ", ".join(f"{p['label']} {p['probability']:.2f}" for p in self.predictions[:2]), fontsize=9)
         axes[0].axis("off")

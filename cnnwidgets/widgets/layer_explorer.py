@@ -16,7 +16,8 @@ from ..backend.images import ImageLike
 from ..backend.layers import weights_layer
 from ..errors import InputError
 from ..methods import channel_stats, dead_on_all, filter_images, scale_maps
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end, top_predictions
 
 
 class LayerExplorer(CnnWidget):
@@ -30,13 +31,13 @@ class LayerExplorer(CnnWidget):
 
     _esm = front_end("layer_explorer")
 
-    image = traitlets.Dict().tag(sync=True)
+    image = Array().tag(sync=True)
     predictions = traitlets.List().tag(sync=True)
     layers = traitlets.List().tag(sync=True)
     layer = traitlets.Unicode("").tag(sync=True)
     channel = traitlets.Int(-1).tag(sync=True)
-    maps = traitlets.Dict().tag(sync=True)
-    filters = traitlets.Dict().tag(sync=True)
+    maps = Array().tag(sync=True)
+    filters = Array().tag(sync=True)
     filter_slice = traitlets.Int(-1).tag(sync=True)
     filter_in_channels = traitlets.Int(0).tag(sync=True)
     normalize = traitlets.Enum(["layer", "channel"], "layer").tag(sync=True)
@@ -48,13 +49,14 @@ class LayerExplorer(CnnWidget):
         image: ImageLike | None = None,
         *,
         images: Sequence[ImageLike] = (),
+        layer: str | None = None,
+        channel: int = -1,
         **kwargs: object,
     ) -> None:
         from .. import zoo
 
         self.inspector = as_inspector(inspector)
         self._images = [image if image is not None else zoo.sample_image("cat"), *images]
-        layer, channel = kwargs.pop("layer", None), kwargs.pop("channel", -1)
         state = self._image_state(self._images[0])
         dead_all = self._dead_on_all_images() if images else {}
         super().__init__(**kwargs)
@@ -80,8 +82,8 @@ class LayerExplorer(CnnWidget):
         inspector.activations(batch, inspector.layer_names)  # one forward fills the cache for every layer
         return {
             "image": array_message(inspector.display_image(batch)),
-            "predictions": [{"label": label, "probability": p} for label, p in inspector.predict(batch, k=5)],
-            "layers": [{"name": l.name, "shape": list(l.shape), "kind": l.kind} for l in inspector.layers],
+            "predictions": top_predictions(inspector, inspector.logits(batch).softmax(-1)),
+            "layers": [{"name": info.name, "shape": list(info.shape), "kind": info.kind} for info in inspector.layers],
         }
 
     def _dead_on_all_images(self) -> dict[str, list[bool]]:
@@ -125,7 +127,7 @@ class LayerExplorer(CnnWidget):
         with self._working():
             activations = self._activations()
             scaled, low, high = scale_maps(activations, self.normalize)
-            stats = {key: value.tolist() for key, value in channel_stats(activations).items()}
+            stats: dict[str, object] = {key: value.tolist() for key, value in channel_stats(activations).items()}
             stats["dead_all"] = self._dead_all.get(self.layer)
             stats["n_images"] = len(self._images)
             self.maps = array_message(scaled.numpy(), layer=self.layer, low=low.tolist(), high=high.tolist(), stats=stats)
@@ -138,6 +140,7 @@ class LayerExplorer(CnnWidget):
             self.filters = array_message(np.zeros((0, 0, 0, 1), np.uint8), source="", note="no convolution before this layer")
             return
         weight = self.inspector.model.get_submodule(source.module_name).weight
+        assert isinstance(weight, torch.Tensor)
         self.filter_in_channels = weight.shape[1]
         pictures, note = filter_images(weight, self.filter_slice)
         self.filters = array_message(pictures.numpy(), source=source.name, note=note)
@@ -146,10 +149,10 @@ class LayerExplorer(CnnWidget):
         import matplotlib.pyplot as plt
 
         figure, axes = plt.subplots(1, 4, figsize=(16, 4.4), gridspec_kw={"width_ratios": [1, 1.6, 1, 1.2]})
-        image = np.frombuffer(self.image["data"], np.uint8).reshape(self.image["shape"])
+        image = self.image.array
         axes[0].imshow(image)
         axes[0].set_title("\n".join(f"{p['label']} {p['probability']:.2f}" for p in self.predictions[:3]), fontsize=9)
-        maps = np.frombuffer(self.maps["data"], np.uint8).reshape(self.maps["shape"])
+        maps = self.maps.array
         dead = sum(self.maps["stats"]["dead"])
         axes[1].imshow(render.colorize(render.tile(maps, fill=0), self.colormap))
         axes[1].set_title(f"{self.layer}: {len(maps)} maps, {dead} dead", fontsize=9)
@@ -157,7 +160,7 @@ class LayerExplorer(CnnWidget):
             stats = self.maps["stats"]
             axes[2].imshow(render.colorize(maps[self.channel], self.colormap))
             axes[2].set_title(f"channel {self.channel}: {stats['min'][self.channel]:.3g} … {stats['max'][self.channel]:.3g}", fontsize=9)
-        filters = np.frombuffer(self.filters["data"], np.uint8).reshape(self.filters["shape"])
+        filters = self.filters.array
         if len(filters):
             tiles = render.tile(filters if filters.shape[-1] == 3 else render.colorize(filters[..., 0], "coolwarm"))
             axes[3].imshow(tiles, interpolation="nearest")
@@ -169,5 +172,5 @@ class LayerExplorer(CnnWidget):
 
 def _default_layer(inspector: Inspector) -> str:
     """The first activation layer (the maps after the first conv and ReLU, as in the CS231n figures)."""
-    activations = [layer.name for layer in inspector.layers if layer.kind == "activation"]
+    activations = [info.name for info in inspector.layers if info.kind == "activation"]
     return activations[0] if activations else inspector.layer_names[0]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -26,9 +24,11 @@ from ..methods.occlusion import (
     occluded_logits,
     occlusion_progressive,
 )
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end, one_line, top_predictions
+from .jobs import Jobs, Steps
 
-FILLS = {"gray": 0.0, "mean": "mean", "blur": "blur"}
+FILLS: dict[str, float | str] = {"gray": 0.0, "mean": "mean", "blur": "blur"}
 """What the square shows: gray is 0.0 in the model's input space (the dataset mean colour)."""
 PUSH_INTERVAL_S = 0.25
 """Partial heatmaps go to the browser at most this often (and whenever a coarse level completes)."""
@@ -41,14 +41,14 @@ class OcclusionSlider(CnnWidget):
     centre in model-input pixels), `patch`, `stride`, `fill` ("gray", "mean", "blur"), `target` (a class index)
     and `layer`/`channel` (for the feature-map panel) drive it from Python as well.
 
-    The heatmaps are computed coarse to fine in small chunks on the kernel's event loop, so the widget keeps
-    answering drags while they fill in; changing a setting cancels the run and starts a new one. Outside a running
-    event loop (a script) they are computed at once.
+    The heatmaps are computed coarse to fine in small chunks on the kernel's event loop (the widget's `Jobs` runner),
+    so the widget keeps answering drags while they fill in; changing a setting cancels the run and starts a new
+    one. Outside a running event loop (a script) they are computed at once.
     """
 
     _esm = front_end("occlusion_slider")
 
-    image = traitlets.Dict().tag(sync=True)
+    image = Array().tag(sync=True)
     size = traitlets.List([0, 0]).tag(sync=True)
     predictions = traitlets.List().tag(sync=True)
     labels = traitlets.List().tag(sync=True)
@@ -58,16 +58,14 @@ class OcclusionSlider(CnnWidget):
     fill = traitlets.Enum(list(FILLS), "gray").tag(sync=True)
     x = traitlets.Float(0.0).tag(sync=True)
     y = traitlets.Float(0.0).tag(sync=True)
-    request = traitlets.Int(0).tag(sync=True)
     readout = traitlets.Dict().tag(sync=True)
     show_heatmap = traitlets.Bool(True).tag(sync=True)
-    heatmap = traitlets.Dict().tag(sync=True)
-    top_map = traitlets.Dict().tag(sync=True)
+    heatmap = Array().tag(sync=True)
+    top_map = Array().tag(sync=True)
     layers = traitlets.List().tag(sync=True)
     layer = traitlets.Unicode("").tag(sync=True)
     channel = traitlets.Int(-1).tag(sync=True)
-    feature_map = traitlets.Dict().tag(sync=True)
-    progress = traitlets.Float(1.0).tag(sync=True)
+    feature_map = Array().tag(sync=True)
     opacity = traitlets.Float(0.6).tag(sync=True)
     colormap = traitlets.Enum(list(render.COLORMAPS), "viridis").tag(sync=True)
 
@@ -79,25 +77,22 @@ class OcclusionSlider(CnnWidget):
         self._batch = self.inspector.preprocess(image if image is not None else zoo.sample_image("cat"))
         height, width = self._batch.shape[-2:]
         self._fills: dict[tuple[str, int], torch.Tensor] = {}
-        self._run = 0
-        self._steps: Iterator[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._run = 0  # stamps the maps' messages, so the browser matches partial maps to their settings
+        self._jobs = Jobs(self, thread=False)
         self._readout_key: tuple | None = None
         self._maps: OcclusionMaps | None = None
         self._feature: np.ndarray | None = None
         super().__init__(**kwargs)
         probabilities = self.inspector.logits(self._batch).softmax(-1)
-        top = probabilities.topk(min(5, len(probabilities)))
         self._probabilities = probabilities
         with self.hold_trait_notifications():
             self.size = [int(height), int(width)]
             self.image = array_message(self.inspector.display_image(self._batch))
-            self.predictions = [{"index": int(i), "label": self.inspector.label(int(i)), "probability": float(p)}
-                                for p, i in zip(top.values, top.indices)]
+            self.predictions = top_predictions(self.inspector, probabilities)
             self.labels = [self.inspector.label(i) for i in range(len(probabilities))]
             self.layers = [layer.name for layer in self.inspector.layers]
         if "target" not in kwargs:
-            self.target = int(top.indices[0])
+            self.target = int(probabilities.argmax())
         if "x" not in kwargs:
             self.x = width / 2
         if "y" not in kwargs:
@@ -121,7 +116,7 @@ class OcclusionSlider(CnnWidget):
         if hasattr(self, "_batch"):
             patch = proposal["value"] if proposal["trait"].name == "patch" else self.patch
             stride = proposal["value"] if proposal["trait"].name == "stride" else self.stride
-            check_patch_stride(tuple(self._batch.shape[-2:]), patch, stride)
+            check_patch_stride(self._size(), patch, stride)
         return proposal["value"]
 
     @traitlets.validate("x", "y")
@@ -152,8 +147,13 @@ class OcclusionSlider(CnnWidget):
             raise InputError(f"opacity {proposal['value']} is not between 0 and 1")
         return proposal["value"]
 
+    def _size(self) -> tuple[int, int]:
+        """(height, width) of the model input."""
+        height, width = self._batch.shape[-2:]
+        return int(height), int(width)
+
     def _check_settings(self) -> None:
-        check_patch_stride(tuple(self._batch.shape[-2:]), self.patch, self.stride)
+        check_patch_stride(self._size(), self.patch, self.stride)
 
     # --- the dragged occluder ---------------------------------------------------------------------------------------
 
@@ -174,20 +174,19 @@ class OcclusionSlider(CnnWidget):
             return  # several traits of one browser message: answer once
         self._readout_key = key
         try:
-            box = centered_box(self.y, self.x, self.patch, tuple(self._batch.shape[-2:]))
+            box = centered_box(self.y, self.x, self.patch, self._size())
             logits = occluded_logits(self.inspector, self._batch, [box], self._fill(), patch=self.patch)[0]
         except Exception as error:
-            self.error = str(error).splitlines()[0] if str(error) else type(error).__name__
+            self.error = one_line(error)
             raise
         probabilities = logits.softmax(-1)
         top = int(probabilities.argmax())
         self.error = ""
-        self.readout = {
-            "request": self.request, "x": self.x, "y": self.y, "box": list(box),
-            "target": self.target, "label": self.inspector.label(self.target),
-            "probability": float(probabilities[self.target]), "unoccluded": float(self._probabilities[self.target]),
-            "top_index": top, "top_label": self.inspector.label(top), "top_probability": float(probabilities[top]),
-        }
+        self.readout = self.answer(
+            x=self.x, y=self.y, box=list(box), target=self.target, label=self.inspector.label(self.target),
+            probability=float(probabilities[self.target]), unoccluded=float(self._probabilities[self.target]),
+            top_index=top, top_label=self.inspector.label(top), top_probability=float(probabilities[top]),
+        )
 
     # --- heatmaps, coarse to fine, without blocking the kernel ---------------------------------------------------------
 
@@ -205,48 +204,22 @@ class OcclusionSlider(CnnWidget):
             self._restart(features_only=self._maps is not None and bool(self._maps.done.all()))
 
     def _restart(self, features_only: bool = False) -> None:
-        """Cancel the running computation and start the maps for the current settings."""
+        """Cancel the running computation and start the maps for the current settings (on the event loop)."""
         self._run += 1
-        self._steps = None
         if not self.show_heatmap:
+            self._jobs.cancel()
             self.heatmap, self.top_map, self.feature_map, self.progress = {}, {}, {}, 1.0
             return
-        self._steps = self._compute(self._run, features_only)
         self.progress = 0.5 if features_only else 0.0
-        self._loop = _running_loop()
-        if self._loop is None:
-            self.finish()
-        else:
-            self._loop.call_soon(self._step, self._run)
-
-    def _step(self, run: int) -> None:
-        if run != self._run or self._steps is None:
-            return  # superseded by newer settings
-        start = time.perf_counter()
-        try:
-            while time.perf_counter() - start < 0.05:  # one or a few chunks, then let the kernel answer messages
-                next(self._steps)
-        except StopIteration:
-            self._steps = None
-            return
-        except Exception as error:
-            self._steps = None
-            self.error = str(error).splitlines()[0] if str(error) else type(error).__name__
-            return
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon(self._step, run)
+        run = self._run
+        self._jobs.start(lambda _job: self._compute(run, features_only))
 
     def finish(self) -> None:
         """Compute whatever part of the maps is still missing, now (used by `to_png` and in scripts)."""
-        steps, self._steps = self._steps, None
-        self._run += 1  # a scheduled chunk of this run must not continue it
-        if steps is not None:
-            with self._working():
-                for _ in steps:
-                    pass
+        self._jobs.finish()
 
-    def _compute(self, run: int, features_only: bool) -> Iterator[None]:
-        size = tuple(self._batch.shape[-2:])
+    def _compute(self, run: int, features_only: bool) -> Steps:
+        size = self._size()
         patch, stride, fill = self.patch, self.stride, self._fill()
         ny, nx = grid_shape(size, patch, stride)
         if not features_only:
@@ -260,7 +233,7 @@ class OcclusionSlider(CnnWidget):
                 if maps.done.all() or maps.level != level or now - last_push > PUSH_INTERVAL_S:
                     self._push_maps(run, maps)
                     last_push, level = now, maps.level
-                yield
+                yield None
         if self.layer and self.channel >= 0:
             boxes = grid_boxes(size, patch, stride)
             values = np.full(len(boxes), np.nan, np.float32)
@@ -269,7 +242,7 @@ class OcclusionSlider(CnnWidget):
                 values[done:done + len(sums)] = sums.numpy()
                 done += len(sums)
                 self.progress = 0.5 + 0.5 * done / len(boxes) if features_only else self.progress
-                yield
+                yield None
             reference = float(self.inspector.activations(self._batch, self.layer)[self.channel].sum())
             self._feature = values.reshape(ny, nx)
             self.feature_map = array_message(self._feature, run=run, layer=self.layer, channel=self.channel,
@@ -302,7 +275,7 @@ class OcclusionSlider(CnnWidget):
         panels = 1 + (self._maps is not None) + (self._feature is not None)
         figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 5.2), squeeze=False)
         axes = axes[0]
-        picture = np.frombuffer(self.image["data"], np.uint8).reshape(self.image["shape"])
+        picture = self.image.array
         readout = self.readout
         height, width = self.size
         extent = self._extent()
@@ -344,14 +317,7 @@ class OcclusionSlider(CnnWidget):
 
     def _extent(self) -> list[float]:
         """Where the [ny, nx] maps go on the image: each cell centred on its occluder's centre, `stride` wide."""
-        ny, nx = grid_shape(tuple(self.size), self.patch, self.stride)
+        ny, nx = grid_shape((self.size[0], self.size[1]), self.patch, self.stride)
         left = self.patch / 2 - self.stride / 2 - 0.5
         top = self.patch / 2 - self.stride / 2 - 0.5
         return [left, left + nx * self.stride, top + ny * self.stride, top]
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

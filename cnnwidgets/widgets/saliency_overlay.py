@@ -15,7 +15,8 @@ from ..methods import cam, faithfulness, gradients
 from ..methods.image_params import ModelInput
 from ..methods.occlusion import fill_image
 from ..methods.reduce import REDUCTIONS, display_map, to_uint8
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end, top_predictions
 
 METHODS = {
     "saliency": ("Gradient", gradients.saliency, False),
@@ -52,8 +53,9 @@ class SaliencyOverlay(CnnWidget):
     """
 
     _esm = front_end("saliency_overlay")
+    ACTIONS = ("run_sanity_check",)
 
-    image = traitlets.Dict().tag(sync=True)
+    image = Array().tag(sync=True)
     predictions = traitlets.List().tag(sync=True)
     labels = traitlets.List().tag(sync=True)
     methods = traitlets.List().tag(sync=True)
@@ -70,9 +72,8 @@ class SaliencyOverlay(CnnWidget):
     smoothgrad_noise = traitlets.Float(0.15, min=0.0, max=0.5).tag(sync=True)
     ig_steps = traitlets.Int(50, min=2, max=300).tag(sync=True)
     ig_baseline = traitlets.Enum(list(IG_BASELINES), "zero").tag(sync=True)
-    maps = traitlets.Dict().tag(sync=True)
-    sanity = traitlets.Dict().tag(sync=True)
-    sanity_request = traitlets.Int(0).tag(sync=True)
+    maps = Array().tag(sync=True)
+    sanity = Array().tag(sync=True)
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
         from .. import zoo
@@ -103,19 +104,17 @@ class SaliencyOverlay(CnnWidget):
         inspector = self.inspector
         batch = inspector.preprocess(image)
         probabilities = inspector.logits(batch).softmax(-1)
-        top = probabilities.topk(min(5, len(probabilities)))
-        layers = [layer.name for layer in inspector.layers if layer.kind in cam.CAM_KINDS and cam._spatial(layer)]
+        layers = [layer.name for layer in cam.cam_layers(inspector)]
         ready, self._ready = self._ready, False
         self._batch, self._raw = batch, {}
         with self.hold_trait_notifications():
             self.image = array_message(inspector.display_image(batch))
             self.labels = [inspector.label(i) for i in range(len(probabilities))]
-            self.predictions = [{"label": inspector.label(int(i)), "index": int(i), "probability": float(p)}
-                                for p, i in zip(top.values, top.indices)]
+            self.predictions = top_predictions(inspector, probabilities)
             self.layers = layers
             if self.layer not in layers:
                 self.layer = cam.default_cam_layer(inspector)
-            self.target = int(top.indices[0])
+            self.target = int(probabilities.argmax())
             self.sanity = {}
         self._ready = ready
 
@@ -153,10 +152,6 @@ class SaliencyOverlay(CnnWidget):
     def _on_view(self, _change: dict) -> None:
         if self._ready:
             self._show()
-
-    @traitlets.observe("sanity_request")
-    def _on_sanity_request(self, _change: dict) -> None:
-        self.run_sanity_check()
 
     # --- computing -------------------------------------------------------------------------------------------------
 
@@ -229,8 +224,8 @@ class SaliencyOverlay(CnnWidget):
         import matplotlib.pyplot as plt
         from matplotlib import colors
 
-        image = np.frombuffer(self.image["data"], np.uint8).reshape(self.image["shape"])
-        maps = np.frombuffer(self.maps["data"], np.uint8).reshape(self.maps["shape"])
+        image = self.image.array
+        maps = self.maps.array
         count = len(maps)
         figure, axes = plt.subplots(1, count, figsize=(3.4 * count + 0.8, 3.8), squeeze=False)
         for axis, values, title in zip(axes[0], maps, self.maps["titles"]):

@@ -14,7 +14,8 @@ from .. import render
 from ..backend.index import Index
 from ..errors import InputError
 from ..methods.deconv import deconv_projection, projection_picture
-from .base import CnnWidget, array_message, front_end
+from .arrays import Array, array_message
+from .base import CnnWidget, front_end
 
 CROP_MAX = 112
 """Crops bigger than this (in input pixels) are downscaled to it before they are sent; smaller ones go as they are."""
@@ -28,7 +29,7 @@ SHOW_MODES = ("image", "projection", "overlay")
 
 def field_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     """The square `box` (top, left, bottom, right; may reach outside) of an H×W×3 image, outside filled gray."""
-    top, left, bottom, right = (int(round(v)) for v in box)
+    top, left, bottom, right = (round(v) for v in box)
     crop = np.full((bottom - top, right - left, 3), OUTSIDE, np.uint8)
     height, width = image.shape[:2]
     y0, x0, y1, x1 = max(top, 0), max(left, 0), min(bottom, height), min(right, width)
@@ -64,12 +65,12 @@ class TopActivations(CnnWidget):
     layers = traitlets.List().tag(sync=True)
     layer = traitlets.Unicode("").tag(sync=True)
     channel = traitlets.Int(0).tag(sync=True)
-    crops = traitlets.Dict().tag(sync=True)
+    crops = Array().tag(sync=True)
     selected = traitlets.Int(-1).tag(sync=True)
-    full = traitlets.Dict().tag(sync=True)
+    full = Array().tag(sync=True)
     show = traitlets.Enum(SHOW_MODES, "image").tag(sync=True)
     opacity = traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True)
-    projections = traitlets.Dict().tag(sync=True)
+    projections = Array().tag(sync=True)
 
     def __init__(self, index: Index, layer: str | None = None, channel: int | None = None, **kwargs: object) -> None:
         if not isinstance(index, Index):
@@ -95,7 +96,7 @@ class TopActivations(CnnWidget):
 
     @traitlets.validate("layer")
     def _check_layer(self, proposal: dict) -> str:
-        self.index._layer(proposal["value"])
+        self.index.layer_shape(proposal["value"])  # an unknown layer raises, listing close names
         return proposal["value"]
 
     @traitlets.validate("channel")
@@ -150,7 +151,7 @@ class TopActivations(CnnWidget):
             image = self.index.image(image_id)
             height, width = image.shape[:2]
             if field is None or field.covers_input or (field.size[0] >= height and field.size[1] >= width):
-                box = (0.0, 0.0, float(height), float(width))
+                box: tuple[float, ...] = (0.0, 0.0, float(height), float(width))
             else:
                 box = tuple(float(v) for v in field.box(row, col))
             entries.append({"id": image_id, "value": value, "position": [row, col], "image": image, "box": box})
@@ -172,7 +173,7 @@ class TopActivations(CnnWidget):
             entries = self._entries()
             self._shown = entries
             if entries:
-                sides = [int(round(e["box"][2] - e["box"][0])) for e in entries]
+                sides = [round(e["box"][2] - e["box"][0]) for e in entries]
                 side = min(max(sides), CROP_MAX)
                 crops = np.stack([_fit(field_crop(e["image"], e["box"]), side) for e in entries])
             else:
@@ -255,13 +256,13 @@ class TopActivations(CnnWidget):
     def shown_crops(self) -> np.ndarray:
         """[k, S, S, 3] uint8 crops as the widget draws them now: the images, the projections, or the projections
         over the images at `opacity` (out = (1 − opacity)·image + opacity·projection, rounded), per `show`."""
-        crops = np.frombuffer(self.crops["data"], np.uint8).reshape(self.crops["shape"])
+        crops = self.crops.array
         projections = self.projections
         current = (projections.get("layer"), projections.get("channel"), projections.get("ids")) == (
             self.crops["layer"], self.crops["channel"], self.crops["ids"])
         if self.show == "image" or not current or not projections["ids"]:
             return crops
-        pictures = np.frombuffer(projections["data"], np.uint8).reshape(projections["shape"])
+        pictures = projections.array
         opacity = 1.0 if self.show == "projection" else self.opacity
         return np.round((1 - opacity) * crops.astype(np.float64) + opacity * pictures).astype(np.uint8)
 
@@ -285,7 +286,7 @@ class TopActivations(CnnWidget):
             axis.axis("off")
         if with_full:
             axis = figure.add_subplot(grid[:, columns:])
-            image = np.frombuffer(self.full["data"], np.uint8).reshape(self.full["shape"])
+            image = self.full.array
             axis.imshow(image)
             top, left, bottom, right = self.full["box"]
             axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, edgecolor="#00e5ff", linewidth=2))

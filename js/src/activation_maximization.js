@@ -4,6 +4,7 @@
 import { h, setOptions } from './shared/dom.js';
 import { Listeners } from './shared/listeners.js';
 import { PANEL_CSS, drawError, drawMessage, setSlider, slider } from './shared/panels.js';
+import { scopedStyle } from './shared/styles.js';
 import { drawLines } from './shared/plot.js';
 import { throttledTraits } from './shared/requests.js';
 import { runControls } from './shared/runner.js';
@@ -41,7 +42,7 @@ function render({ model, el }) {
   const similarity = h('div', { className: 'cnnw-caption cnnw-similarity' });
   const labelled = (text, control) => h('label', {}, text, control);
   const root = h('div', { className: 'cnnw-panel cnnw-activation-maximization' },
-    h('style', { textContent: PANEL_CSS }), labelList,
+    scopedStyle('cnnw-activation-maximization', PANEL_CSS), labelList,
     h('div', { className: 'cnnw-row cnnw-controls' }, labelled('class', target), labelled('or layer', layer), labelled('channel', channel),
       labelled('images', count), labelled('parameterization', param), labelled('diversity at', diversityLayer)),
     h('div', { className: 'cnnw-row cnnw-controls' }, ...sliders.map((s) => s.control.root)),

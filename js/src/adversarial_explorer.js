@@ -1,9 +1,11 @@
 // Adversarial explorer (anywidget front end): method, epsilon slider (levels out of 255), steps and target;
 // original, magnified perturbation and adversarial image with their top-5 and saliency maps; a button that
 // grows a fooling image of a chosen class from noise. Python attacks; this file draws and sends settings.
+import { sendAction } from './shared/actions.js';
 import { h, setOptions } from './shared/dom.js';
 import { Listeners } from './shared/listeners.js';
 import { PANEL_CSS, drawError, drawMessage, drawPredictions, figure, setSlider, slider } from './shared/panels.js';
+import { scopedStyle } from './shared/styles.js';
 import { throttledTraits } from './shared/requests.js';
 
 const BOX = 200;
@@ -36,7 +38,7 @@ function render({ model, el }) {
   panels.fooling.root.append(tops.fooling);
   const labelled = (text, control) => h('label', {}, text, control);
   const root = h('div', { className: 'cnnw-panel cnnw-adversarial-explorer' },
-    h('style', { textContent: PANEL_CSS }), labelList,
+    scopedStyle('cnnw-adversarial-explorer', PANEL_CSS), labelList,
     h('div', { className: 'cnnw-row cnnw-controls' }, labelled('attack', method), epsilon.root, labelled('steps', steps),
       labelled('target', target), busy, error),
     summary,
@@ -91,7 +93,7 @@ function render({ model, el }) {
   });
   listeners.onDom(target, 'change', () => commit('target', target.value.trim()));
   listeners.onDom(foolTarget, 'change', () => commit('fool_target', foolTarget.value.trim()));
-  listeners.onDom(foolButton, 'click', () => commit('fool_requests', (model.get('fool_requests') ?? 0) + 1));
+  listeners.onDom(foolButton, 'click', () => { saveSoon.flush(); sendAction(model, 'fool'); });
 
   listeners.onModel(model, 'change:labels', drawLabels);
   for (const name of ['original', 'perturbation', 'adversarial', 'saliency_original', 'saliency_adversarial', 'original_top', 'adversarial_top', 'summary']) {

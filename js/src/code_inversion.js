@@ -4,6 +4,7 @@
 import { h } from './shared/dom.js';
 import { Listeners } from './shared/listeners.js';
 import { PANEL_CSS, drawError, drawMessage, figure, setSlider, slider } from './shared/panels.js';
+import { scopedStyle } from './shared/styles.js';
 import { throttledTraits } from './shared/requests.js';
 import { runControls } from './shared/runner.js';
 
@@ -19,7 +20,7 @@ function render({ model, el }) {
   const error = h('div', { className: 'cnnw-error' });
   const row = h('div', { className: 'cnnw-row cnnw-reconstructions' });
   const root = h('div', { className: 'cnnw-panel cnnw-code-inversion' },
-    h('style', { textContent: PANEL_CSS }),
+    scopedStyle('cnnw-code-inversion', PANEL_CSS),
     h('div', { className: 'cnnw-row cnnw-controls' }, h('label', {}, 'layers', layers), tv.root, runner.root, error),
     h('div', { className: 'cnnw-row' }, original.root, row));
   el.append(root);

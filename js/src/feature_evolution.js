@@ -8,6 +8,8 @@ import { rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { throttledTraits } from './shared/requests.js';
 import { drawFilterGrid } from './shared/tiles.js';
+import { scopedStyle } from './shared/styles.js';
+import { drawError } from './shared/panels.js';
 
 const FILTER_GRID_WIDTH = 160;
 const CELL_GAP = 2;
@@ -20,8 +22,6 @@ const HIGHLIGHT_COLOR = '#00b8d4';
 const LINE_COLORS = ['#1976d2', '#e53935', '#43a047', '#fb8c00', '#8e24aa', '#00897b', '#6d4c41', '#546e7a'];
 
 const CSS = `
-.cnnw-feature-evolution { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
-.cnnw-feature-evolution [hidden] { display: none !important; }
 .cnnw-feature-evolution canvas { image-rendering: pixelated; max-width: 100%; }
 .cnnw-fe-row { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
 .cnnw-fe-controls { display: flex; gap: 8px; align-items: center; }
@@ -29,7 +29,7 @@ const CSS = `
 .cnnw-fe-epoch { font-weight: 600; min-width: 6em; }
 .cnnw-fe-caption { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
 .cnnw-fe-panel { display: flex; flex-direction: column; gap: 4px; }
-.cnnw-fe-error { padding: 2px 8px; border-radius: 3px; background: #c62828; color: #fff; }
+.cnnw-fe-error { padding: 2px 8px; border-radius: 3px; background: var(--jp-error-color1, #c62828); color: var(--jp-ui-inverse-font-color0, #fff); }
 `;
 
 function buildView() {
@@ -44,7 +44,7 @@ function buildView() {
     curves: h('div', { className: 'cnnw-fe-row cnnw-fe-curves' }),
   };
   ui.root = h('div', { className: 'cnnw-feature-evolution' },
-    h('style', { textContent: CSS }),
+    scopedStyle('cnnw-feature-evolution', CSS),
     h('div', { className: 'cnnw-fe-controls' }, ui.play, ui.slider, ui.epochLabel),
     ui.error,
     h('div', { className: 'cnnw-fe-row' },
@@ -196,9 +196,8 @@ function render({ model, el }) {
     drawCurves();
   }
 
-  function drawError() {
-    ui.error.textContent = model.get('error');
-    ui.error.hidden = !model.get('error');
+  function drawState() {
+    drawError(ui.error, model.get('error'));
   }
 
   function setEpochIndex(index) {
@@ -226,10 +225,10 @@ function render({ model, el }) {
   for (const event of ['change:epoch', 'change:epochs', 'change:filters', 'change:curves', 'change:features', 'change:colormap']) {
     listeners.onModel(model, event, drawEpoch);
   }
-  listeners.onModel(model, 'change:error', drawError);
+  listeners.onModel(model, 'change:error', drawState);
 
   grid = isEmptyArray(model.get('tiles')) ? null : tilesCanvas(model.get('tiles'));
-  drawError();
+  drawState();
   drawEpoch();
 
   return () => {

@@ -5,6 +5,7 @@
 import { h } from './shared/dom.js';
 import { Listeners } from './shared/listeners.js';
 import { PANEL_CSS, drawError, drawMessage, drawPredictions, setSlider, slider } from './shared/panels.js';
+import { scopedStyle } from './shared/styles.js';
 import { drawLines, legendEntries } from './shared/plot.js';
 import { throttledTraits } from './shared/requests.js';
 
@@ -34,7 +35,7 @@ function render({ model, el }) {
   const legend = h('div', { className: 'cnnw-legend' });
   const controls = KINDS.map((spec) => ({ ...spec, control: slider(spec.text, { ...spec, value: model.get(spec.trait) }), chart: h('canvas', { className: `cnnw-curve cnnw-curve-${spec.kind}` }) }));
   const root = h('div', { className: 'cnnw-panel cnnw-invariance-probe' },
-    h('style', { textContent: PANEL_CSS }),
+    scopedStyle('cnnw-invariance-probe', PANEL_CSS),
     h('div', { className: 'cnnw-row' }, image, h('div', { className: 'cnnw-figure' }, predictions, h('div', { className: 'cnnw-caption cnnw-label' }))),
     h('div', { className: 'cnnw-row cnnw-controls' }, ...controls.map((c) => c.control.root), busy, error),
     h('div', { className: 'cnnw-row' }, ...controls.map((c) => h('div', { className: 'cnnw-figure' }, c.chart,

@@ -10,6 +10,8 @@ import { drawFitted, rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { RequestStamp, throttledTraits } from './shared/requests.js';
 import { drawFilterMessage, drawTileGrid, tileRect } from './shared/tiles.js';
+import { scopedStyle } from './shared/styles.js';
+import { drawError, drawPredictions } from './shared/panels.js';
 
 const INPUT_BOX = 160;
 const GRID_WIDTH = 640;
@@ -21,9 +23,7 @@ const HIGHLIGHT_COLOR = '#00e5ff'; // cyan: absent from all offered colormaps
 const DEAD_COLOR = '#e53935';
 
 const CSS = `
-.cnnw-layer-explorer { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
-.cnnw-layer-explorer [hidden] { display: none !important; }
-.cnnw-layer-explorer canvas { image-rendering: pixelated; max-width: 100%; }
+& canvas { image-rendering: pixelated; max-width: 100%; }
 .cnnw-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 .cnnw-controls { align-items: center; }
 .cnnw-controls label { display: inline-flex; gap: 4px; align-items: center; }
@@ -31,8 +31,6 @@ const CSS = `
 .cnnw-bar-track { height: 12px; background: var(--jp-layout-color2, #eee); }
 .cnnw-bar { height: 100%; background: var(--jp-brand-color1, #1976d2); }
 .cnnw-percent { text-align: right; font-variant-numeric: tabular-nums; }
-.cnnw-error { flex: 1 1 200px; min-width: 0; padding: 2px 8px; border-radius: 3px; background: #c62828; color: #fff; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-.cnnw-note, .cnnw-caption { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
 .cnnw-grid { cursor: pointer; }
 .cnnw-side, .cnnw-filter-section { display: flex; flex-direction: column; align-items: flex-start; gap: 4px; }
 .cnnw-side { width: 240px; }
@@ -61,7 +59,7 @@ function buildView() {
     'filter input channel', ui.filterSliceInput);
   const labelled = (text, control) => h('label', {}, text, control);
   ui.root = h('div', { className: 'cnnw-layer-explorer' },
-    h('style', { textContent: CSS }),
+    scopedStyle('cnnw-layer-explorer', CSS),
     h('div', { className: 'cnnw-row' }, ui.input, ui.predictions),
     h('div', { className: 'cnnw-row cnnw-controls' },
       labelled('layer', ui.layer), ui.computing, labelled('normalize', ui.normalize),
@@ -142,11 +140,8 @@ function render({ model, el }) {
   };
   const colormap = () => (colormapNames.includes(model.get('colormap')) ? model.get('colormap') : colormapNames[0]);
 
-  function drawError() {
-    const message = model.get('error') || decodeError;
-    ui.error.textContent = message;
-    ui.error.title = message;
-    ui.error.hidden = !message;
+  function showError() {
+    drawError(ui.error, model.get('error') || decodeError);
   }
 
   function drawInput() {
@@ -158,13 +153,6 @@ function render({ model, el }) {
     drawFitted(ui.input, source, [0, 0, width, height], INPUT_BOX);
   }
 
-  function drawPredictions() {
-    ui.predictions.replaceChildren(...(model.get('predictions') ?? []).flatMap(({ label, probability }) => [
-      h('span', { textContent: label }),
-      h('div', { className: 'cnnw-bar-track' }, h('div', { className: 'cnnw-bar', style: `width: ${probability * 100}%` })),
-      h('span', { className: 'cnnw-percent', textContent: `${(probability * 100).toFixed(1)}%` }),
-    ]));
-  }
 
   function drawLayerOptions() {
     const pairs = (model.get('layers') ?? []).map(({ name, shape }) => [name, `${name} — ${shape.join('×')}`]);
@@ -181,7 +169,7 @@ function render({ model, el }) {
     } catch (error) {
       decodeError = `maps: ${error.message}`;
     }
-    drawError();
+    showError();
   }
 
   function drawGrid() {
@@ -251,9 +239,9 @@ function render({ model, el }) {
   }
 
   const onModel = (events, fn) => events.split(' ').forEach((event) => listeners.onModel(model, event, fn));
-  onModel('change:error', drawError);
+  onModel('change:error', showError);
   onModel('change:image', drawInput);
-  onModel('change:predictions', drawPredictions);
+  onModel('change:predictions', () => drawPredictions(ui.predictions, model.get('predictions')));
   onModel('change:layers', drawLayerOptions);
   onModel('change:layer', () => {
     stampLayer();
@@ -295,9 +283,9 @@ function render({ model, el }) {
 
   stampLayer();
   ui.normalize.value = model.get('normalize');
-  drawError();
+  showError();
   drawInput();
-  drawPredictions();
+  drawPredictions(ui.predictions, model.get('predictions'));
   drawLayerOptions();
   acceptMaps();
   drawMaps();

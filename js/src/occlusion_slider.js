@@ -11,6 +11,8 @@ import { rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { centeredBox, clampPoint, classColors, heatmapRGBA, mapPlacement, percent, readoutText } from './shared/occlusion.js';
 import { RequestStamp, throttledTraits } from './shared/requests.js';
+import { scopedStyle } from './shared/styles.js';
+import { drawError } from './shared/panels.js';
 
 const MAIN_BOX = 384;
 const PANEL_BOX = 224;
@@ -19,8 +21,6 @@ const OCCLUDER_FILL = 'rgba(128, 128, 128, 0.85)';
 const OCCLUDER_EDGE = '#ffffff';
 
 const CSS = `
-.cnnw-occlusion { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
-.cnnw-occlusion [hidden] { display: none !important; }
 .cnnw-occlusion .cnnw-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 .cnnw-occlusion .cnnw-column { display: flex; flex-direction: column; gap: 6px; }
 .cnnw-occlusion .cnnw-controls { display: grid; grid-template-columns: max-content 180px 4em; gap: 4px 8px; align-items: center; }
@@ -31,8 +31,7 @@ const CSS = `
 .cnnw-occlusion .cnnw-probability { font-size: 28px; font-weight: 600; font-variant-numeric: tabular-nums; }
 .cnnw-occlusion .cnnw-bar-track { height: 10px; width: 260px; background: var(--jp-layout-color2, #eee); }
 .cnnw-occlusion .cnnw-bar { height: 100%; background: var(--jp-brand-color1, #1976d2); }
-.cnnw-occlusion .cnnw-note, .cnnw-occlusion .cnnw-caption { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
-.cnnw-occlusion .cnnw-error { padding: 2px 8px; border-radius: 3px; background: #c62828; color: #fff; max-width: 640px; }
+.cnnw-occlusion .cnnw-error { flex: none; white-space: normal; overflow: visible; max-width: 640px; }
 .cnnw-occlusion .cnnw-legend { display: flex; flex-direction: column; gap: 2px; font-size: 12px; }
 .cnnw-occlusion .cnnw-swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
 .cnnw-occlusion progress { width: 260px; }
@@ -89,7 +88,7 @@ function buildView() {
     h('div', { className: 'cnnw-caption' }, 'feature map under occlusion: layer ', ui.layer, ' channel ', ui.channel),
     ui.featureCanvas, ui.featureCaption);
   ui.root = h('div', { className: 'cnnw-occlusion' },
-    h('style', { textContent: CSS }),
+    scopedStyle('cnnw-occlusion', CSS),
     h('div', { className: 'cnnw-row' },
       ui.main,
       h('div', { className: 'cnnw-column' }, ui.readout, ui.scale, ui.controls,
@@ -291,10 +290,8 @@ function render({ model, el }) {
       `computing the maps… ${Math.round(progress * 100)}%${heatmap?.level > 1 ? ' (coarse preview, refining)' : ''}`;
   }
 
-  function drawError() {
-    const message = model.get('error');
-    ui.error.textContent = message;
-    ui.error.hidden = !message;
+  function showError() {
+    drawError(ui.error, model.get('error'));
   }
 
   function drawMaps() {
@@ -393,7 +390,7 @@ function render({ model, el }) {
   onModel('change:target change:labels change:predictions', drawTargets);
   onModel('change:layers', drawLayers);
   onModel('change:progress', drawProgress);
-  onModel('change:error', drawError);
+  onModel('change:error', showError);
 
   decodeImage();
   drawTargets();
@@ -401,7 +398,7 @@ function render({ model, el }) {
   drawControls();
   drawMaps();
   drawProgress();
-  drawError();
+  showError();
   shownReadout = model.get('readout') ?? null;
   drawReadout();
 

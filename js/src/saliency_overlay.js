@@ -3,6 +3,7 @@
 // shows several methods on one shared 0..1 colour scale. Python sends each map as uint8 bytes; opacity and
 // colormap are applied here, so moving the slider or switching colormap needs no round trip.
 // Answers carry what they were computed for (methods, class, layer, reduction); only the newest is shown.
+import { sendAction } from './shared/actions.js';
 import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { colormapNames } from './shared/colormaps.js';
 import { h, setOptions } from './shared/dom.js';
@@ -10,6 +11,8 @@ import { rgbaToCanvas } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { blendOverlay, colorbarPixels, labelIndex, searchLabels, viewKey } from './shared/overlay.js';
 import { RequestStamp, throttledTraits } from './shared/requests.js';
+import { scopedStyle } from './shared/styles.js';
+import { drawError } from './shared/panels.js';
 
 const SINGLE_SIZE = 336;
 const SIDE_SIZE = 224;
@@ -21,8 +24,6 @@ const CURVE_HEIGHT = 180;
 const CURVE_COLORS = ['#1976d2', '#e53935', '#43a047', '#fb8c00', '#8e24aa', '#00897b'];
 
 const CSS = `
-.cnnw-saliency-overlay { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
-.cnnw-saliency-overlay [hidden] { display: none !important; }
 .cnnw-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: center; }
 .cnnw-row label { display: inline-flex; gap: 4px; align-items: center; }
 .cnnw-maps { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
@@ -33,7 +34,6 @@ const CSS = `
 .cnnw-matches { display: flex; flex-wrap: wrap; gap: 4px; }
 .cnnw-matches button { font-size: 11px; padding: 1px 6px; cursor: pointer; }
 .cnnw-compare-list { display: flex; flex-wrap: wrap; gap: 8px; }
-.cnnw-error { flex: 1 1 200px; min-width: 0; padding: 2px 8px; border-radius: 3px; background: #c62828; color: #fff; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .cnnw-colorbar-row { display: flex; gap: 6px; align-items: center; }
 .cnnw-sanity { border-top: 1px solid var(--jp-border-color2, #ddd); padding-top: 6px; display: flex; flex-direction: column; align-items: flex-start; gap: 6px; }
 .cnnw-sanity-maps { display: grid; gap: 2px; align-items: center; }
@@ -75,7 +75,7 @@ function buildView() {
   ui.igRow = h('div', { className: 'cnnw-row cnnw-ig-options' }, h('span', { className: 'cnnw-title', textContent: 'Integrated gradients' }),
     labelled('steps', ui.steps), labelled('baseline', ui.baseline));
   ui.root = h('div', { className: 'cnnw-saliency-overlay' },
-    h('style', { textContent: CSS }),
+    scopedStyle('cnnw-saliency-overlay', CSS),
     h('div', { className: 'cnnw-row' }, labelled('class', ui.classSelect), ui.search, ui.matches),
     h('div', { className: 'cnnw-row' }, ui.methodLabel, ui.layerLabel, labelled('map', ui.reduce),
       labelled('side by side', ui.sideBySide), ui.computing, ui.error),
@@ -165,11 +165,8 @@ function render({ model, el }) {
   const colormap = () => (colormapNames.includes(model.get('colormap')) ? model.get('colormap') : colormapNames[0]);
   const methodInfo = () => new Map((model.get('methods') ?? []).map((info) => [info.name, info]));
 
-  function drawError() {
-    const message = model.get('error') || decodeError;
-    ui.error.textContent = message;
-    ui.error.title = message;
-    ui.error.hidden = !message;
+  function showError() {
+    drawError(ui.error, model.get('error') || decodeError);
   }
 
   function acceptImage() {
@@ -187,7 +184,7 @@ function render({ model, el }) {
     } catch (error) {
       decodeError = `maps: ${error.message}`;
     }
-    drawError();
+    showError();
   }
 
   function drawMaps() {
@@ -293,7 +290,7 @@ function render({ model, el }) {
   }
 
   const onModel = (events, fn) => events.split(' ').forEach((event) => listeners.onModel(model, event, fn));
-  onModel('change:error', drawError);
+  onModel('change:error', showError);
   onModel('change:image', () => {
     acceptImage();
     drawMaps();
@@ -358,10 +355,10 @@ function render({ model, el }) {
   listeners.onDom(ui.baseline, 'change', () => commit('ig_baseline', ui.baseline.value));
   listeners.onDom(ui.opacity, 'input', () => commit('opacity', Number(ui.opacity.value)));
   listeners.onDom(ui.colormap, 'change', () => commit('colormap', ui.colormap.value));
-  listeners.onDom(ui.sanityRun, 'click', () => commit('sanity_request', (model.get('sanity_request') ?? 0) + 1));
+  listeners.onDom(ui.sanityRun, 'click', () => { saveSoon.flush(); sendAction(model, 'run_sanity_check'); });
 
   stampView();
-  drawError();
+  showError();
   acceptImage();
   drawClassOptions();
   drawControls();

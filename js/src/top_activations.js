@@ -11,6 +11,8 @@ import { Listeners } from './shared/listeners.js';
 import { blendRgb } from './shared/blend.js';
 import { throttledTraits } from './shared/requests.js';
 import { randomNeuron, scaleBox, stepChannel } from './shared/neurons.js';
+import { scopedStyle } from './shared/styles.js';
+import { drawError } from './shared/panels.js';
 
 const CELL = 96;
 const FULL_BOX = 320;
@@ -18,8 +20,6 @@ const SEND_INTERVAL_MS = 33;
 const HIGHLIGHT_COLOR = '#00e5ff'; // cyan, as the other widgets' highlights
 
 const CSS = `
-.cnnw-top-activations { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
-.cnnw-top-activations [hidden] { display: none !important; }
 .cnnw-top-activations canvas { image-rendering: pixelated; }
 .cnnw-top-activations .cnnw-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 .cnnw-top-activations .cnnw-controls { align-items: center; }
@@ -33,8 +33,6 @@ const CSS = `
 .cnnw-top-activations figcaption { font-size: 11px; text-align: center; max-width: ${CELL + 8}px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .cnnw-top-activations .cnnw-value { font-variant-numeric: tabular-nums; font-weight: 600; }
 .cnnw-top-activations .cnnw-side { display: flex; flex-direction: column; gap: 4px; width: ${FULL_BOX}px; }
-.cnnw-top-activations .cnnw-error { flex: 1 1 200px; min-width: 0; padding: 2px 8px; border-radius: 3px; background: #c62828; color: #fff; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-.cnnw-top-activations .cnnw-note, .cnnw-top-activations .cnnw-caption { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
 `;
 
 function buildView() {
@@ -55,7 +53,7 @@ function buildView() {
     fullInfo: h('div', { className: 'cnnw-caption cnnw-full-info' }),
   };
   ui.root = h('div', { className: 'cnnw-top-activations' },
-    h('style', { textContent: CSS }),
+    scopedStyle('cnnw-top-activations', CSS),
     h('div', { className: 'cnnw-row cnnw-controls' },
       h('label', {}, 'layer', ui.layer),
       h('label', {}, 'channel', ui.channel), ui.previous, ui.next, ui.random,
@@ -85,11 +83,8 @@ function render({ model, el }) {
   const layerInfo = () => (model.get('layers') ?? []).find((layer) => layer.name === model.get('layer'));
   const channelCount = () => layerInfo()?.shape?.[0] ?? 0;
 
-  function drawError() {
-    const message = model.get('error') || decodeError;
-    ui.error.textContent = message;
-    ui.error.title = message;
-    ui.error.hidden = !message;
+  function showError() {
+    drawError(ui.error, model.get('error') || decodeError);
   }
 
   function drawControls() {
@@ -157,10 +152,10 @@ function render({ model, el }) {
       decodeError = '';
     } catch (error) {
       decodeError = `crops: ${error.message}`;
-      drawError();
+      showError();
       return;
     }
-    drawError();
+    showError();
     const [count, side] = crops.shape;
     tiles = { count, side, pixels };
     figures = [];
@@ -205,7 +200,7 @@ function render({ model, el }) {
   }
 
   const onModel = (events, fn) => events.split(' ').forEach((event) => listeners.onModel(model, event, fn));
-  onModel('change:error', drawError);
+  onModel('change:error', showError);
   onModel('change:layers change:layer change:channel', () => {
     drawControls();
     drawBusy();
@@ -252,7 +247,7 @@ function render({ model, el }) {
     ui.full.title = `(${Math.round(y)}, ${Math.round(x)}) on screen`;
   });
 
-  drawError();
+  showError();
   drawControls();
   drawShowControls();
   drawCrops();

@@ -3,7 +3,7 @@
 // (no copy, unless the offset is misaligned for the element type). Byte order is the platform's
 // (little-endian everywhere Jupyter runs), matching numpy's default.
 
-const TYPED_ARRAY_BY_DTYPE = { uint8: Uint8Array, float32: Float32Array };
+const TYPED_ARRAY_BY_DTYPE = { uint8: Uint8Array, int32: Int32Array, float32: Float32Array };
 
 /** Number of elements an array of this shape holds. */
 export function elementCount(shape) {

@@ -1,13 +1,12 @@
 // Building blocks shared by the feature-visualization widgets: labelled sliders, buttons, prediction bars,
-// RGB / gray images drawn from array messages, and the common stylesheet.
+// RGB / gray images drawn from array messages, the error box, and the panels' stylesheet.
 import { isEmptyArray, toTypedArray } from './arrays.js';
 import { h } from './dom.js';
 import { drawFitted, grayToRGBA, rgbaToCanvas, rgbToImageData } from './images.js';
 
+/** What the feature-visualization panels add to BASE_CSS (shared/styles.js), scoped with it per widget. */
 export const PANEL_CSS = `
-.cnnw-panel { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
-.cnnw-panel [hidden] { display: none !important; }
-.cnnw-panel canvas { image-rendering: pixelated; max-width: 100%; }
+& canvas { image-rendering: pixelated; max-width: 100%; }
 .cnnw-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 .cnnw-controls { align-items: center; }
 .cnnw-controls label { display: inline-flex; gap: 4px; align-items: center; }
@@ -16,11 +15,9 @@ export const PANEL_CSS = `
 .cnnw-bar-track { height: 10px; background: var(--jp-layout-color2, #eee); }
 .cnnw-bar { height: 100%; background: var(--jp-brand-color1, #1976d2); }
 .cnnw-percent { text-align: right; font-variant-numeric: tabular-nums; }
-.cnnw-error { flex: 1 1 200px; min-width: 0; padding: 2px 8px; border-radius: 3px; background: #c62828; color: #fff; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-.cnnw-caption, .cnnw-note { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
+.cnnw-value { font-variant-numeric: tabular-nums; min-width: 3.5em; display: inline-block; }
 .cnnw-legend { display: flex; flex-wrap: wrap; gap: 2px 10px; font-size: 11px; }
 .cnnw-swatch { display: inline-block; width: 14px; height: 3px; margin-right: 4px; vertical-align: middle; }
-.cnnw-value { font-variant-numeric: tabular-nums; min-width: 3.5em; display: inline-block; }
 `;
 
 /** A range input with a label and a live value readout; returns {root, input, readout}. */

@@ -1,6 +1,7 @@
-// Run / stop / reset controls for widgets whose optimization runs in the kernel's background: `running` is a
-// synced trait (true starts or continues, false stops), reset is a custom message; a progress bar shows
-// step / goal while running.
+// Run / stop / reset controls for widgets whose optimization runs in the kernel's background: the buttons send
+// the one-way actions "start", "stop" and "reset"; `running`, `step` and `goal` (set by Python) drive the run
+// button's text and a progress bar of step / goal.
+import { sendAction } from './actions.js';
 import { h } from './dom.js';
 
 /** Text of the run button: "run" at step 0, "continue" after, "stop" while running. */
@@ -25,11 +26,8 @@ export function runControls(model, listeners) {
     progress.value = Math.min(step, progress.max);
     status.textContent = `step ${step}${running ? ` of ${goal}` : ''}`;
   }
-  listeners.onDom(run, 'click', () => {
-    model.set('running', !model.get('running'));
-    model.save_changes();
-  });
-  listeners.onDom(reset, 'click', () => model.send({ type: 'reset' }));
+  listeners.onDom(run, 'click', () => sendAction(model, model.get('running') ? 'stop' : 'start'));
+  listeners.onDom(reset, 'click', () => sendAction(model, 'reset'));
   for (const name of ['running', 'step', 'goal']) listeners.onModel(model, `change:${name}`, draw);
   draw();
   return { root, draw, run, reset };
