@@ -83,7 +83,8 @@ class Jobs:
         self.raise_in_wait = raise_in_wait
         self._lock = threading.RLock()
         self._current: Job | None = None  # running (or scheduled on the loop)
-        self._pending: Job | None = None  # thread mode: runs once the current one has left its step
+        self._next: Job | None = None  # thread mode: a replacing job, runs once the current one has left its step
+        self._pending: Job | None = None  # thread mode: the newest waiting job, runs after `_next` and the current one
         self._worker: threading.Thread | None = None
         self._hurry = threading.Event()
         self._failure: BaseException | None = None
@@ -101,10 +102,13 @@ class Jobs:
             if replace:
                 self._cancel_locked()
             if self.thread:
-                if self._pending is not None:
-                    self._pending.cancel()
-                    self._pending.ended.set()
-                self._pending = job
+                if replace:
+                    self._next = job
+                else:
+                    if self._pending is not None:
+                        self._pending.cancel()
+                        self._pending.ended.set()
+                    self._pending = job
                 if self._worker is None:
                     self._worker = threading.Thread(target=self._work, name=f"cnnwidgets-{self._name()}", daemon=True)
                     self._worker.start()
@@ -125,12 +129,13 @@ class Jobs:
             self._set_busy(False)
 
     def _cancel_locked(self) -> None:
-        for job in (self._current, self._pending):
+        for job in (self._current, self._next, self._pending):
             if job is not None:
                 job.cancel()
-        if self._pending is not None:
-            self._pending.ended.set()
-            self._pending = None
+        for waiting in (self._next, self._pending):
+            if waiting is not None:
+                waiting.ended.set()
+        self._next = self._pending = None
         if not self.thread:
             self._current = None
 
@@ -138,7 +143,7 @@ class Jobs:
     def running(self) -> bool:
         with self._lock:
             current = self._current is not None and not self._current.ended.is_set()
-            return current or self._pending is not None
+            return current or self._next is not None or self._pending is not None
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until no job is left (TimeoutError after `timeout` s). On the event loop this runs the rest now."""
@@ -202,7 +207,10 @@ class Jobs:
     def _work(self) -> None:
         while True:
             with self._lock:
-                job, self._pending = self._pending, None
+                if self._next is not None:
+                    job, self._next = self._next, None
+                else:
+                    job, self._pending = self._pending, None
                 self._current = job
                 if job is None:
                     self._worker = None
