@@ -18,9 +18,12 @@ def test_wheel_contains_the_built_front_end(tmp_path):
     (wheel,) = tmp_path.glob("cnnwidgets-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for widget in ("layer_explorer", "feature_evolution", "top_activations", "embedding_scatter", "saliency_overlay",
-                   "occlusion_slider", "activation_maximization", "code_inversion", "invariance_probe", "adversarial_explorer"):
+                   "occlusion_slider", "activation_maximization", "code_inversion", "invariance_probe", "adversarial_explorer",
+                   "network_map", "correspondence_explorer"):
         assert f"cnnwidgets/static/{widget}.js" in names
     assert "cnnwidgets/zoo/data/digits_cnn.pt" in names and "cnnwidgets/zoo/data/digits_cnn.json" in names
+    for weights in ("digits_generator.pt", "motion_two_stream.pt", "motion_c3d.pt", "motion.json"):
+        assert f"cnnwidgets/zoo/data/{weights}" in names
     assert "cnnwidgets/py.typed" in names and "cnnwidgets/zoo/efficientnet_lite0.py" in names
     bundle = zipfile.ZipFile(wheel).read("cnnwidgets/static/layer_explorer.js").decode()
     assert "export" in bundle and "import " not in bundle.split("\n", 1)[0]  # one self-contained ES module

@@ -3,15 +3,18 @@
 from .activation_maximization import ActivationMaximization
 from .adversarial_explorer import AdversarialExplorer
 from .code_inversion import CodeInversion
+from .correspondence_explorer import CorrespondenceExplorer
 from .embedding_scatter import EmbeddingScatter
 from .feature_evolution import FeatureEvolution
 from .invariance_probe import InvarianceProbe
 from .layer_explorer import LayerExplorer
+from .network_map import NetworkMap
 from .occlusion_slider import OcclusionSlider
 from .saliency_overlay import SaliencyOverlay
 from .top_activations import TopActivations
 
 __all__ = [
-    "ActivationMaximization", "AdversarialExplorer", "CodeInversion", "EmbeddingScatter", "FeatureEvolution",
-    "InvarianceProbe", "LayerExplorer", "OcclusionSlider", "SaliencyOverlay", "TopActivations",
+    "ActivationMaximization", "AdversarialExplorer", "CodeInversion", "CorrespondenceExplorer", "EmbeddingScatter",
+    "FeatureEvolution", "InvarianceProbe", "LayerExplorer", "NetworkMap", "OcclusionSlider", "SaliencyOverlay",
+    "TopActivations",
 ]
