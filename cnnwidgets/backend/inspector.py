@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from typing import overload
 
@@ -17,6 +18,7 @@ from .device import batch_size_for, batches, device_of
 from .hooks import capture_outputs, eval_mode
 from .images import ImageLike, to_pil
 from .layers import LayerInfo, discover_layers, find_layer, has_conv
+from .layout import fixed_input_size
 from .preprocess import Preprocess, to_display
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
@@ -34,7 +36,11 @@ class Inspector:
 
     `transform` maps a PIL image to a [C,H,W] float tensor (a torchvision preset such as
     `ResNet18_Weights.DEFAULT.transforms()` works); the default is the ImageNet recipe (resize 256, crop 224).
-    `labels` names the output classes; the default is "class 0", "class 1", ….
+    `labels` names the output classes; the default is "class 0", "class 1", …, and those names work as targets.
+    `reshape` maps layer names to the layout of their output where it cannot be read off the model:
+    "nhwc", "nchw", "tokens" or a function from the batched output to [N,C,H,W] (see `backend.layout`).
+    A model that takes one input size only (timm ViT, Swin) says so in `input_size`; the default transform then
+    crops to it, and other sizes are refused with an InputError.
     """
 
     def __init__(
@@ -44,6 +50,7 @@ class Inspector:
         labels: Sequence[str] | None = None,
         device: str | torch.device | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        reshape: dict[str, object] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"Inspector needs a torch.nn.Module, not a {type(model).__name__}")
@@ -54,6 +61,11 @@ class Inspector:
         if device is not None:
             model.to(device)
         self.model = model
+        self.input_size = fixed_input_size(model)  # (height, width) the model requires, None for any size
+        if transform is None and self.input_size is not None and self.input_size[0] == self.input_size[1]:
+            side = self.input_size[0]
+            transform = Preprocess(resize=round(side * 256 / 224), crop=side)  # the ImageNet recipe's ratio
+        self.reshape = dict(reshape or {})
         self.transform = transform if transform is not None else Preprocess()
         self.labels = list(labels) if labels is not None else None
         self._cache = TensorCache(cache_bytes)
@@ -95,6 +107,12 @@ class Inspector:
             )
         if not torch.isfinite(batch).all():
             raise InputError("the input contains NaN or infinite values; pass a finite image")
+        if self.input_size is not None and tuple(batch.shape[-2:]) != self.input_size:
+            height, width = self.input_size
+            raise InputError(
+                f"this model takes {height}×{width} inputs only, not {batch.shape[-2]}×{batch.shape[-1]}; "
+                f"resize the image or pass transform=Preprocess(resize={round(height * 256 / 224)}, crop={height})"
+            )
         self._input_shape = tuple(batch.shape)
         return batch.to(self.device, torch.float32)
 
@@ -106,11 +124,16 @@ class Inspector:
 
     @property
     def layers(self) -> list[LayerInfo]:
-        """Pickable layers in forward order, with output shapes for the last input preprocessed (224×224 before any)."""
-        shape = self._input_shape or (1, self.in_channels, 224, 224)
+        """Pickable layers in forward order, with map shapes [C,H,W] for the last input preprocessed (before any:
+        the model's fixed input size, else 224×224). Layers whose output layout is unknown are left out
+        (asking for one by name says how to set it with `reshape=`)."""
+        return [layer for layer in self._all_layers() if layer.layout.kind != "unknown"]
+
+    def _all_layers(self) -> list[LayerInfo]:
+        shape = self._input_shape or (1, self.in_channels, *(self.input_size or (224, 224)))
         if shape not in self._layers:
             with eval_mode(self.model), torch.inference_mode():
-                self._layers[shape] = discover_layers(self.model, torch.zeros(shape, device=self.device))
+                self._layers[shape] = discover_layers(self.model, torch.zeros(shape, device=self.device), self.reshape)
         return self._layers[shape]
 
     @property
@@ -118,7 +141,14 @@ class Inspector:
         return [layer.name for layer in self.layers]
 
     def layer(self, name: str) -> LayerInfo:
-        """The layer called `name`; an unknown name raises an error that lists close matches."""
+        """The layer called `name`; an unknown name raises an error that lists close matches, and a layer whose
+        output layout cannot be known an error naming `reshape=`."""
+        unknown = next((layer for layer in self._all_layers() if layer.name == name and layer.layout.kind == "unknown"), None)
+        if unknown is not None:
+            raise InputError(
+                f"layer {name!r} outputs {tuple(unknown.shape)}, a layout cnnwidgets cannot read as [C,H,W]; pass "
+                f"Inspector(model, reshape={{{name!r}: 'nhwc'}}) ('nchw', 'tokens' or a function) or pick another layer"
+            )
         return find_layer(self.layers, name)
 
     def module(self, name: str) -> nn.Module:
@@ -147,8 +177,9 @@ class Inspector:
         if missing:
             with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(batch.shape)):
                 captured = capture_outputs(self.model, missing, batch)
+            by_name = {info.name: info for info in infos}
             for name, output in captured.items():
-                found[name] = output[0].cpu()
+                found[name] = by_name[name].to_map(output)[0].contiguous().cpu()
                 self._cache.put(keys[name], found[name])
         return found[names[0]] if isinstance(layer, str) else {name: found[name] for name in names}
 
@@ -178,7 +209,7 @@ class Inspector:
         return torch.cat(outputs).float().cpu()
 
     def scoring_model(self, example: torch.Tensor, images: int | None = None) -> nn.Module:
-        """The module to run for class scores (or input gradients) only, given an [N,C,H,W] example input: a private
+        """The module to run for class scores only (never for gradients), given an [N,C,H,W] example input: a private
         copy with batch norms folded into convolutions, channels-last, when that is possible and gives the model's
         scores on `example` (see `backend.folded`), else the model itself. Kept while the weights stay the same.
 
@@ -211,6 +242,8 @@ class Inspector:
             if image is None:
                 raise InputError("target=None means the top predicted class, which needs an image; pass one")
             return int(self.logits(image).argmax())
+        if isinstance(target, str) and self.labels is None and re.fullmatch(r"class \d+", target):
+            target = int(target.removeprefix("class "))  # the default names, "class 0", "class 1", …
         if isinstance(target, str):
             if self.labels is None or target not in self.labels:
                 known = self.labels or []
