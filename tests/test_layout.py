@@ -64,7 +64,7 @@ def test_channels_last_layers_are_shown_channels_first(image):
 def test_reshape_sets_a_layout_by_name_or_function(image):
     torch.manual_seed(0)
     model = ChannelsLastBlock()
-    grid = lambda t: t[:, 1:].reshape(len(t), 4, 6, -1).permute(0, 3, 1, 2)  # noqa: E731 - pytorch-grad-cam style
+    grid = lambda t: t[:, 1:].reshape(len(t), 4, 6, -1).permute(0, 3, 1, 2)  # pytorch-grad-cam style
     inspector = Inspector(model, reshape={"tokens": grid})
     inspector.preprocess(image)
     tokens = inspector.activations(image, "tokens")
@@ -75,9 +75,9 @@ def test_reshape_sets_a_layout_by_name_or_function(image):
     wrong = Inspector(model, reshape={"conv": "tokens"})
     wrong.preprocess(image)
     with pytest.raises(InputError, match="does not fit"):
-        wrong.layers
+        _ = wrong.layers
     with pytest.raises(InputError, match="unknown layer 'nope'"):
-        Inspector(model, reshape={"nope": "nhwc"}).layers
+        _ = Inspector(model, reshape={"nope": "nhwc"}).layers
 
 
 def test_vit_lists_its_blocks_and_takes_its_size_only():

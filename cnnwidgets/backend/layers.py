@@ -121,7 +121,7 @@ def discover_layers(model: nn.Module, batch: torch.Tensor, reshape: dict | None 
     if reshape:
         missing = set(reshape) - {layer.name for layer in layers}
         if missing:
-            raise LayerNotFoundError(sorted(missing)[0], [layer.name for layer in layers])
+            raise LayerNotFoundError(min(missing), [layer.name for layer in layers])
     return layers
 
 

@@ -155,7 +155,7 @@ def user_layout(choice: str | Callable | Layout, shape: tuple[int, ...], grid: t
         found = token_layout(shape, grid)
         if found.kind == "tokens":
             return found
-        for prefix in range(0, 9):  # no grid from the model: the smallest prefix leaving a square grid
+        for prefix in range(9):  # no grid from the model: the smallest prefix leaving a square grid
             side = math.isqrt(shape[1] - prefix) if shape[1] > prefix else 0
             if side and side * side == shape[1] - prefix:
                 return Layout("tokens", prefix, (side, side))
