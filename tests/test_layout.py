@@ -93,6 +93,12 @@ def test_vit_lists_its_blocks_and_takes_its_size_only():
         inspector.preprocess(torch.zeros(1, 3, 48, 48))
     picture = (torch.rand(40, 50, 3) * 255).to(torch.uint8).numpy()
     assert inspector.preprocess(picture).shape == (1, 3, 32, 32)  # the default transform crops to the model's size
+    from cnnwidgets.widgets import ActivationMaximization
+
+    widget = ActivationMaximization(inspector, target=0)  # its default image size follows the model
+    assert widget.size == 32 and widget.error == ""
+    with pytest.raises(InputError, match="doesn't match model"):  # timm's own check, as one line
+        ActivationMaximization(inspector, target=0, size=48)
 
 
 @pytest.mark.parametrize("build, size, expected", [
