@@ -223,8 +223,17 @@ def _reference(check: str, name: str, inspector: Inspector, peer: nn.Module, ima
     if check == "torchcam_layer_cam":
         from torchcam.methods import LayerCAM
 
-        if layer.layout.kind != "nchw":
-            pytest.skip("torchcam reads [N,C,H,W] layers only")  # the NHWC/token models are covered by pytorch-grad-cam
+        if layer.layout.kind != "nchw":  # torchcam reads [N,C,H,W] layers only: pytorch-grad-cam's Layer-CAM instead
+            from pytorch_grad_cam import LayerCAM as PeerLayerCAM
+            from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                method = PeerLayerCAM(model=peer, target_layers=[peer.get_submodule(layer.module_name)],
+                                      reshape_transform=reshape_transform(layer))
+                theirs = method(input_tensor=image.clone(), targets=[ClassifierOutputTarget(target)])[0]
+                method.activations_and_grads.release()
+            return cam.layer_cam(inspector, image, target, layer=layer.name), theirs, "correlation"
         extractor = LayerCAM(peer, target_layer=layer.module_name)
         try:
             scores = peer(image.clone())

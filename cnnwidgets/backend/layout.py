@@ -16,6 +16,8 @@ Rules, for a 4-D output [N,a,b,c] of one module call (`infer_layout`):
 3. otherwise the grid must keep the input's aspect ratio: (b, c) for nchw, (a, b) for nhwc; exactly one fitting
    decides (Inception's concatenated 2048-channel `Mixed_7c` is read this way);
 4. otherwise the layout is unknown and the layer is refused with an error that names `reshape=`.
+Shapes cannot tell a permute of a cube ([C,C,C], channels equal to height and width) from no permute; such a
+model sets that layer with `reshape=`.
 A 3-D output [N,T,D] is a token sequence when the model says its patch grid (timm's `patch_embed.grid_size`,
 (gh, gw)) and T = gh·gw + P with P 0 or the model's `num_prefix_tokens`; otherwise it is unknown.
 """
