@@ -30,7 +30,7 @@ def model_errors(input_shape: tuple[int, ...]) -> Iterator[None]:
     """Report a model that fails on an input as a one-line InputError instead of a traceback from inside torch."""
     try:
         yield
-    except RuntimeError as error:
+    except (RuntimeError, AssertionError) as error:  # timm asserts its fixed input size
         lines = str(error).strip().splitlines() or [type(error).__name__]
         raise InputError(
             f"the model failed on an input of shape {tuple(input_shape)}: {lines[0]}; "

@@ -321,3 +321,21 @@ def test_a_class_switch_reuses_the_forward_and_gives_each_class_its_own_gradient
     assert not torch.allclose(ours[first], ours[second])
     G.guided_backprop(lite0, batch, first)  # another rule is another graph
     assert forwards == [1]
+
+
+def test_the_same_call_gives_the_same_map_whatever_ran_before():
+    # resnet18d has batch norms to fold; a map must not depend on whether an earlier call made the scoring copy
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18d", pretrained=False, num_classes=10)
+    image = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    first = Inspector(model)
+    fresh = {method: method(first, image, 3) for method in (G.saliency, G.smoothgrad)}
+    later = Inspector(model)
+    later.batch_logits(image.expand(16, -1, -1, -1))  # enough images to make the folded scoring copy
+    later.predict(image)
+    assert later.scoring_model(image) is not model  # the copy exists now, and gradients still do not use it
+    for method, expected in fresh.items():
+        assert torch.equal(method(later, image, 3), expected), method.__name__
+    assert torch.equal(G.saliency(first, image, 3), fresh[G.saliency])

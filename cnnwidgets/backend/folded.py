@@ -3,9 +3,12 @@
 In eval mode a BatchNorm that directly follows a convolution is an affine map per channel, so it can be folded
 into that convolution's weights and bias: the copy skips one full pass over every such activation map. The copy
 is also run in channels-last memory layout, which the CPU convolution kernels prefer. Together this makes a
-forward of EfficientNet-Lite0 or a ResNet markedly faster; Score-CAM, the gradient methods, occlusion by full
-forwards and every batch of logits use it. Folding changes the floating-point rounding only (about 1e-6 relative), and `fast_copy` checks the copy
-against the model on the input it is built for before anyone uses it.
+forward of EfficientNet-Lite0 or a ResNet markedly faster; Score-CAM, occlusion by full forwards and every batch of
+logits use it, for class scores only. Folding changes the floating-point rounding only (measured: largest logit
+difference 4.4e-6 on EfficientNet-Lite0's scores of up to 9.1, 4.8e-7 relative; resnet18d 3.4e-7 relative), and
+`fast_copy` checks the copy against the model on the input it is built for before anyone uses it. Gradient methods
+never use it: rounding flips a ReLU whose input is within rounding of 0, so a saliency map would depend on whether
+an earlier call had made the copy (`backend.gradients.input_forward`).
 
 The user's model is never changed: the copy is a deep copy. A model carrying hooks or parametrizations (pruning,
 weight norm) is not copied, because its forward does more than its modules' weights say; it runs as it is, as

@@ -66,20 +66,24 @@ class StopForward(Exception):
 
 
 def tapped_forward(
-    model: nn.Module, taps: dict[object, tuple[nn.Module, int]], batch: torch.Tensor, *, keep_graph: bool = False,
+    model: nn.Module, taps: dict[object, tuple], batch: torch.Tensor, *, keep_graph: bool = False,
     to_end: bool = False,
 ) -> tuple[object | None, dict[object, torch.Tensor]]:
     """Run `model` on `batch` once: (the model's output, or None; the output of each tap by its key).
 
     `taps` maps a key to (module, call index): the n-th call of a module used several times in one forward;
-    several keys may name the same call. Outputs are copies, so later in-place ops cannot change them: detached,
-    or with their autograd graph when `keep_graph`. Unless `to_end`, the forward stops as soon as every tap is in
-    (and the model's output is None). A tap the forward never reached raises an InputError.
+    several keys may name the same call; a third element, a layer's `to_map` (`backend.layout`), turns that
+    output into its [N,C,H,W] map (NHWC and token layers). Outputs are copies, so later in-place ops cannot change
+    them: detached, or with their autograd graph when `keep_graph`. Unless `to_end`, the forward stops as soon as
+    every tap is in (and the model's output is None). A tap the forward never reached raises an InputError.
     """
     captured: dict[object, torch.Tensor] = {}
     wanted: dict[nn.Module, dict[int, list[object]]] = {}
-    for key, (module, call) in taps.items():
+    maps: dict[object, Callable] = {}
+    for key, (module, call, *to_map) in taps.items():
         wanted.setdefault(module, {}).setdefault(call, []).append(key)
+        if to_map:
+            maps[key] = to_map[0]
     calls: dict[nn.Module, int] = {}
 
     def make_hook(module: nn.Module) -> Callable:
@@ -87,7 +91,8 @@ def tapped_forward(
             index = calls.get(module, 0)
             calls[module] = index + 1
             for key in wanted[module].get(index, []):
-                captured[key] = (output if keep_graph else output.detach()).clone()
+                kept = (output if keep_graph else output.detach()).clone()
+                captured[key] = maps[key](kept) if key in maps else kept
             if not to_end and len(captured) == len(taps):
                 raise StopForward
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from typing import overload
 
@@ -19,6 +20,7 @@ from .device import batch_size_for, batches, device_of, unwrap
 from .hooks import capture_outputs, eval_mode
 from .images import ImageLike, check_input, to_pil
 from .layers import LayerInfo, discover_layers, find_layer, has_conv
+from .layout import fixed_input_size
 from .preprocess import Preprocess, to_display
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
@@ -40,7 +42,11 @@ class Inspector:
 
     `transform` maps a PIL image to a [C,H,W] float tensor (a torchvision preset such as
     `ResNet18_Weights.DEFAULT.transforms()` works); the default is the ImageNet recipe (resize 256, crop 224).
-    `labels` names the output classes; the default is "class 0", "class 1", ….
+    `labels` names the output classes; the default is "class 0", "class 1", …, and those names work as targets.
+    `reshape` maps layer names to the layout of their output where it cannot be read off the model:
+    "nhwc", "nchw", "tokens" or a function from the batched output to [N,C,H,W] (see `backend.layout`).
+    A model that takes one input size only (timm ViT, Swin) says so in `input_size`; the default transform then
+    crops to it, and other sizes are refused with an InputError.
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class Inspector:
         labels: Sequence[str] | None = None,
         device: str | torch.device | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        reshape: dict[str, object] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"Inspector needs a torch.nn.Module, not a {type(model).__name__}")
@@ -62,6 +69,11 @@ class Inspector:
             model.to(device)
         self.model = model
         self.is_video = is_video_model(model)  # clips [N,C,T,H,W] in, see backend.clips
+        self.input_size = None if self.is_video else fixed_input_size(model)  # (height, width) it requires, or None
+        if transform is None and self.input_size is not None and self.input_size[0] == self.input_size[1]:
+            side = self.input_size[0]
+            transform = Preprocess(resize=round(side * 256 / 224), crop=side)  # the ImageNet recipe's ratio
+        self.reshape = dict(reshape or {})
         self.transform = transform if transform is not None else (ClipPreprocess() if self.is_video else Preprocess())
         self.labels = list(labels) if labels is not None else None
         self._cache = TensorCache(cache_bytes)
@@ -109,6 +121,12 @@ class Inspector:
                 )
             if not torch.isfinite(batch).all():
                 raise InputError("the input contains NaN or infinite values; pass a finite image")
+        if self.input_size is not None and tuple(batch.shape[-2:]) != self.input_size:
+            height, width = self.input_size
+            raise InputError(
+                f"this model takes {height}×{width} inputs only, not {batch.shape[-2]}×{batch.shape[-1]}; "
+                f"resize the image or pass transform=Preprocess(resize={round(height * 256 / 224)}, crop={height})"
+            )
         self._input_shape = tuple(batch.shape)
         return batch.to(self.device, torch.float32)
 
@@ -139,14 +157,22 @@ class Inspector:
 
     @property
     def layers(self) -> list[LayerInfo]:
-        """Pickable layers in forward order, with output shapes for the last input preprocessed (224×224 before any)."""
-        probe = probe_shape(self.transform, self.in_channels) if self.is_video else (1, self.in_channels, PROBE_SIDE, PROBE_SIDE)
-        return self._layers_at(self._input_shape or probe)
+        """Pickable layers in forward order, with map shapes [C,H,W] ([C,T,H,W] for video) for the last input
+        preprocessed (before any: the model's fixed input size, else 224×224). Layers whose output layout is unknown
+        are left out (asking for one by name says how to set it with `reshape=`)."""
+        return [layer for layer in self._all_layers() if layer.layout.kind != "unknown"]
+
+    def _all_layers(self) -> list[LayerInfo]:
+        if self._input_shape is not None:
+            return self._layers_at(self._input_shape)
+        if self.is_video:
+            return self._layers_at(probe_shape(self.transform, self.in_channels))
+        return self._layers_at((1, self.in_channels, *(self.input_size or (PROBE_SIDE, PROBE_SIDE))))
 
     def _layers_at(self, shape: tuple[int, ...]) -> list[LayerInfo]:
         if shape not in self._layers:
             with eval_mode(self.model), torch.inference_mode():
-                self._layers[shape] = discover_layers(self.model, torch.zeros(shape, device=self.device))
+                self._layers[shape] = discover_layers(self.model, torch.zeros(shape, device=self.device), self.reshape)
         return self._layers[shape]
 
     @property
@@ -154,7 +180,14 @@ class Inspector:
         return [layer.name for layer in self.layers]
 
     def layer(self, name: str) -> LayerInfo:
-        """The layer called `name`; an unknown name raises an error that lists close matches."""
+        """The layer called `name`; an unknown name raises an error that lists close matches, and a layer whose
+        output layout cannot be known an error naming `reshape=`."""
+        unknown = next((layer for layer in self._all_layers() if layer.name == name and layer.layout.kind == "unknown"), None)
+        if unknown is not None:
+            raise InputError(
+                f"layer {name!r} outputs {tuple(unknown.shape)}, a layout cnnwidgets cannot read as [C,H,W]; pass "
+                f"Inspector(model, reshape={{{name!r}: 'nhwc'}}) ('nchw', 'tokens' or a function) or pick another layer"
+            )
         return find_layer(self.layers, name)
 
     def module(self, name: str) -> nn.Module:
@@ -183,8 +216,9 @@ class Inspector:
         if missing:
             with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(batch.shape)):
                 captured = capture_outputs(self.model, missing, batch)
+            by_name = {info.name: info for info in infos}
             for name, output in captured.items():
-                found[name] = output[0].cpu()
+                found[name] = by_name[name].to_map(output)[0].contiguous().cpu()
                 self._cache.put(keys[name], found[name])
         return found[names[0]] if isinstance(layer, str) else {name: found[name] for name in names}
 
@@ -214,7 +248,7 @@ class Inspector:
         return torch.cat(outputs).float().cpu()
 
     def scoring_model(self, example: torch.Tensor, images: int | None = None) -> nn.Module:
-        """The module to run for class scores (or input gradients) only, given an [N,C,H,W] example input: a private
+        """The module to run for class scores only (never for gradients), given an [N,C,H,W] example input: a private
         copy with batch norms folded into convolutions, channels-last, when that is possible and gives the model's
         scores on `example` (see `backend.folded`), else the model itself. Kept while the weights stay the same.
 
@@ -247,6 +281,8 @@ class Inspector:
             if image is None:
                 raise InputError("target=None means the top predicted class, which needs an image; pass one")
             return int(self.logits(image).argmax())
+        if isinstance(target, str) and self.labels is None and re.fullmatch(r"class \d+", target):
+            target = int(target.removeprefix("class "))  # the default names, "class 0", "class 1", …
         if isinstance(target, str):
             if self.labels is None or target not in self.labels:
                 known = self.labels or []

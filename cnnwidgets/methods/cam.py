@@ -12,6 +12,8 @@ scores of every class for every channel mask, so switching class costs nothing.
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -34,19 +36,28 @@ SCORE_CAM_EPS = 1e-8
 
 
 def default_cam_layer(inspector) -> str:
-    """The last convolutional block with a spatial output: the last conv or activation whose map is larger than
-    1×1, widened to the outermost block that ends with the same output shape (ResNet: `layer4`)."""
+    """The layer whose map covers every channel of the model's final feature map.
+
+    The final feature map is the last spatial map to be finished by a convolution, an activation, a block or a
+    norm (pools are skipped: an adaptive pool's 6×6 copy is no feature map); blocks finish after their insides, so
+    a concatenation counts whole: Inception v3's 2048-channel `Mixed_7c`, not its 192-channel last branch;
+    GoogLeNet's `inception5b`; ResNet's `layer4`; Swin's final `norm`. The outermost layer finishing with that
+    same map is chosen. A model whose head reads a class token (ViT) gets no gradient at the other tokens after its
+    last attention, so there the map entering the last transformer block is used (its first layer, `norm1` in
+    timm, pytorch-grad-cam's choice)."""
     layers = inspector.layers
-    spatial = cam_layers(inspector)
-    if not spatial:
+    candidates = [layer for layer in layers if _spatial(layer) and _feature_map(inspector, layer)]
+    if not candidates:
         raise InputError("this model has no layer with a spatial output; CAM methods need a conv layer's [C,H,W] map")
-    last = next((layer for layer in reversed(spatial) if layer.kind in ("conv", "activation")), spatial[-1])
+    final = max(candidates, key=lambda layer: layer.ended)
+    if final.layout.kind == "tokens" and final.layout.prefix > 0:
+        return _last_block_input(candidates, final).name
     by_name = {layer.name: layer for layer in layers}
-    chosen = last
-    parts = last.module_name.split(".")
+    chosen = final
+    parts = final.module_name.split(".")
     for end in range(len(parts) - 1, 0, -1):
         parent = by_name.get(".".join(parts[:end]))
-        if parent is None or parent.shape != last.shape:
+        if parent is None or parent.shape != final.shape:
             break
         chosen = parent
     return chosen.name
@@ -55,6 +66,24 @@ def default_cam_layer(inspector) -> str:
 def cam_layers(inspector) -> list[LayerInfo]:
     """The layers a CAM can weight: convs, activations and blocks with a spatial [C,H,W] output, in forward order."""
     return [layer for layer in inspector.layers if layer.kind in CAM_KINDS and _spatial(layer)]
+
+
+def _feature_map(inspector, layer: LayerInfo) -> bool:
+    """Convolutions, activations, blocks, and norms (modules with weights of their own), not pools or reshapes."""
+    if layer.kind in CAM_KINDS:
+        return True
+    return layer.kind == "other" and any(True for _ in inspector.model.get_submodule(layer.module_name).parameters())
+
+
+def _last_block_input(candidates: list[LayerInfo], final: LayerInfo) -> LayerInfo:
+    """The first layer inside the last numbered block (`blocks.11` → `blocks.11.norm1`) before `final`."""
+    blocks = [layer for layer in candidates if layer.kind == "block" and re.search(r"\d+$", layer.module_name)
+              and layer.ended < final.ended and layer.layout.kind == "tokens"]
+    if not blocks:
+        return final
+    block = blocks[-1]
+    inside = [layer for layer in candidates if layer.module_name.startswith(block.module_name + ".")]
+    return inside[0] if inside else block
 
 
 def _spatial(layer: LayerInfo) -> bool:

@@ -64,7 +64,7 @@ def evolution_panels(
     model = inspector.model
     names = sorted(set(layers) | {layer for layer, _ in features})
     infos = {name: inspector.layer(name) for name in names}
-    wanted = {name: (model.get_submodule(info.module_name), info.call) for name, info in infos.items()}
+    wanted = {name: (model.get_submodule(info.module_name), info.call, info.to_map) for name, info in infos.items()}
     wanted[SCORES] = (model, 0)
     with eval_mode(model), torch.inference_mode(), model_errors(tuple(batch.shape)):
         captured = capture_outputs(model, wanted, batch.to(inspector.device))

@@ -76,7 +76,7 @@ def _summed_gradients(inspector, inputs: torch.Tensor, target: torch.Tensor, wei
     """Σ_i weights[i] · ∂score/∂inputs[i] over an [N,C,H,W] stack, computed in batches."""
     total = torch.zeros_like(inputs[0])
     parts = batches(len(inputs), batch_size)
-    model = inspector.scoring_model(inputs[:batch_size], images=len(inputs))
+    model = inspector.model  # never the folded copy: the same call gives the same map (see input_forward)
     for part in tqdm(parts, desc=desc, leave=False, disable=len(inputs) <= PROGRESS_AFTER):
         chunk = inputs[part]
         grad, _ = input_gradients(model, chunk, target.expand(len(chunk)))

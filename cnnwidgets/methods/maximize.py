@@ -170,6 +170,7 @@ class Maximizer:
             self.layer = info.name
             self._module = inspector.model.get_submodule(info.module_name)
             self._call = info.call
+            self._to_map = info.to_map
             channels = info.shape[0]
             channel = 0 if channel is None else channel
             if not isinstance(channel, int) or not 0 <= channel < channels:
@@ -185,7 +186,8 @@ class Maximizer:
         if count > 1:
             diversity_info = inspector.layer(diversity_layer or default_diversity_layer(inspector))
             self.diversity_layer = diversity_info.name
-            self._diversity_tap = (inspector.model.get_submodule(diversity_info.module_name), diversity_info.call)
+            self._diversity_tap = (inspector.model.get_submodule(diversity_info.module_name), diversity_info.call,
+                                   diversity_info.to_map)
         self.generator = torch.Generator().manual_seed(seed)
         self.to_model = ModelInput.of(inspector)
         if prior is not None:
@@ -204,7 +206,7 @@ class Maximizer:
     def objective(self, images: torch.Tensor, diversity_features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[N] objective values of display images (with the autograd graph), and with `diversity_features` the
         activations at the diversity layer from the same forward pass (else None)."""
-        taps = {"unit": (self._module, self._call)} if self.class_index is None else {}
+        taps = {"unit": (self._module, self._call, self._to_map)} if self.class_index is None else {}
         if diversity_features:
             taps["diversity"] = self._diversity_tap
         output, captured = tapped_forward(self.inspector.model, taps, self.to_model(images), keep_graph=True,

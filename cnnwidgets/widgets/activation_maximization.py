@@ -170,6 +170,8 @@ class ActivationMaximization(BackgroundOptimization):
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, target: int | str | None = "espresso", **kwargs: object) -> None:
         self.inspector = as_inspector(inspector)
+        if self.inspector.input_size is not None:  # a fixed-size model (timm ViT, Swin) takes its own size only
+            kwargs.setdefault("size", self.inspector.input_size[0])
         if isinstance(target, int):
             target = self.inspector.label(self.inspector.class_index(target))
         kwargs["target"] = target or ""

@@ -53,11 +53,12 @@ class AdversarialExplorer(CnnWidget):
         labels = [self.inspector.label(i) for i in range(len(self.inspector.logits(self._batch)))]
         if kwargs.get("fool_target") is None and "goldfish" not in labels:
             kwargs["fool_target"] = labels[0]
-        super().__init__(**kwargs)
-        self.labels = labels
         self.result: AttackResult | None = None
         self.fool_result: AttackResult | None = None
-        self._attack()
+        super().__init__(**kwargs)
+        self.labels = labels
+        if self.result is None:  # a non-default attack setting above already ran the attack through its observer
+            self._attack()
 
     @traitlets.validate("epsilon")
     def _check_epsilon(self, proposal: dict) -> int:

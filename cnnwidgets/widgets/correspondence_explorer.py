@@ -35,7 +35,8 @@ class CorrespondenceExplorer(CnnWidget):
     """Images `image_a` and `image_b` (default: the cat, and the cat under `warp`) side by side. Setting `point`
     ([row, col] in image a's input pixels; a click in the browser) shows its best match in image b at `layer`,
     `score` its cosine similarity and `similarity` the map over image b (resized to the image, its lowest to
-    highest cosine as 0…255; `similarity["grid"]` is the layer's h×w). `curve` is the keypoint-transfer accuracy per layer of `curve_layers` on image a under `warp`."""
+    highest cosine as 0…255; `similarity["grid"]` is the layer's h×w). `curve` is the keypoint-transfer accuracy
+    per layer of `curve_layers` on image a under `warp`."""
 
     _esm = front_end("correspondence_explorer")
 

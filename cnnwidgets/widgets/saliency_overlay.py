@@ -34,6 +34,8 @@ METHODS = {
 
 OPTION_TRAITS = ("smoothgrad_samples", "smoothgrad_noise", "ig_steps", "ig_baseline")
 
+RULE_METHODS = ("deconvnet", "guided_backprop", "guided_grad_cam")
+"""Methods defined for ReLU networks only; a comparison leaves them out, with a note, on other activations."""
 DEFAULT_COMPARE = ["saliency", "guided_backprop", "integrated_gradients", "grad_cam", "layer_cam"]
 IG_BASELINES = ("zero", "black", "blur")
 """Integrated-gradients baselines: the all-zero model input (the dataset mean after normalization, Captum's
@@ -192,11 +194,23 @@ class SaliencyOverlay(CnnWidget):
 
     def _show(self) -> None:
         with self._working():
-            names = self.shown_methods
-            shown = [to_uint8(display_map(self.attribution(name), self.reduce)).numpy() for name in names]
+            names, shown, notes = [], [], []
+            for name in self.shown_methods:
+                try:
+                    values = self.attribution(name)
+                except InputError as error:  # a ReLU rule on a SiLU/GELU model: left out of a comparison
+                    if not self.side_by_side or name not in RULE_METHODS:
+                        raise
+                    notes.append(f"{METHODS[name][0]} left out: {str(error).splitlines()[0]}")
+                    continue
+                names.append(name)
+                shown.append(to_uint8(display_map(values, self.reduce)).numpy())
+            if not shown:
+                raise InputError(notes[0])
             self.maps = array_message(
                 np.stack(shown), methods=names, titles=[METHODS[name][0] for name in names], target=self.target,
                 label=self.inspector.label(self.target), layer=self.layer, reduce=self.reduce, options=self.options,
+                notes=notes,
             )
 
     def run_sanity_check(self, steps: int | None = None) -> faithfulness.SanityCheck:
@@ -234,7 +248,8 @@ class SaliencyOverlay(CnnWidget):
             axis.imshow(blended.round().clip(0, 255).astype(np.uint8))
             axis.set_title(title, fontsize=10)
             axis.axis("off")
-        figure.suptitle(f"{self.maps['label']} (class {self.maps['target']})", fontsize=11)
+        notes = "".join(f"\n{note}" for note in self.maps.get("notes", []))
+        figure.suptitle(f"{self.maps['label']} (class {self.maps['target']}){notes}", fontsize=11)
         mappable = plt.cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap=self.colormap)
         figure.colorbar(mappable, ax=list(axes[0]), fraction=0.03, pad=0.02, label="attribution (shared scale)")
         return render.figure_png(figure)
