@@ -142,16 +142,20 @@ class Inspector:
     @property
     def min_input_side(self) -> int:
         """The smallest side a float-tensor input may have: the model's total stride (224 / the smallest conv output
-        side at 224×224; 32 for EfficientNet-Lite0), below which its last feature maps would be built from padding
+        side above 1 at 224×224; 32 for EfficientNet-Lite0), below which its last feature maps would be built from padding
         alone. Pictures are resized by the transform and are held to `images.MIN_SIDE` instead. A model that runs
         only on one input size (a flattening head) fails on any other by itself; its minimum is 1. (So a fault
         raised by the model's forward during this one probe also leaves the minimum at 1 for this Inspector.)"""
         if self._min_side is None:
-            try:
-                layers = self._layers_at((1, self.in_channels, PROBE_SIDE, PROBE_SIDE))
+            try:  # raw layouts: the user's `reshape` functions are written for the model's real input size
+                with eval_mode(self.model), torch.inference_mode():
+                    layers = discover_layers(self.model, torch.zeros((1, self.in_channels, PROBE_SIDE, PROBE_SIDE),
+                                                                     device=self.device))
             except InputError:
                 layers = []
-            sides = [min(layer.shape[1:]) for layer in layers if layer.kind == "conv" and len(layer.shape) == 3]
+            # 1×1 outputs are left out: squeeze-excitation convs act on a pooled vector at every input size
+            sides = [side for layer in layers if layer.kind == "conv" and len(layer.shape) == 3
+                     and (side := min(layer.shape[1:])) > 1]
             self._min_side = max(1, PROBE_SIDE // max(1, min(sides))) if sides else 1
         return self._min_side
 
