@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from ..errors import InputError
 from .device import dtype_of
+
+Key = TypeVar("Key")
+Batch = TypeVar("Batch")
 
 
 @contextmanager
@@ -66,9 +70,9 @@ class StopForward(Exception):
 
 
 def tapped_forward(
-    model: nn.Module, taps: dict[object, tuple[nn.Module, int]], batch: torch.Tensor, *, keep_graph: bool = False,
+    model: Callable[[Batch], object], taps: Mapping[Key, tuple[nn.Module, int]], batch: Batch, *, keep_graph: bool = False,
     to_end: bool = False,
-) -> tuple[object | None, dict[object, torch.Tensor]]:
+) -> tuple[object | None, dict[Key, torch.Tensor]]:
     """Run `model` on `batch` once: (the model's output, or None; the output of each tap by its key).
 
     `taps` maps a key to (module, call index): the n-th call of a module used several times in one forward;
@@ -76,8 +80,8 @@ def tapped_forward(
     or with their autograd graph when `keep_graph`. Unless `to_end`, the forward stops as soon as every tap is in
     (and the model's output is None). A tap the forward never reached raises an InputError.
     """
-    captured: dict[object, torch.Tensor] = {}
-    wanted: dict[nn.Module, dict[int, list[object]]] = {}
+    captured: dict[Key, torch.Tensor] = {}
+    wanted: dict[nn.Module, dict[int, list[Key]]] = {}
     for key, (module, call) in taps.items():
         wanted.setdefault(module, {}).setdefault(call, []).append(key)
     calls: dict[nn.Module, int] = {}
