@@ -15,7 +15,6 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import PIL.Image
@@ -23,7 +22,7 @@ import torch
 
 from ..errors import InputError
 
-ImageLike = Union[PIL.Image.Image, np.ndarray, str, os.PathLike, torch.Tensor]
+ImageLike = PIL.Image.Image | np.ndarray | str | os.PathLike | torch.Tensor
 
 MAX_SIDE = 4096
 """Images larger than this on a side are downscaled first: no classifier needs more, and it keeps memory bounded."""

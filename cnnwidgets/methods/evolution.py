@@ -90,7 +90,7 @@ def evolution_panels(
 
 def _projections(inspector: Inspector, batch: torch.Tensor, features: Sequence[tuple[str, int]], picks: list) -> list[torch.Tensor]:
     """The deconvnet projection of each feature's strongest unit, one batched backward pass per layer."""
-    projections: list[torch.Tensor | None] = [None] * len(features)
+    projections: dict[int, torch.Tensor] = {}
     for layer in dict.fromkeys(layer for layer, _ in features):
         rows = [i for i, (name, _) in enumerate(features) if name == layer]
         images = torch.tensor([picks[i][0] for i in rows])
@@ -98,7 +98,7 @@ def _projections(inspector: Inspector, batch: torch.Tensor, features: Sequence[t
         positions = torch.tensor([picks[i][2] for i in rows])
         for row, projection in zip(rows, deconv_projections(inspector, batch[images], layer, channels, positions)):
             projections[row] = projection
-    return projections
+    return [projections[row] for row in range(len(features))]
 
 
 def first_conv(model: nn.Module) -> str:
