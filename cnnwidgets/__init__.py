@@ -4,8 +4,18 @@ from . import methods, zoo
 from .backend import Index, Inspector, LayerInfo, Preprocess
 from .errors import InputError, LayerNotFoundError
 from .widgets import (
-    ActivationMaximization, AdversarialExplorer, CodeInversion, CorrespondenceExplorer, EmbeddingScatter,
-    FeatureEvolution, InvarianceProbe, LayerExplorer, NetworkMap, OcclusionSlider, SaliencyOverlay, TopActivations,
+    ActivationMaximization,
+    AdversarialExplorer,
+    CodeInversion,
+    CorrespondenceExplorer,
+    EmbeddingScatter,
+    FeatureEvolution,
+    InvarianceProbe,
+    LayerExplorer,
+    NetworkMap,
+    OcclusionSlider,
+    SaliencyOverlay,
+    TopActivations,
 )
 
 __all__ = [

@@ -6,14 +6,13 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Union
 
 import torch
 
 from ..errors import InputError
 
-StateOrPath = Union[Mapping[str, torch.Tensor], str, os.PathLike]
-CheckpointSource = Union[Mapping[int, StateOrPath], Sequence[tuple[int, StateOrPath]], str, os.PathLike]
+StateOrPath = Mapping[str, torch.Tensor] | str | os.PathLike
+CheckpointSource = Mapping[int, StateOrPath] | Sequence[tuple[int, StateOrPath]] | str | os.PathLike
 
 EPOCH_IN_NAME = re.compile(r"(?:epoch|ep|e)[_\-]?(\d+)", re.IGNORECASE)
 WRAPPING_KEYS = ("state_dict", "model_state_dict", "model")
@@ -27,7 +26,7 @@ def load_checkpoints(source: CheckpointSource) -> dict[int, dict[str, torch.Tens
         if not folder.is_dir():
             raise InputError(f"no folder at {str(folder)!r}; pass a folder of checkpoint files or a list of (epoch, state)")
         files = sorted(p for p in folder.iterdir() if p.suffix in (".pt", ".pth"))
-        pairs = []
+        pairs: list[tuple[int, StateOrPath]] = []
         for path in files:
             match = EPOCH_IN_NAME.findall(path.stem)
             if match:
@@ -66,10 +65,9 @@ def load_file(path: str | os.PathLike, what: str) -> object:
         raise InputError(f"cannot read {str(path)!r} as a {what} ({first}); pass a file written by torch.save") from None
 
 
-def _state(state: StateOrPath) -> dict[str, torch.Tensor]:
-    source = f" in {str(state)!r}" if isinstance(state, (str, os.PathLike)) else ""
-    if isinstance(state, (str, os.PathLike)):
-        state = load_file(state, "checkpoint")
+def _state(given: StateOrPath) -> dict[str, torch.Tensor]:
+    source = f" in {str(given)!r}" if isinstance(given, (str, os.PathLike)) else ""
+    state = load_file(given, "checkpoint") if isinstance(given, (str, os.PathLike)) else given
     for key in WRAPPING_KEYS:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]

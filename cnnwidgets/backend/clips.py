@@ -151,6 +151,7 @@ def preprocess_clip(clip: ClipLike, transform: Callable, channels: int) -> torch
     frames, height, width = clip_size(transform)
     array = _frames_array(clip)
     if array is None:
+        assert isinstance(clip, torch.Tensor)  # _frames_array gives None only for a float tensor
         batch = clip.detach()
         if batch.dim() == 4:
             batch = batch.unsqueeze(0)
@@ -200,6 +201,6 @@ def frame_differences(clip: torch.Tensor) -> torch.Tensor:
     return clip[:, :, 1:] - clip[:, :, :-1]
 
 
-def resize_map(volume: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+def resize_map(volume: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """A [t,h,w] map resized trilinearly (centers aligned) to `size` (T,H,W)."""
     return F.interpolate(volume[None, None].float(), size=size, mode="trilinear", align_corners=False)[0, 0]

@@ -39,12 +39,10 @@ def unwrap(model: nn.Module) -> nn.Module:
     `torch.compile`d model (hooks must sit on the original modules; the compiled graph would skip them).
     TorchScript models cannot be hooked and are refused."""
     while True:
-        if isinstance(model, WRAPPERS):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
+        inner = model.module if isinstance(model, WRAPPERS) else getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
             break
+        model = inner
     if isinstance(model, torch.jit.ScriptModule):
         from ..errors import InputError
 

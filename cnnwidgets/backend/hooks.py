@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from ..errors import InputError
 from .device import dtype_of
+
+Key = TypeVar("Key")
+Batch = TypeVar("Batch")
 
 
 @contextmanager
@@ -66,9 +70,9 @@ class StopForward(Exception):
 
 
 def tapped_forward(
-    model: nn.Module, taps: dict[object, tuple], batch: torch.Tensor, *, keep_graph: bool = False,
+    model: Callable[[Batch], object], taps: Mapping[Key, tuple], batch: Batch, *, keep_graph: bool = False,
     to_end: bool = False,
-) -> tuple[object | None, dict[object, torch.Tensor]]:
+) -> tuple[object | None, dict[Key, torch.Tensor]]:
     """Run `model` on `batch` once: (the model's output, or None; the output of each tap by its key).
 
     `taps` maps a key to (module, call index): the n-th call of a module used several times in one forward;
@@ -77,9 +81,9 @@ def tapped_forward(
     them: detached, or with their autograd graph when `keep_graph`. Unless `to_end`, the forward stops as soon as
     every tap is in (and the model's output is None). A tap the forward never reached raises an InputError.
     """
-    captured: dict[object, torch.Tensor] = {}
-    wanted: dict[nn.Module, dict[int, list[object]]] = {}
-    maps: dict[object, Callable] = {}
+    captured: dict[Key, torch.Tensor] = {}
+    wanted: dict[nn.Module, dict[int, list[Key]]] = {}
+    maps: dict[Key, Callable] = {}
     for key, (module, call, *to_map) in taps.items():
         wanted.setdefault(module, {}).setdefault(call, []).append(key)
         if to_map:
@@ -110,7 +114,7 @@ def tapped_forward(
 
 
 def capture_outputs(
-    model: nn.Module, targets: dict[str, tuple[nn.Module, int]], batch: torch.Tensor
+    model: nn.Module, targets: Mapping[str, tuple], batch: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     """Run `model` on `batch` once and return the outputs of the target modules, detached copies, by layer name;
     the forward stops as soon as all targets are captured (see `tapped_forward`)."""

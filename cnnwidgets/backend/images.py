@@ -15,7 +15,6 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import PIL.Image
@@ -23,7 +22,7 @@ import torch
 
 from ..errors import InputError
 
-ImageLike = Union[PIL.Image.Image, np.ndarray, str, os.PathLike, torch.Tensor]
+ImageLike = PIL.Image.Image | np.ndarray | str | os.PathLike | torch.Tensor
 
 MAX_SIDE = 4096
 """Images larger than this on a side are downscaled first: no classifier needs more, and it keeps memory bounded."""
@@ -213,13 +212,13 @@ def _scale(array: np.ndarray) -> float:
     if np.issubdtype(dtype, np.floating):
         if not np.isfinite(array).all():
             raise InputError("the image array contains NaN or infinite values; replace them (np.nan_to_num) first")
-        low, high = float(array.min()), float(array.max())
-        if low >= 0 and high <= 1:
+        lowest, highest = float(array.min()), float(array.max())
+        if lowest >= 0 and highest <= 1:
             return 255.0
-        if low >= 0 and high <= 255 and bool((array == np.round(array)).all()):
+        if lowest >= 0 and highest <= 255 and bool((array == np.round(array)).all()):
             return 1.0
         raise InputError(
-            f"a {dtype} image with values in [{low:.4g}, {high:.4g}] is ambiguous; pass uint8 values 0..255 or floats in "
+            f"a {dtype} image with values in [{lowest:.4g}, {highest:.4g}] is ambiguous; pass uint8 values 0..255 or floats in "
             "[0, 1] (or whole numbers 0..255): np.clip(image, 0, 1) for a [0, 1] picture, "
             "np.clip(image, 0, 255).round().astype(np.uint8) for a 0..255 one"
         )

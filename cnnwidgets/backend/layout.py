@@ -55,10 +55,10 @@ class Layout:
             return output
         if self.kind == "nhwc":
             return output.permute(0, 3, 1, 2)
-        if self.kind == "tokens":
+        if self.kind == "tokens" and self.grid is not None:
             rows, columns = self.grid
             return output[:, self.prefix:].reshape(len(output), rows, columns, -1).permute(0, 3, 1, 2)
-        if self.kind == "custom":
+        if self.kind == "custom" and self.function is not None:
             mapped = self.function(output)
             if not isinstance(mapped, torch.Tensor) or mapped.dim() != 4:
                 shape = tuple(mapped.shape) if isinstance(mapped, torch.Tensor) else type(mapped).__name__

@@ -123,7 +123,7 @@ def bin_edges(values: np.ndarray, bins: int | Sequence[float], name: str = "attr
         return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
     edges = np.asarray(bins, dtype=np.float64)
     if edges.ndim != 1 or len(edges) < 2 or not (np.diff(edges) > 0).all():
-        raise InputError(f"bins={list(bins)!r}; pass a number of bins or at least two increasing edges")
+        raise InputError(f"bins={bins!r}; pass a number of bins or at least two increasing edges")
     return edges
 
 

@@ -52,12 +52,19 @@ def _batch(inspector, image: object) -> torch.Tensor:
     return inspector.preprocess(image).cpu()
 
 
+def spatial_size(tensor: torch.Tensor) -> tuple[int, int]:
+    """(height, width) of an image batch or feature map [..., H, W]."""
+    return tensor.shape[-2], tensor.shape[-1]
+
+
 def _cell(point: Point, grid: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
-    return tuple(min(n - 1, max(0, math.floor(p * n / s))) for p, n, s in zip(point, grid, size))
+    row, col = (min(n - 1, max(0, math.floor(p * n / s))) for p, n, s in zip(point, grid, size))
+    return row, col
 
 
 def _centre(cell: tuple[int, int], grid: tuple[int, int], size: tuple[int, int]) -> Point:
-    return tuple((c + 0.5) * s / n - 0.5 for c, n, s in zip(cell, grid, size))
+    row, col = ((c + 0.5) * s / n - 0.5 for c, n, s in zip(cell, grid, size))
+    return row, col
 
 
 def check_points(points: Sequence[Point], size: tuple[int, int]) -> list[Point]:
@@ -93,7 +100,7 @@ def correspondence(inspector, image_a: object, image_b: object, points: Sequence
     Images of different input sizes: image b is resized to image a's (`resize=True`), and matches are in that
     resized image's pixels; `resize=False` makes that an InputError instead."""
     a, b = matched_batches(inspector, image_a, image_b, resize)
-    size = tuple(a.shape[-2:])
+    size = spatial_size(a)
     checked = check_points(points, size)
     info = inspector.layer(layer)
     if len(info.shape) != 3:
@@ -104,7 +111,7 @@ def correspondence(inspector, image_a: object, image_b: object, points: Sequence
 
 def _match(layer: str, features_a: torch.Tensor, features_b: torch.Tensor, points: list[Point],
            size: tuple[int, int]) -> Matches:
-    grid = tuple(features_a.shape[-2:])
+    grid = spatial_size(features_a)
     unit_a = F.normalize(features_a.float().flatten(1), dim=0)  # [C, h·w], each column unit length
     unit_b = F.normalize(features_b.float().flatten(1), dim=0)
     cells_a = [_cell(point, grid, size) for point in points]
@@ -184,7 +191,7 @@ def keypoint_transfer(inspector, image: object, layers: Sequence[str] | None = N
     position stays inside the image, each matched by `correspondence`; correct within `k` px (default 10 % of the
     image side)."""
     batch = _batch(inspector, image)
-    size = tuple(batch.shape[-2:])
+    size = spatial_size(batch)
     if not isinstance(grid, int) or grid < 1:
         raise InputError(f"grid={grid!r}; pass a whole number of points per side ≥ 1")
     k = PCK_FRACTION * max(size) if k is None else k

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
 from ..backend import Inspector
 from ..backend.gradients import check_rule_report, relu_rule
 from ..backend.hooks import StopForward, eval_mode, forward_hooks
+from ..backend.images import ImageLike
 from ..errors import InputError, model_errors
 
 
@@ -54,7 +57,8 @@ def deconv_projection(
 ) -> torch.Tensor:
     """[C,H,W] deconvnet projection of one unit of `layer` for one image (see `deconv_projections`)."""
     positions = None if position is None else torch.tensor([position])
-    return deconv_projections(inspector, inspector.preprocess(image), layer, torch.tensor([channel]), positions)[0]
+    batch = inspector.preprocess(cast(ImageLike, image))  # anything else is a one-line InputError from preprocess
+    return deconv_projections(inspector, batch, layer, torch.tensor([channel]), positions)[0]
 
 
 def projection_picture(projection: torch.Tensor) -> torch.Tensor:

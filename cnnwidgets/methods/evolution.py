@@ -64,7 +64,8 @@ def evolution_panels(
     model = inspector.model
     names = sorted(set(layers) | {layer for layer, _ in features})
     infos = {name: inspector.layer(name) for name in names}
-    wanted = {name: (model.get_submodule(info.module_name), info.call, info.to_map) for name, info in infos.items()}
+    wanted: dict[str, tuple] = {name: (model.get_submodule(info.module_name), info.call, info.to_map)
+                                for name, info in infos.items()}
     wanted[SCORES] = (model, 0)
     with eval_mode(model), torch.inference_mode(), model_errors(tuple(batch.shape)):
         captured = capture_outputs(model, wanted, batch.to(inspector.device))
@@ -90,7 +91,7 @@ def evolution_panels(
 
 def _projections(inspector: Inspector, batch: torch.Tensor, features: Sequence[tuple[str, int]], picks: list) -> list[torch.Tensor]:
     """The deconvnet projection of each feature's strongest unit, one batched backward pass per layer."""
-    projections: list[torch.Tensor | None] = [None] * len(features)
+    projections: dict[int, torch.Tensor] = {}
     for layer in dict.fromkeys(layer for layer, _ in features):
         rows = [i for i, (name, _) in enumerate(features) if name == layer]
         images = torch.tensor([picks[i][0] for i in rows])
@@ -98,7 +99,7 @@ def _projections(inspector: Inspector, batch: torch.Tensor, features: Sequence[t
         positions = torch.tensor([picks[i][2] for i in rows])
         for row, projection in zip(rows, deconv_projections(inspector, batch[images], layer, channels, positions)):
             projections[row] = projection
-    return projections
+    return [projections[row] for row in range(len(features))]
 
 
 def first_conv(model: nn.Module) -> str:

@@ -13,6 +13,8 @@ A prior is any `torch.nn.Module` with an integer `latent_dim` that maps codes [N
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 
@@ -44,7 +46,8 @@ class GeneratorParam(torch.nn.Module):
         self.size = size
         self.device = torch.device(device)
         self.prior_device = next((p.device for p in prior.parameters()), torch.device("cpu"))
-        self.tensor = torch.randn((count, prior.latent_dim), generator=generator).to(self.prior_device).requires_grad_(True)
+        latent_dim = cast(int, self.prior.latent_dim)  # check_prior made sure it is an int
+        self.tensor = torch.randn((count, latent_dim), generator=generator).to(self.prior_device).requires_grad_(True)
 
     def parameters_to_optimize(self) -> list[torch.Tensor]:
         return [self.tensor]

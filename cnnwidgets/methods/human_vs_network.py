@@ -27,12 +27,13 @@ Answer = int | str | Sequence[int | str]
 def labelled_items(dataset: object, indices: Sequence[int]) -> tuple[Source, list[tuple[object, int]]]:
     """(image, true class) of each of `indices`; a dataset without labels or random access is a one-line error."""
     source = Source(dataset)
-    if not source.random_access:
+    size = source.__len__()  # None for an iterable dataset, so len(source) is not typed as an int
+    if not source.random_access or size is None:
         raise InputError("the human test needs images by position; pass a map-style Dataset, a list or a folder")
     items = []
     for index in indices:
-        if not isinstance(index, (int, np.integer)) or not 0 <= index < len(source):
-            raise InputError(f"image {index!r} is not in the dataset; pass positions 0..{len(source) - 1}")
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < size:
+            raise InputError(f"image {index!r} is not in the dataset; pass positions 0..{size - 1}")
         image, label = source.item(int(index))
         if label is None:
             raise InputError("the dataset has no labels; the human-vs-network test needs the true class of each image")
@@ -111,7 +112,7 @@ class Comparison:
             counts[0] += 1
             counts[1] += not r.human_correct
             counts[2] += not r.network_correct
-        return {name: tuple(counts) for name, counts in found.items()}
+        return {name: (images, human, network) for name, (images, human, network) in found.items()}
 
     def _name(self, index: int) -> str:
         return self.class_names[index] if index < len(self.class_names) else f"class {index}"

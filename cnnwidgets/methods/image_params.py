@@ -45,7 +45,7 @@ class ModelInput:
         self.channels = channels
 
     @classmethod
-    def of(cls, inspector) -> "ModelInput":
+    def of(cls, inspector) -> ModelInput:
         return cls(inspector.transform, inspector.in_channels, inspector.device)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -119,7 +119,7 @@ class ImageParam(torch.nn.Module):
             frequencies = _frequencies(height, width).to(device)
             spectrum_scale = 1.0 / frequencies.clamp_min(1.0 / max(height, width)) ** decay
             self.spectrum_scale = spectrum_scale * math.sqrt(height * width)
-            shape = (count, 3, height, width // 2 + 1, 2)
+            shape: tuple[int, ...] = (count, 3, height, width // 2 + 1, 2)
         else:
             shape = (count, 3, height, width)
         noise = torch.randn(shape, generator=generator) * scale
@@ -168,7 +168,7 @@ class ImageParam(torch.nn.Module):
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of [N,C,H,W] images with reflected borders."""
-    radius = max(1, int(math.ceil(2.5 * sigma)))
+    radius = max(1, math.ceil(2.5 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     kernel = torch.exp(-(x**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()

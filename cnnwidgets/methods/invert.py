@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -101,7 +102,7 @@ class Inverter:
         return InversionResult(self.layer, image, self.original.clone(), list(self.history), distance, psnr(image, self.original))
 
 
-def invert(inspector, image, layer: str, *, steps: int = 200, seed: int = 0, progress: bool = True, **options: object) -> InversionResult:
+def invert(inspector, image, layer: str, *, steps: int = 200, seed: int = 0, progress: bool = True, **options: Any) -> InversionResult:
     """Reconstruct `image` from its code at `layer`: `steps` of Adam from noise (options: `param`, `lr`, `tv`, `l2`,
     `jitter`, `scale`, `rotate`, `blur`)."""
     from tqdm.auto import tqdm

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -30,16 +31,19 @@ from ..errors import InputError, model_errors
 from .generator_prior import GeneratorParam
 from .image_params import (
     ImageParam,
-    default_size,
     ModelInput,
     check_range,
     check_steps,
+    default_size,
     grad_of,
     l2_penalty,
     random_transform,
     to_uint8,
     total_variation,
 )
+
+if TYPE_CHECKING:
+    from .video import VideoMaximization
 
 UNITS = ("channel", "neuron")
 
@@ -58,7 +62,7 @@ class Settings:
     l2: float = 0.0
     tv: float = 0.0
 
-    def checked(self) -> "Settings":
+    def checked(self) -> Settings:
         for name, low, high in (("lr", 1e-6, 10.0), ("jitter", 0.0, 64.0), ("scale", 0.0, 0.9), ("rotate", 0.0, 180.0),
                                 ("blur", 0.0, 10.0), ("l2", 0.0, None), ("tv", 0.0, None)):
             check_range(name, getattr(self, name), low, high)
@@ -190,6 +194,7 @@ class Maximizer:
                                    diversity_info.to_map)
         self.generator = torch.Generator().manual_seed(seed)
         self.to_model = ModelInput.of(inspector)
+        self.param: GeneratorParam | ImageParam
         if prior is not None:
             self.param = GeneratorParam(prior, count, self.size, generator=self.generator, device=inspector.device)
             self.description += " (generator prior)"
@@ -275,8 +280,8 @@ def maximize(
     progress: bool = True,
     callback: Callable[[int, torch.Tensor], object] | None = None,
     every: int = 16,
-    **options: object,
-) -> MaximizationResult:
+    **options: Any,
+) -> MaximizationResult | VideoMaximization:
     """Synthesize images that maximize a class logit (`target`) or a channel/neuron (`layer`, `channel`).
 
     Options: `count` images, `size` px, `seed`, `unit` ("channel"/"neuron"), `param` ("fourier"/"pixel"), `lr`,

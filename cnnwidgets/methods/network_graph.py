@@ -308,8 +308,8 @@ def _set_fields(nodes: list[Node], model: nn.Module, input_shape: tuple[int, ...
     for node in nodes[1:]:
         found = traced.get(node.name)
         if node.kind == "join":
-            inputs = [known.get(source) for source in node.inputs]
-            found = _union(inputs) if all(inputs) else None
+            inputs = [known[source] for source in node.inputs if source in known]
+            found = _union(inputs) if len(inputs) == len(node.inputs) else None
         if found is not None:
             known[node.name] = found
             node.receptive_field, node.stride = max(found.size), max(found.jump)
@@ -324,7 +324,7 @@ def _union(fields: list[ReceptiveField]) -> ReceptiveField:
         size.append(int(last - first))
         jump.append(max(f.jump[axis] for f in fields))
         start.append(first)
-    return ReceptiveField(tuple(size), tuple(jump), tuple(start), fields[0].input_size)
+    return ReceptiveField((size[0], size[1]), (jump[0], jump[1]), (start[0], start[1]), fields[0].input_size)
 
 
 def _blocks(model: nn.Module, nodes: list[Node]) -> dict[str, Block]:

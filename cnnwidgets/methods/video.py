@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -26,6 +27,7 @@ from ..backend.clips import ClipLike, probe_shape, resize_map
 from ..backend.device import batch_size_for, batches
 from ..backend.gradients import layer_forward
 from ..backend.hooks import eval_mode, tapped_forward
+from ..backend.images import ImageLike
 from ..backend.inspector import class_scores
 from ..backend.layers import LayerInfo
 from ..backend.preprocess import normalization_of
@@ -45,7 +47,8 @@ def _video(inspector) -> None:
 def clip_saliency(inspector, clip: ClipLike, target: int | str | None = None) -> torch.Tensor:
     """[T,H,W]: the largest absolute input gradient of the class score over the colour channels at each voxel."""
     _video(inspector)
-    return saliency(inspector, clip, target).abs().amax(0)
+    # saliency hands its input to inspector.preprocess, which takes clips for a video model
+    return saliency(inspector, cast(ImageLike, clip), target).abs().amax(0)
 
 
 def default_video_cam_layer(inspector) -> str:
@@ -305,6 +308,8 @@ def maximize_clip(inspector, target: int | str | None = None, *, layer: str | No
             history.append(float(value.detach()))
             if callback is not None and (step + 1) % every == 0:
                 callback(step + 1, current()[0].detach())
-    clip, motion = (t.detach().cpu() if t is not None else None for t in current())
+    clip, motion = current()
+    clip = clip.detach().cpu()
+    motion = motion.detach().cpu() if motion is not None else None
     return VideoMaximization(clip, history, description, frame_change(clip), motion)
 

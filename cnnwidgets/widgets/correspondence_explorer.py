@@ -4,7 +4,8 @@ affine warp with known ground truth, the keypoint-transfer accuracy of every lay
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from ..methods.correspondence import (
     default_layers,
     keypoint_transfer,
     matched_batches,
+    spatial_size,
 )
 from .base import CnnWidget, array_message, front_end
 
@@ -52,16 +54,18 @@ class CorrespondenceExplorer(CnnWidget):
     curve = traitlets.Dict().tag(sync=True)
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image_a: ImageLike | None = None,
-                 image_b: ImageLike | None = None, *, curve_layers: Sequence[str] | None = None, **kwargs: object) -> None:
+                 image_b: ImageLike | None = None, *, curve_layers: Sequence[str] | None = None,
+                 warp: Mapping[str, Any] | None = None, layer: str | None = None, point: Sequence[float] | None = None,
+                 **kwargs: object) -> None:
         from .. import zoo
 
         self.inspector = as_inspector(inspector)
         first = image_a if image_a is not None else zoo.sample_image("cat")
-        warp = {**DEFAULT_WARP, **kwargs.pop("warp", {})}
-        layer, point = kwargs.pop("layer", None), kwargs.pop("point", None)
+        settings = checked_warp(warp or {})
+        second: ImageLike
         if image_b is None:
             batch = self.inspector.preprocess(first).cpu()
-            second = affine_warp(batch, affine_matrix(tuple(batch.shape[-2:]), warp["angle"], warp["scale"], warp["shift"]))
+            second = affine_warp(batch, affine_matrix(spatial_size(batch), settings["angle"], settings["scale"], settings["shift"]))
         else:
             second = image_b
         self._a, self._b = matched_batches(self.inspector, first, second)
@@ -73,7 +77,7 @@ class CorrespondenceExplorer(CnnWidget):
             self.image_a = array_message(display_batch(self._a, self.inspector.transform)[0].numpy())
             self.image_b = array_message(display_batch(self._b, self.inspector.transform)[0].numpy())
             self.layer = layer or self.curve_layers[len(self.curve_layers) // 2]
-        self.warp = warp
+        self.warp = settings
         self.point = list(point) if point is not None else [self._a.shape[-2] // 2, self._a.shape[-1] // 2]
 
     @traitlets.validate("layer")
@@ -85,17 +89,11 @@ class CorrespondenceExplorer(CnnWidget):
 
     @traitlets.validate("point")
     def _check_point(self, proposal: dict) -> list[float]:
-        return list(check_points([proposal["value"]], tuple(self._a.shape[-2:]))[0])
+        return list(check_points([proposal["value"]], spatial_size(self._a))[0])
 
     @traitlets.validate("warp")
-    def _check_warp(self, proposal: dict) -> dict:
-        warp = {**DEFAULT_WARP, **proposal["value"]}
-        unknown = sorted(set(warp) - set(DEFAULT_WARP))
-        if unknown:
-            raise InputError(f"unknown warp settings {unknown}; pass angle, scale and shift")
-        if not 0.25 <= float(warp["scale"]) <= 4:
-            raise InputError(f"warp scale {warp['scale']} is out of range; pass 0.25 to 4")
-        return {"angle": float(warp["angle"]), "scale": float(warp["scale"]), "shift": [float(v) for v in warp["shift"]]}
+    def _check_warp(self, proposal: dict) -> dict[str, Any]:
+        return checked_warp(proposal["value"])
 
     @traitlets.observe("layer", "point")
     def _on_point(self, _change: dict) -> None:
@@ -144,3 +142,14 @@ class CorrespondenceExplorer(CnnWidget):
         axes[2].set_ylabel(f"fraction within {curve['k']:.0f} px")
         axes[2].set_title(f"keypoint transfer: angle {curve['warp']['angle']:g}°, scale {curve['warp']['scale']:g}", fontsize=9)
         return render.figure_png(figure)
+
+
+def checked_warp(warp: Mapping[str, Any]) -> dict[str, Any]:
+    """`warp` over DEFAULT_WARP with float angle, scale and shift [row, col], else a one-line InputError."""
+    settings = {**DEFAULT_WARP, **warp}
+    unknown = sorted(set(settings) - set(DEFAULT_WARP))
+    if unknown:
+        raise InputError(f"unknown warp settings {unknown}; pass angle, scale and shift")
+    if not 0.25 <= float(settings["scale"]) <= 4:
+        raise InputError(f"warp scale {settings['scale']} is out of range; pass 0.25 to 4")
+    return {"angle": float(settings["angle"]), "scale": float(settings["scale"]), "shift": [float(v) for v in settings["shift"]]}

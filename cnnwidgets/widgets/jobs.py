@@ -207,6 +207,7 @@ class Jobs:
     def _work(self) -> None:
         while True:
             with self._lock:
+                job: Job | None
                 if self._next is not None:
                     job, self._next = self._next, None
                 else:

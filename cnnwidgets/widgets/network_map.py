@@ -86,7 +86,8 @@ class NetworkMap(CnnWidget):
     def expand(self, *blocks: str) -> None:
         """Open `blocks` (and their parents, so they show)."""
         opened = list(self.expanded)
-        for block in blocks:
+        for name in blocks:
+            block: str | None = name
             while block:
                 opened.append(block)
                 block = self.graph.blocks[block].parent if block in self.graph.blocks else ""

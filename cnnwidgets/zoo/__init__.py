@@ -7,13 +7,13 @@ from functools import cache
 import torch
 
 from ..backend import Inspector, Preprocess
-from ..errors import InputError
 from ..backend.device import best_device
-from .efficientnet_lite0 import INPUT_SIZE, MEAN, STD, load_efficientnet_lite0
+from ..errors import InputError
 from .digits import checkpoint_epochs, checkpoint_path, digits, digits_cnn, sample_patches
+from .digits_generator import digits_generator
+from .efficientnet_lite0 import INPUT_SIZE, MEAN, STD, load_efficientnet_lite0
 from .motion import motion_clips, motion_cnn
 from .samples import sample_image, sample_images
-from .digits_generator import digits_generator
 
 __all__ = [
     "checkpoint_epochs", "checkpoint_path", "digits", "digits_cnn", "digits_generator", "efficientnet_lite0",

@@ -147,7 +147,7 @@ def motion_transform() -> ClipPreprocess:
 
 
 def _stage(channels_in: int, channels_out: int, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> nn.Sequential:
-    padding = tuple(k // 2 for k in kernel)
+    padding = (kernel[0] // 2, kernel[1] // 2, kernel[2] // 2)
     return nn.Sequential(nn.Conv3d(channels_in, channels_out, kernel, stride, padding), nn.ReLU())
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +26,16 @@ from .digits import DATA, RUNS, DigitsCNN, digits
 
 SEED = 0
 BATCH_SIZE = 32
-RUN_SETTINGS = {
+
+
+class RunSettings(TypedDict):
+    """One training run: Adam's learning rate and the epochs after which a checkpoint is saved."""
+
+    lr: float
+    checkpoints: list[int]
+
+
+RUN_SETTINGS: dict[str, RunSettings] = {
     "main": {"lr": 1e-3, "checkpoints": [1, 2, 5, 10, 20, 30]},
     "high_lr": {"lr": 0.1, "checkpoints": [1, 2, 5]},
 }
@@ -45,7 +56,7 @@ def _as_saved(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().to(torch.float16).clone() for key, value in model.state_dict().items()}
 
 
-def train(lr: float = 1e-3, epochs: int = 30, checkpoints: list[int] = (), seed: int = SEED,
+def train(lr: float = 1e-3, epochs: int = 30, checkpoints: Sequence[int] = (), seed: int = SEED,
           log: bool = True) -> tuple[DigitsCNN, dict[int, dict[str, torch.Tensor]], list[dict]]:
     """Train a DigitsCNN on the digits train split with Adam; return the model, the float16 state dicts saved
     after each epoch in `checkpoints`, and per-epoch history (loss, train and held-out test accuracy)."""
@@ -94,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)  # one thread: the same sums in the same order on any machine with this torch
-    info = {"seed": SEED, "batch_size": BATCH_SIZE, "optimizer": "Adam", "torch": torch.__version__,
+    info: dict[str, Any] = {"seed": SEED, "batch_size": BATCH_SIZE, "optimizer": "Adam", "torch": torch.__version__,
             "architecture": "conv3x3(16)-relu-maxpool2, conv3x3(32)-relu-maxpool2, conv3x3(32)-relu-maxpool2, fc 512-64, relu, fc 64-10",
             "input": "32x32 grayscale, (x/255 - 0.5) / 0.5", "split": "digits(): 80 % train / 20 % test, permutation seed 0",
             "runs": {}}
