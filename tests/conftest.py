@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
@@ -26,6 +28,18 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.relu(self.conv(x))).flatten(1))
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run the test on one thread (CI-sized, the same sums on any machine), then give the session its threads back:
+    a module-level `torch.set_num_threads(1)` would slow every later test and change their float rounding."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from cnnwidgets.zoo.efficientnet_lite0 import MEAN, STD
 
 from .conftest import assert_same_state, hooks_left, model_state
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CI-sized: one thread, restored after each test
 
 
 def test_computed_attributes_equal_hand_values():

@@ -15,7 +15,7 @@ from cnnwidgets.widgets.correspondence_explorer import CorrespondenceExplorer
 from .conftest import hooks_left
 from .test_correspondence import StridedNet
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CI-sized: one thread, restored after each test
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from cnnwidgets.backend.preprocess import Preprocess
 
 from .conftest import assert_same_state, hooks_left, model_state
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CI-sized: one thread, restored after each test
 
 PICTURE = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
 

@@ -14,7 +14,7 @@ from cnnwidgets.zoo.digits_generator import LATENT_DIM, WEIGHTS, DigitsGenerator
 
 from .conftest import assert_same_state, hooks_left, model_state
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CI-sized: one thread, restored after each test
 SETTINGS = {"steps": 48, "count": 2, "seed": 0, "lr": 0.1, "jitter": 1, "rotate": 0, "scale": 0, "progress": False}
 
 

@@ -17,7 +17,7 @@ from cnnwidgets.widgets.feature_evolution import FeatureEvolution
 
 from .conftest import hooks_left
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CI-sized: one thread, restored after each test
 
 
 def small_cnn(seed: int = 0) -> nn.Sequential:

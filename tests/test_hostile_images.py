@@ -15,7 +15,7 @@ from cnnwidgets.backend.images import MAX_INPUT_MAGNITUDE, to_pil
 from cnnwidgets.backend.preprocess import Preprocess
 from tests.conftest import assert_same_state, hooks_left, model_state
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CI-sized: one thread, restored after each test
 
 INTEGER_RANGES = {np.uint8: 255, np.uint16: 65535, np.int16: 32767, np.uint32: 2**32 - 1, np.int32: 2**31 - 1}
 DTYPES = [np.uint8, np.uint16, np.int16, np.uint32, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_, np.complex64]

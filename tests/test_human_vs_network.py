@@ -12,7 +12,7 @@ from cnnwidgets.methods.human_vs_network import score_answers, shortlist
 
 from .conftest import assert_same_state, hooks_left, model_state
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CI-sized: one thread, restored after each test
 
 
 @pytest.fixture(scope="module")

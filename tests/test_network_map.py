@@ -16,7 +16,7 @@ from cnnwidgets.widgets.saliency_overlay import SaliencyOverlay
 
 from .conftest import hooks_left
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CI-sized: one thread, restored after each test
 
 
 @pytest.fixture(scope="module")

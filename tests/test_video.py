@@ -17,7 +17,7 @@ from cnnwidgets.errors import InputError
 
 from .conftest import assert_same_state, hooks_left, model_state
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CI-sized: one thread, restored after each test
 
 
 class Tiny3D(nn.Module):

@@ -22,7 +22,7 @@ from cnnwidgets.zoo.motion import CONFUSABLE, MOTION_LABELS
 
 from .conftest import assert_same_state, hooks_left, model_state
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CI-sized: one thread, restored after each test
 
 
 class Same3D(nn.Module):

@@ -19,7 +19,7 @@ from cnnwidgets.zoo.train_motion import confusion, train
 
 from .conftest import assert_same_state, hooks_left, model_state
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CI-sized: one thread, restored after each test
 
 
 def test_clips_are_deterministic_and_balanced() -> None:
