@@ -30,7 +30,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 
 from common import machine
 
@@ -195,22 +194,14 @@ def webgl_peer(counts: tuple[int, ...] = (100_000, 1_000_000), rounds: int = 10)
     return results
 
 
-def _clusters(count: int, dims: int = 1280, classes: int = 10, noise: float = NOISE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centers = rng.gamma(1.0, 1.0, (classes, dims)).astype(np.float32)
-    labels = rng.integers(0, classes, count)
-    codes = np.maximum(centers[labels] + rng.normal(0, noise, (count, dims)).astype(np.float32), 0)
-    return codes, labels
-
-
 def layouts(count: int = 20_000, sample: int = 5_000, placement: int = 100_000) -> dict:
     """Full fit against sample fit + transform on `count` codes (seconds, 5-NN accuracy), per method; and the
     placement rate measured on `placement` more codes."""
-    from dataset_views import _knn_accuracy
+    from dataset_views import _clusters, _knn_accuracy
 
     from cnnwidgets.methods.embed import tsne, umap
 
-    codes, labels = _clusters(count)
+    codes, labels = _clusters(count, noise=NOISE)
     methods = {"tsne_openTSNE": tsne}
     if importlib.util.find_spec("umap") is not None:
         methods["umap"] = umap
@@ -223,7 +214,7 @@ def layouts(count: int = 20_000, sample: int = 5_000, placement: int = 100_000) 
             layout = method(codes, progress=lambda *_: None, sample=fit_on)
             row[kind] = {"seconds": round(time.perf_counter() - start, 1), "knn5_accuracy": round(_knn_accuracy(layout, labels), 4)}
         results[name] = row
-    more, _ = _clusters(sample + placement, seed=1)
+    more, _ = _clusters(sample + placement, seed=1, noise=NOISE)
     start = time.perf_counter()
     tsne(more, progress=lambda *_: None, sample=sample)
     seconds = time.perf_counter() - start
