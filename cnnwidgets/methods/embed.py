@@ -31,6 +31,8 @@ At 20,000 synthetic clustered codes a full openTSNE fit took 23 s on a 2-core CP
 5-NN label accuracy of sample-fit + transform against a full fit is in bench/results/scatter.json."""
 PLACE_CHUNK = 20_000
 """Codes placed by one transform call: progress moves every chunk and the transform's memory stays bounded."""
+FIT_SHARE = 0.5
+"""The part of the progress bar a sample fit fills before the rest is placed."""
 MAX_GRID = 2500
 """At most this many images go into the grid layout (a linear assignment costs O(n³))."""
 
@@ -135,10 +137,6 @@ def tsne(codes: torch.Tensor | np.ndarray, seed: int = 0, perplexity: float = 30
     finally:
         close()
     return layout
-
-
-FIT_SHARE = 0.5
-"""The part of the progress bar a sample fit fills before the rest is placed."""
 
 
 def _within_sample(report: Progress, chosen: np.ndarray, count: int) -> Progress:

@@ -108,7 +108,7 @@ function render({ model, el }) {
   let frame = 0;
   let decodeError = '';
 
-  const ctx = ui.plot.getContext('2d', { willReadFrequently: false });
+  const ctx = ui.plot.getContext('2d');
   const redraw = () => {
     if (frame) return;
     frame = requestAnimationFrame(() => {

@@ -269,6 +269,10 @@ def test_a_million_points_lasso_selects_a_known_cluster(jupyter_server, browser_
     )
     titles = widget.locator(".cnnw-selected canvas").evaluate_all("(canvases) => canvases.map((c) => c.title)")
     assert titles == [f"#{i}" for i in expected[:200]], (titles[:10], expected[:10].tolist())
+    # their thumbnails come from Python on request: tinted squares with a white centre
+    page.wait_for_function("() => document.querySelector('.cnnw-embedding-scatter .cnnw-selected canvas').width === 4",
+                           timeout=10_000)
+    assert pixels(widget.locator(".cnnw-selected canvas").first)["colors"] == 2
     widget.screenshot(path=str(artifacts_dir / "embedding_scatter_million_lasso.png"))
 
     # zooming still redraws (how fast is bench/scatter.py's to measure, not a test's)
