@@ -2,9 +2,10 @@
 // (a Uint32Array view), one put per frame, instead of one canvas path per dot.
 //
 // Why not WebGL: measured in the test browser (headless Debian Chromium, whose WebGL is SwiftShader, a software
-// rasterizer, on a 2-core CPU), regl-scatterplot 1.16 took ~1.3 s per frame at 1,000,000 points and ~210 ms at
-// 100,000, while this loop takes ~12 ms at 1,000,000 (bench/scatter.py). Canvas 2D paths (one rect per dot)
-// took ~24 ms at 50,000, so ~0.5 s at a million. Pure functions, testable without a DOM.
+// rasterizer, on a 2-core CPU), regl-scatterplot 1.16 took ~1.2 s per frame at 1,000,000 points and ~0.2-0.4 s
+// at 100,000, while the widget redraws 1,000,000 dots in 18-46 ms, event to frame (bench/results/scatter.json).
+// Canvas 2D paths (one rect per dot) took ~24 ms at 50,000, so ~0.5 s at a million. Pure functions, testable
+// without a DOM.
 
 /** A CSS colour ('#rgb', '#rrggbb', 'rgb(r, g, b)' or 'rgba(...)') as [r, g, b] 0..255; null if unreadable or transparent. */
 export function parseColor(css) {
