@@ -8,7 +8,8 @@
   clustered 1,280-dim codes (PCA to 50 dims first, as `cnnwidgets.methods.embed` does); import times of
   openTSNE and umap-learn in fresh processes, and umap-learn's first fit (numba compiling) apart from the
   timed ones; then the fastest method whose layout is good (5-NN accuracy within 0.02 of the best) per size.
-- Scatter: in headless Chromium (when there is one), ms per redraw and per hover lookup with 50,000 points.
+- The scatter's redraw, hover and lasso times (50,000 and 1,000,000 points) and layouts fitted on a sample then
+  placed by transform: bench/scatter.py.
 
     .venv/bin/python bench/run.py dataset_views
 
@@ -110,12 +111,12 @@ def _index_bytes(index) -> int:
     return total + sum(t.numel() * t.element_size() for parts in state["top"].values() for t in parts.values())
 
 
-def _clusters(count: int, dims: int = 1280, classes: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _clusters(count: int, dims: int = 1280, classes: int = 10, seed: int = 0, noise: float = 1.2) -> tuple[np.ndarray, np.ndarray]:
     """Clustered codes like a CNN's penultimate layer: non-negative, class means apart, per-image noise."""
     rng = np.random.default_rng(seed)
     centers = rng.gamma(1.0, 1.0, (classes, dims)).astype(np.float32)
     labels = rng.integers(0, classes, count)
-    codes = np.maximum(centers[labels] + rng.normal(0, 1.2, (count, dims)).astype(np.float32), 0)
+    codes = np.maximum(centers[labels] + rng.normal(0, noise, (count, dims)).astype(np.float32), 0)
     return codes, labels
 
 
@@ -175,60 +176,6 @@ def embedding_methods(sizes: tuple[int, ...] = (1797, 20000)) -> dict:
     return results
 
 
-def scatter_responsiveness(count: int = 50_000) -> dict | None:
-    """Redraw and hover times of the scatter front end with `count` points, in headless Chromium on the harness."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    chromium = Path("/usr/bin/chromium")
-    js = Path(__file__).resolve().parent.parent / "js"
-    if not chromium.exists() or not (js / "dev" / "harness.html").exists():
-        return None
-    from playwright.sync_api import sync_playwright
-
-    server = subprocess.Popen([sys.executable, "-m", "http.server", "8791", "--bind", "127.0.0.1"], cwd=js,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(1)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(chromium), headless=True,
-                                                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                                       "--disable-component-update", "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
-            start = time.perf_counter()
-            page.goto(f"http://127.0.0.1:8791/dev/harness.html?widget=embedding_scatter&count={count}")
-            page.wait_for_selector("body[data-rendered=true]", timeout=120_000)
-            first_render_s = time.perf_counter() - start
-            timings = page.evaluate("""async () => {
-                const canvas = document.querySelector('canvas.cnnw-plot');
-                const rect = canvas.getBoundingClientRect();
-                const frame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
-                await frame(); await frame();
-                const redraws = [];
-                for (let i = 0; i < 20; i++) {
-                    const t0 = performance.now();
-                    canvas.dispatchEvent(new WheelEvent('wheel', { deltaY: i % 2 ? 100 : -100, clientX: rect.left + 300, clientY: rect.top + 250, cancelable: true }));
-                    await frame();
-                    redraws.push(performance.now() - t0);
-                }
-                const hovers = [];
-                for (let i = 0; i < 200; i++) {
-                    const t0 = performance.now();
-                    canvas.dispatchEvent(new MouseEvent('mousemove', { clientX: rect.left + 50 + (i * 37) % 540, clientY: rect.top + 40 + (i * 53) % 440 }));
-                    hovers.push(performance.now() - t0);
-                }
-                const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-                return { redraw_ms: median(redraws), hover_ms: median(hovers) };
-            }""")
-            browser.close()
-        return {"points": count, "first_render_s": round(first_render_s, 2), "redraw_ms_median": round(timings["redraw_ms"], 1),
-                "hover_lookup_ms_median": round(timings["hover_ms"], 3),
-                "note": "harness with synthetic state (js/dev/fixtures/embedding_scatter.mjs); redraw = wheel event to next frame"}
-    finally:
-        server.terminate()
-
-
 def _default_method(embedding: dict) -> str:
     """What the numbers say the default should be, at the largest size: the fastest good layout once its library
     is loaded, and the fastest good first layout of a session (import, and umap-learn's compiling, included)."""
@@ -254,7 +201,6 @@ def run() -> dict:
         "name": "dataset_views",
         **index_results,
         "embedding": embedding,
-        "scatter_50k": scatter_responsiveness(),
         "default_method": _default_method(embedding),
         "machine": machine(),
     }

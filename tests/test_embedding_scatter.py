@@ -132,3 +132,73 @@ def test_bad_arguments(index):
         EmbeddingScatter(index, "mds")
     with pytest.raises(TypeError, match="unexpected arguments"):
         EmbeddingScatter(index, "pca", colour="label")
+
+
+def clustered_codes(count: int, dims: int = 16, classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`count` codes in `classes` well-separated Gaussian clusters, and their labels."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 6, (classes, dims)).astype(np.float32)
+    labels = np.arange(count) % classes
+    return centers[labels] + rng.normal(0, 1, (count, dims)).astype(np.float32), labels
+
+
+def knn5_accuracy(layout: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out 5-NN label accuracy in the layout (scikit-learn's neighbours)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    neighbours = NearestNeighbors(n_neighbors=6).fit(layout).kneighbors(layout, return_distance=False)[:, 1:]
+    votes = np.array([np.bincount(labels[row], minlength=labels.max() + 1).argmax() for row in neighbours])
+    return float((votes == labels).mean())
+
+
+def test_pca_beyond_the_sample_projects_every_code_on_the_sample_axes():
+    from sklearn.decomposition import PCA
+
+    codes, _ = clustered_codes(500)
+    chosen = E.fit_sample(500, 120, seed=3)
+    assert len(chosen) == 120 and np.array_equal(chosen, np.unique(chosen))
+    assert E.fit_sample(120, 120) is None  # at most the sample: a plain fit
+    expected = PCA(n_components=2, random_state=3).fit(codes[chosen]).transform(codes)
+    assert np.allclose(E.pca(codes, 2, seed=3, sample=120), expected, atol=1e-4)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openTSNE") is None, reason="pip install openTSNE")
+def test_tsne_fits_a_sample_and_places_the_rest_with_opentsne_transform():
+    from openTSNE import TSNE
+
+    codes, labels = clustered_codes(240)
+    reports = []
+    layout = E.tsne(codes, progress=lambda fraction, shown: reports.append((fraction, None if shown is None else shown.copy())),
+                    sample=80)
+    chosen = E.fit_sample(240, 80)
+    rest = np.setdiff1d(np.arange(240), chosen)
+    # the reference: openTSNE fitted on the sample alone, then its own transform of the rest
+    reference = TSNE(perplexity=30, n_jobs=-1, random_state=0, early_exaggeration_iter=250, n_iter=500).fit(codes[chosen])
+    placed = np.asarray(reference.transform(codes[rest]))  # centres `reference` in place first
+    assert np.allclose(layout[chosen], reference, atol=1e-4)
+    assert np.allclose(layout[rest], placed, atol=1e-4)
+    assert knn5_accuracy(layout, labels) >= 0.95
+    # progress: rising to 1; while fitting, only the sample's rows are placed (the rest NaN)
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    fitting = [shown for fraction, shown in reports if fraction < E.FIT_SHARE and shown is not None]
+    assert fitting and all(np.isfinite(shown[chosen]).all() and np.isnan(shown[rest]).all() for shown in fitting)
+    with pytest.raises(InputError, match="pip install openTSNE"):
+        E.tsne(codes, backend="scikit-learn", sample=80)
+
+
+def test_a_large_index_sends_thumbnails_on_request_and_fits_layouts_on_a_sample(index, monkeypatch):
+    scatter_module = sys.modules[EmbeddingScatter.__module__]
+    monkeypatch.setattr(scatter_module, "SPRITE_MAX_IMAGES", 100)  # 359 images: "too many" for one sheet
+    monkeypatch.setattr(scatter_module, "FIT_SAMPLE", 150)
+    widget = EmbeddingScatter(index, "pca")
+    assert widget.sprite == {} and widget.thumbnails_on_request and widget.first_id == 0
+    assert widget.coordinates.shape == (359, 2) and np.isfinite(widget.coordinates).all()
+    # a request from the browser: the answer echoes its id and holds the index's own thumbnails
+    widget.thumbnail_request = {"request": 7, "images": [3, 5, 10**6]}
+    answer = widget.thumbnails
+    assert answer["request"] == 7 and answer["images"] == [3, 5]
+    pictures = np.frombuffer(answer["data"], np.uint8).reshape(answer["shape"])
+    assert np.array_equal(pictures, index.thumbnails[[3, 5]].numpy())
+    widget.arrangement = "grid"  # the figure cuts the grid's images from the thumbnails, as no sheet was sent
+    assert widget.to_png()[:4] == b"\x89PNG"

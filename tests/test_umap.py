@@ -36,3 +36,20 @@ def test_umap_layout_in_the_scatter_separates_the_digits():
 
     umap_accuracy, pca_accuracy = knn5_accuracy(widget.coordinates), knn5_accuracy(embed.pca(index.codes, 2))
     assert umap_accuracy >= 0.9 and umap_accuracy > pca_accuracy + 0.2, (umap_accuracy, pca_accuracy)
+
+
+def test_umap_fits_a_sample_and_places_the_rest_with_its_transform():
+    pytest.importorskip("umap", reason="pip install -r requirements-dev.txt (umap-learn)")
+    import umap as umap_learn
+
+    from .test_embedding_scatter import clustered_codes, knn5_accuracy
+
+    codes, labels = clustered_codes(300)
+    layout = embed.umap(codes, progress=lambda *_: None, sample=120)
+    chosen = embed.fit_sample(300, 120)
+    rest = np.setdiff1d(np.arange(300), chosen)
+    # the reference: umap-learn fitted on the sample alone (seeded as cnnwidgets does), then its own transform
+    reference = umap_learn.UMAP(n_neighbors=15, random_state=0, n_jobs=1)
+    assert np.array_equal(layout[chosen], reference.fit_transform(codes[chosen]).astype(np.float32))
+    assert np.allclose(layout[rest], reference.transform(codes[rest]), atol=1e-4)
+    assert knn5_accuracy(layout, labels) >= 0.95

@@ -6,16 +6,24 @@ import threading
 import time
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 import traitlets
 
 from .. import render
 from ..backend.index import Index
 from ..errors import InputError
-from ..methods.embed import DEFAULT_METHOD, MAX_GRID, METHODS, embed, grid_layout, grid_shape, normalize, pca
+from ..methods.embed import DEFAULT_METHOD, FIT_SAMPLE, MAX_GRID, METHODS, embed, grid_layout, grid_shape, normalize, pca
 from .base import CnnWidget, array_message, front_end
 
 SPRITE_BYTES = 24 * 2**20
 """The thumbnail sprite sheet is at most this big: thumbnails shrink for large datasets (20 px at 20,000 images)."""
+SPRITE_MIN_THUMB = 16
+SPRITE_MAX_IMAGES = SPRITE_BYTES // (3 * SPRITE_MIN_THUMB**2)
+"""Up to this many images (32,768) all thumbnails go to the browser at once, in one sheet, at 16 px or more; beyond,
+the browser asks for the few it shows (hovered, selected, grid cells) with `thumbnail_request`."""
+REQUEST_THUMB = 64
+"""Side of a thumbnail sent on request when the index keeps none (it is cut from the dataset's image)."""
 LIVE_UPDATES_PER_S = 4
 """How often a running t-SNE sends its current layout to the browser."""
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -27,9 +35,6 @@ def sprite_sheet(thumbnails: np.ndarray, max_bytes: int = SPRITE_BYTES) -> tuple
     count, side = len(thumbnails), thumbnails.shape[1]
     fitted = max(4, min(side, int(np.sqrt(max_bytes / (3 * max(count, 1))))))
     if fitted < side:
-        import torch
-        import torch.nn.functional as F
-
         small = F.interpolate(torch.from_numpy(np.ascontiguousarray(thumbnails)).permute(0, 3, 1, 2).float(),
                               size=(fitted, fitted), mode="bilinear", antialias=True, align_corners=False)
         thumbnails = small.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -46,7 +51,9 @@ def sprite_sheet(thumbnails: np.ndarray, max_bytes: int = SPRITE_BYTES) -> tuple
 class EmbeddingScatter(CnnWidget):
     """The CNN codes of an index's images embedded in 2-D, one dot per image colored by label or prediction;
     hover a dot to see its image, drag to pan, scroll to zoom, shift-drag to select a box of images, or pick
-    "select with a lasso" under "drag to" and draw around them (shown below, and in `selection`).
+    "select with a lasso" under "drag to" and draw around them (shown below, and in `selection`). Drawn on the CPU
+    into the canvas's pixels, it stays fluid at a million points; above SPRITE_MAX_IMAGES the browser asks for the
+    thumbnails it shows instead of receiving them all, and layouts are fitted on a sample (methods/embed.py).
     `arrangement="grid"` snaps images to a regular grid by linear assignment (the CS231n t-SNE figure). PCA shows at once; t-SNE (the default, openTSNE when installed) or UMAP replaces it when
     ready, updating live while it runs; `wait()` blocks until then.
     """
@@ -68,6 +75,13 @@ class EmbeddingScatter(CnnWidget):
     progress = traitlets.Float(1.0).tag(sync=True)
     selection = traitlets.List(traitlets.Int()).tag(sync=True)
     has_labels = traitlets.Bool(True).tag(sync=True)
+    first_id = traitlets.Int(0).tag(sync=True)
+    """Image id of the first point (the index's offset): selection and hover speak in image ids."""
+    thumbnails_on_request = traitlets.Bool(False).tag(sync=True)
+    thumbnail_request = traitlets.Dict().tag(sync=True)
+    """From the browser: {"request": id, "images": [image ids]}, answered in `thumbnails` with the same id."""
+    thumbnails = traitlets.Dict().tag(sync=True)
+    """[n, t, t, 3] uint8 of the images asked for, with the `request` id it answers and the `images` ids."""
 
     def __init__(self, index: Index, method: str = DEFAULT_METHOD, *, seed: int = 0, **kwargs: object) -> None:
         if not isinstance(index, Index):
@@ -95,9 +109,13 @@ class EmbeddingScatter(CnnWidget):
         self.predictions = array_message(index.predictions.numpy().astype(np.int32))
         self.label_names = index.label_names
         self.class_names = index.class_names
-        if index.thumbnails is not None:
+        self.first_id = index.offset
+        has_images = index.thumbnails is not None or (index.source is not None and index.source.random_access)
+        if index.thumbnails is not None and len(index) <= SPRITE_MAX_IMAGES:
             sheet, side, columns = sprite_sheet(index.thumbnails.numpy())
             self.sprite = array_message(sheet, thumb=side, columns=columns, count=len(index), offset=index.offset)
+        else:
+            self.thumbnails_on_request = has_images
         self._ready = True
         self._start(method)
 
@@ -114,6 +132,26 @@ class EmbeddingScatter(CnnWidget):
         if self._ready:
             self._start(change["new"])
 
+    @traitlets.observe("thumbnail_request")
+    def _on_thumbnail_request(self, change: dict) -> None:
+        request = change["new"]
+        if not self.thumbnails_on_request or not isinstance(request, dict) or not isinstance(request.get("images"), list):
+            return
+        first, last = self.index.offset, self.index.offset + len(self.index)
+        wanted = [image for image in request["images"][:MAX_GRID] if isinstance(image, int) and first <= image < last]
+        if not wanted:
+            return
+        self.thumbnails = array_message(self._thumbnails(wanted), request=request.get("request"), images=wanted)
+
+    def _thumbnails(self, image_ids: list[int]) -> np.ndarray:
+        """[n, t, t, 3] uint8 thumbnails of `image_ids`: the index's own, else cut from the dataset's images."""
+        if self.index.thumbnails is not None:
+            return self.index.thumbnails[torch.as_tensor(image_ids) - self.index.offset].numpy()
+        pictures = torch.stack([torch.from_numpy(np.ascontiguousarray(self.index.image(i))).permute(2, 0, 1).float()
+                                for i in image_ids])
+        small = F.interpolate(pictures, size=(REQUEST_THUMB, REQUEST_THUMB), mode="bilinear", antialias=True, align_corners=False)
+        return small.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
     @traitlets.observe("arrangement")
     def _on_arrangement(self, _change: dict) -> None:
         if self._ready:
@@ -125,7 +163,7 @@ class EmbeddingScatter(CnnWidget):
         generation = self._generation
         if "pca" not in self._layouts:
             with self._working():
-                self._layouts["pca"] = pca(self.index.codes, 2, self.seed)
+                self._layouts["pca"] = pca(self.index.codes, 2, self.seed, FIT_SAMPLE)
         if method in self._layouts:
             self._set_points(self._layouts[method], method, final=True)
             self.status, self.progress = f"{METHOD_NAMES[method]} of {len(self.index)} images", 1.0
@@ -147,11 +185,11 @@ class EmbeddingScatter(CnnWidget):
                 last_sent[0] = now
                 self.progress = float(fraction)
                 self.status = f"computing {METHOD_NAMES[method]}… {fraction:.0%}"
-                if layout is not None and np.isfinite(layout).all():
+                if layout is not None and np.isfinite(layout).any():  # a sample fit shows before the rest is placed
                     self._set_points(layout, method, final=False)
 
         try:
-            layout = embed(self.index.codes, method, self.seed, progress=report)
+            layout = embed(self.index.codes, method, self.seed, progress=report, sample=FIT_SAMPLE)
         except _Superseded:
             return
         except Exception as error:  # noqa: BLE001 - shown in the widget; the PCA view stays
@@ -216,21 +254,22 @@ class EmbeddingScatter(CnnWidget):
         names = self.label_names if self.color_by == "label" else self.class_names
         points = self.coordinates
         figure, axis = plt.subplots(figsize=(7, 7))
-        if self.arrangement == "grid" and self.grid and self.sprite:
+        if self.arrangement == "grid" and self.grid and (self.sprite or self.thumbnails_on_request):
             self._draw_grid(axis)
         else:
             palette = plt.get_cmap("tab10" if colors.max(initial=0) < 10 else "tab20")
             for value in np.unique(colors):
                 members = colors == value
                 name = names[value] if 0 <= value < len(names) else str(value)
-                axis.scatter(points[members, 0], 1 - points[members, 1], s=6, color=palette(value % palette.N), label=name)
+                axis.scatter(points[members, 0], 1 - points[members, 1], s=6 if len(points) <= SPRITE_MAX_IMAGES else 0.2,
+                             color=palette(value % palette.N), label=name, rasterized=True)
             if len(np.unique(colors)) <= 20:
                 axis.legend(markerscale=3, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
             if self.selection:
                 chosen = np.array(self.selection) - self.index.offset
                 axis.scatter(points[chosen, 0], 1 - points[chosen, 1], s=30, facecolors="none", edgecolors="black", linewidths=0.8)
         method = METHOD_NAMES[self.points.get("method", "pca")]
-        if self.arrangement == "grid" and self.grid and self.sprite:
+        if self.arrangement == "grid" and self.grid and (self.sprite or self.thumbnails_on_request):
             axis.set_title(f"{method} of {len(points)} CNN codes ({self.index.codes_layer}) snapped to a grid", fontsize=9)
         else:
             axis.set_title(f"{method} of {len(points)} CNN codes ({self.index.codes_layer}), colored by {self.color_by}", fontsize=9)
@@ -240,16 +279,19 @@ class EmbeddingScatter(CnnWidget):
 
     def _draw_grid(self, axis) -> None:
         cells = np.frombuffer(self.grid["data"], np.int32).reshape(self.grid["shape"])
-        side, sheet_columns = self.sprite["thumb"], self.sprite["columns"]
-        sheet = np.frombuffer(self.sprite["data"], np.uint8).reshape(self.sprite["shape"])
+        members = np.flatnonzero(cells[:, 0] >= 0)
+        if self.sprite:
+            side, sheet_columns = self.sprite["thumb"], self.sprite["columns"]
+            sheet = np.frombuffer(self.sprite["data"], np.uint8).reshape(self.sprite["shape"])
+            pictures = [sheet[sy * side:(sy + 1) * side, sx * side:(sx + 1) * side]
+                        for sy, sx in (divmod(int(image), sheet_columns) for image in members)]
+        else:
+            pictures = list(self._thumbnails((members + self.index.offset).tolist()))
+            side = pictures[0].shape[0]
         columns, rows = self.grid["columns"], self.grid["rows"]
         canvas = np.full((rows * side, columns * side, 3), 255, np.uint8)
-        for image, (column, row) in enumerate(cells):
-            if column < 0:
-                continue
-            sy, sx = divmod(image, sheet_columns)
-            canvas[row * side:(row + 1) * side, column * side:(column + 1) * side] = \
-                sheet[sy * side:(sy + 1) * side, sx * side:(sx + 1) * side]
+        for picture, (column, row) in zip(pictures, cells[members]):
+            canvas[row * side:(row + 1) * side, column * side:(column + 1) * side] = picture
         axis.imshow(canvas)
 
 

@@ -2,12 +2,17 @@
 // by label or prediction; hover shows the image (cut from one sprite sheet of all thumbnails), scroll zooms,
 // drag pans; the "drag to" menu switches dragging to box or lasso (freehand polygon) selection, and shift-drag
 // selects a box in any mode; the selected images show below. The grid layout draws every image in its cell. Python computes layouts; zoom, pan, hover and selection never leave the browser.
+// Dots are written straight into the canvas's pixels (shared/points.js), so a million points redraw within a
+// frame or two on a CPU. Up to a sprite sheet's worth of images the thumbnails come once, in one sheet; beyond
+// that (`thumbnails_on_request`) hover and the selection ask Python for the few they show, each request stamped
+// with an id that the answer echoes, and only the newest answer is kept.
 import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { canvasPoint, h, setOptions } from './shared/dom.js';
 import { rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { categoryColor } from './shared/palette.js';
-import { throttledTraits } from './shared/requests.js';
+import { affineFrom, countValues, drawDots, packColor, parseColor, pointNumbers } from './shared/points.js';
+import { RequestStamp, throttledTraits } from './shared/requests.js';
 import { buildBuckets, inBox, inPolygon, nearest } from './shared/spatial.js';
 import { decodeInt32, spriteRect } from './shared/sprites.js';
 import { initialView, panBy, toLayout, toScreen, unitsPerPixel, zoomAt } from './shared/viewport.js';
@@ -23,6 +28,9 @@ const HIGHLIGHT_COLOR = '#00e5ff';
 const METHOD_LABELS = [['pca', 'PCA'], ['tsne', 't-SNE'], ['umap', 'UMAP']];
 const DRAG_MODES = [['pan', 'pan'], ['box', 'select a box'], ['lasso', 'select with a lasso']];
 const LASSO_STEP_PX = 3; // a lasso vertex every few pixels of pointer travel: smooth enough, few vertices
+const FADED_ALPHA = 0.2; // with a selection, the other dots fade to this opacity
+const THUMBNAIL_CACHE = 2000; // thumbnails asked of Python kept in the browser (about 12 MB at 32 px)
+const WHITE = [255, 255, 255];
 
 const CSS = `
 .cnnw-embedding-scatter { display: flex; flex-direction: column; gap: 8px; font: 13px/1.4 var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #222); }
@@ -31,16 +39,16 @@ const CSS = `
 .cnnw-embedding-scatter .cnnw-controls { align-items: center; }
 .cnnw-embedding-scatter .cnnw-controls label { display: inline-flex; gap: 4px; align-items: center; }
 .cnnw-embedding-scatter .cnnw-stage { position: relative; border: 1px solid var(--jp-border-color2, #ddd); }
-.cnnw-embedding-scatter canvas.cnnw-plot { display: block; cursor: grab; background: #fff; }
+.cnnw-embedding-scatter canvas.cnnw-plot { display: block; cursor: grab; background: var(--jp-layout-color0, #fff); }
 .cnnw-embedding-scatter canvas.cnnw-plot.cnnw-selecting { cursor: crosshair; }
-.cnnw-embedding-scatter .cnnw-hover { position: absolute; pointer-events: none; background: #fff; border: 1px solid #888; padding: 3px; box-shadow: 0 1px 4px rgba(0,0,0,.3); font-size: 11px; }
+.cnnw-embedding-scatter .cnnw-hover { position: absolute; pointer-events: none; background: var(--jp-layout-color1, #fff); border: 1px solid var(--jp-border-color1, #888); padding: 3px; box-shadow: 0 1px 4px rgba(0,0,0,.3); font-size: 11px; }
 .cnnw-embedding-scatter .cnnw-hover canvas { display: block; image-rendering: pixelated; }
 .cnnw-embedding-scatter .cnnw-legend { display: flex; flex-direction: column; gap: 2px; font-size: 12px; max-height: ${HEIGHT}px; overflow: auto; }
 .cnnw-embedding-scatter .cnnw-swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; border-radius: 50%; }
 .cnnw-embedding-scatter .cnnw-progress { width: 120px; }
 .cnnw-embedding-scatter .cnnw-selected { display: flex; flex-wrap: wrap; gap: 2px; max-width: ${WIDTH + 200}px; }
 .cnnw-embedding-scatter .cnnw-selected canvas { width: ${SELECTED_SIZE}px; height: ${SELECTED_SIZE}px; image-rendering: pixelated; }
-.cnnw-embedding-scatter .cnnw-error { flex: 1 1 200px; min-width: 0; padding: 2px 8px; border-radius: 3px; background: #c62828; color: #fff; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.cnnw-embedding-scatter .cnnw-error { flex: 1 1 200px; min-width: 0; padding: 2px 8px; border-radius: 3px; background: var(--jp-error-color1, #c62828); color: #fff; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .cnnw-embedding-scatter .cnnw-note { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
 `;
 
@@ -90,9 +98,12 @@ function render({ model, el }) {
   let buckets = null;
   let spriteCanvas = null;
   let sprite = null;
-  let classes = { values: null, count: 0, names: [] };
-  let byClass = [];
+  let classes = { values: null, count: 0, names: [], counts: [] };
+  let chosen = null; // Int32Array of the selected points' numbers, null without a selection
   let hovered = -1;
+  let image = null; // the ImageData the dots are written into, reused every frame
+  const thumbnails = new Map(); // image id -> canvas, for thumbnails asked of Python (newest last)
+  const thumbnailRequests = new RequestStamp();
   let drag = null; // {mode: 'pan' | 'box' | 'lasso', x, y, view, current, path: [x0, y0, ...] screen pixels (lasso)}
   let frame = 0;
   let decodeError = '';
@@ -128,6 +139,7 @@ function render({ model, el }) {
     try {
       points = toTypedArray(message);
       buckets = buildBuckets(points);
+      updateChosen();
       decodeError = '';
     } catch (error) {
       decodeError = `points: ${error.message}`;
@@ -144,14 +156,12 @@ function render({ model, el }) {
     const names = (colorBy === 'label' ? model.get('label_names') : model.get('class_names')) ?? [];
     let count = names.length;
     for (const value of values) count = Math.max(count, value + 1);
-    classes = { values, count, names };
-    byClass = Array.from({ length: count }, () => []);
-    values.forEach((value, i) => byClass[value]?.push(i));
+    classes = { values, count, names, counts: countValues(values, count) };
     const pairs = [['label', 'label'], ['prediction', 'prediction']].filter(([value]) => value !== 'label' || model.get('has_labels'));
     setOptions(ui.colorBy, pairs, colorBy);
-    ui.legend.replaceChildren(...byClass.map((members, value) => h('div', {},
+    ui.legend.replaceChildren(...classes.counts.map((members, value) => h('div', {},
       h('span', { className: 'cnnw-swatch', style: `background: ${categoryColor(value, count)}` }),
-      `${names[value] ?? value} (${members.length})`)).filter((_, value) => byClass[value].length));
+      `${names[value] ?? value} (${members})`)).filter((_, value) => classes.counts[value]));
     redraw();
   }
 
@@ -174,12 +184,12 @@ function render({ model, el }) {
   function draw() {
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, WIDTH, HEIGHT);
-    ctx.fillStyle = '#fff';
+    ctx.fillStyle = `rgb(${background().join(', ')})`;
     ctx.fillRect(0, 0, WIDTH, HEIGHT);
     if (!points) return;
     const grid = gridCells();
-    if (grid && spriteCanvas) drawGrid(grid);
-    else drawDots();
+    if (grid) drawGrid(grid);
+    else drawPoints();
     if (hovered >= 0 && !grid) {
       const { x, y } = toScreen(view, WIDTH, HEIGHT, points[2 * hovered], points[2 * hovered + 1]);
       ctx.strokeStyle = '#000';
@@ -222,35 +232,42 @@ function render({ model, el }) {
     return Float32Array.from(grid.cells, (cell) => (cell < 0 ? Number.NaN : (cell + 0.5) / span));
   }
 
-  function drawDots() {
+  // the canvas's background (the theme's), read from its CSS so dots fade towards it
+  function background() {
+    return parseColor(getComputedStyle(ui.plot).backgroundColor) ?? WHITE;
+  }
+
+  function drawPoints() {
     const count = points.length / 2;
     const size = Math.max(2, Math.min(6, Math.round(2 + Math.log10(Math.max(1, 2e4 / count)) * view.scale ** 0.3)));
-    const half = size / 2;
-    const groups = byClass.length ? byClass : [Array.from({ length: count }, (_, i) => i)];
-    const offset = sprite?.offset ?? 0;
-    const selected = new Set((model.get('selection') ?? []).map((id) => id - offset));
-    // with a selection, the rest fades and the selected dots are drawn on top, outlined
-    const passes = selected.size ? [[0.2, false], [1, true]] : [[1, null]];
-    // the view is affine: screen = layout * a + b (computed once, not per point, for 50,000 points)
-    const origin = toScreen(view, WIDTH, HEIGHT, 0, 0);
-    const unit = toScreen(view, WIDTH, HEIGHT, 1, 1);
-    const [ax, ay, bx, by] = [unit.x - origin.x, unit.y - origin.y, origin.x - half, origin.y - half];
-    for (const [alpha, wanted] of passes) {
-      ctx.globalAlpha = alpha;
-      groups.forEach((members, value) => {
-        ctx.fillStyle = byClass.length ? categoryColor(value, classes.count) : '#1f77b4';
-        ctx.beginPath();
-        for (const i of members) {
-          if (wanted !== null && selected.has(i) !== wanted) continue;
-          const x = points[2 * i] * ax + bx;
-          const y = points[2 * i + 1] * ay + by;
-          if (x < -size || y < -size || x > WIDTH || y > HEIGHT) continue;
-          ctx.rect(x, y, size, size);
-        }
-        ctx.fill();
-      });
+    const back = background();
+    const colors = Array.from({ length: Math.max(1, classes.count) },
+      (_, value) => parseColor(classes.values ? categoryColor(value, classes.count) : '#1f77b4'));
+    const palette = (alpha) => Uint32Array.from(colors, (rgb) => packColor(rgb, alpha, back));
+    image ??= ctx.createImageData(WIDTH, HEIGHT);
+    const pixels = new Uint32Array(image.data.buffer);
+    pixels.fill(packColor(back));
+    // the view is affine: screen = layout * a + b
+    const transform = affineFrom(toScreen(view, WIDTH, HEIGHT, 0, 0), toScreen(view, WIDTH, HEIGHT, 1, 1));
+    const options = { values: classes.values, size };
+    if (chosen) {
+      // all fade, then the selected dots are drawn on top
+      drawDots(pixels, WIDTH, HEIGHT, points, transform, { ...options, palette: palette(FADED_ALPHA) });
+      drawDots(pixels, WIDTH, HEIGHT, points, transform, { ...options, palette: palette(1), only: chosen });
+    } else {
+      drawDots(pixels, WIDTH, HEIGHT, points, transform, { ...options, palette: palette(1) });
     }
-    ctx.globalAlpha = 1;
+    ctx.putImageData(image, 0, 0);
+  }
+
+  // id of the first point's image (an index of one shard starts past 0)
+  function firstId() {
+    return model.get('first_id') ?? 0;
+  }
+
+  function updateChosen() {
+    const selection = model.get('selection') ?? [];
+    chosen = selection.length && points ? pointNumbers(selection, points.length / 2, firstId()) : null;
   }
 
   function drawGrid({ cells, columns, rows }) {
@@ -263,7 +280,13 @@ function render({ model, el }) {
       const a = toScreen(view, WIDTH, HEIGHT, column / span, row / span);
       const b = toScreen(view, WIDTH, HEIGHT, (column + 1) / span, (row + 1) / span);
       if (b.x < 0 || b.y < 0 || a.x > WIDTH || a.y > HEIGHT) continue;
-      ctx.drawImage(spriteCanvas, ...spriteRect(sprite, i), a.x, a.y, b.x - a.x, b.y - a.y);
+      const picture = thumbnailOf(firstId() + i);
+      if (picture) {
+        ctx.drawImage(picture.source, ...picture.rect, a.x, a.y, b.x - a.x, b.y - a.y);
+      } else { // no picture (yet): the image's class colour
+        ctx.fillStyle = categoryColor(classes.values?.[i] ?? 0, classes.count);
+        ctx.fillRect(a.x, a.y, b.x - a.x, b.y - a.y);
+      }
     }
   }
 
@@ -292,9 +315,10 @@ function render({ model, el }) {
       const hctx = ui.hoverImage.getContext('2d');
       hctx.imageSmoothingEnabled = false;
       hctx.clearRect(0, 0, HOVER_SIZE, HOVER_SIZE);
-      ui.hoverImage.hidden = !spriteCanvas;
-      if (spriteCanvas) hctx.drawImage(spriteCanvas, ...spriteRect(sprite, index), 0, 0, HOVER_SIZE, HOVER_SIZE);
-      const id = (sprite?.offset ?? 0) + index;
+      const id = firstId() + index;
+      const picture = thumbnailOf(id);
+      ui.hoverImage.hidden = !picture;
+      if (picture) hctx.drawImage(picture.source, ...picture.rect, 0, 0, HOVER_SIZE, HOVER_SIZE);
       const labelNames = model.get('label_names') ?? [];
       const classNames = model.get('class_names') ?? [];
       const labels = model.get('has_labels') ? decodeInt32(model.get('labels')) : null;
@@ -308,6 +332,50 @@ function render({ model, el }) {
       ui.hover.style.left = `${left}px`;
       ui.hover.style.top = `${top}px`;
     }
+    requestThumbnails();
+    redraw();
+  }
+
+  // the picture of image `id`: a rect of the sprite sheet, or a thumbnail Python sent on request; null if neither
+  function thumbnailOf(id) {
+    if (spriteCanvas) return { source: spriteCanvas, rect: spriteRect(sprite, id - firstId()) };
+    const canvas = thumbnails.get(id);
+    return canvas ? { source: canvas, rect: [0, 0, canvas.width, canvas.height] } : null;
+  }
+
+  // ask Python for the thumbnails on show (hovered, first selected, grid cells) that the browser lacks
+  function requestThumbnails() {
+    if (spriteCanvas || !model.get('thumbnails_on_request')) return;
+    const shown = (model.get('selection') ?? []).slice(0, SELECTED_MAX);
+    if (hovered >= 0) shown.unshift(firstId() + hovered);
+    const grid = gridCells();
+    if (grid) {
+      for (let i = 0; i < grid.cells.length / 2 && shown.length < THUMBNAIL_CACHE; i++) if (grid.cells[2 * i] >= 0) shown.push(firstId() + i);
+    }
+    const missing = [...new Set(shown)].filter((id) => !thumbnails.has(id));
+    if (missing.length) commit('thumbnail_request', { request: thumbnailRequests.next(), images: missing });
+  }
+
+  function receiveThumbnails() {
+    const message = model.get('thumbnails');
+    if (isEmptyArray(message) || !thumbnailRequests.accept(message.request)) return; // an older request's answer
+    const [, side] = message.shape;
+    const bytes = toTypedArray(message);
+    const size = side * side * 3;
+    message.images.forEach((id, k) => {
+      thumbnails.delete(id);
+      thumbnails.set(id, rgbaToCanvas(rgbToImageData(bytes.subarray(k * size, (k + 1) * size), side, side), side, side));
+    });
+    for (const id of thumbnails.keys()) { // forget the oldest beyond the cache's size
+      if (thumbnails.size <= THUMBNAIL_CACHE) break;
+      thumbnails.delete(id);
+    }
+    if (hovered >= 0) {
+      const { left, top } = ui.hover.style;
+      showHover(hovered, 0, 0);
+      Object.assign(ui.hover.style, { left, top });
+    }
+    drawSelected();
     redraw();
   }
 
@@ -316,14 +384,15 @@ function render({ model, el }) {
     ui.selectedInfo.textContent = selection.length
       ? `${selection.length} images selected${selection.length > SELECTED_MAX ? ` (first ${SELECTED_MAX} shown)` : ''}`
       : 'to select images, shift-drag a box, or choose "select with a lasso" under "drag to" and draw around them';
-    if (!spriteCanvas) {
+    if (!spriteCanvas && !model.get('thumbnails_on_request')) {
       ui.selected.replaceChildren();
       return;
     }
-    const offset = sprite.offset ?? 0;
     ui.selected.replaceChildren(...selection.slice(0, SELECTED_MAX).map((id) => {
-      const canvas = h('canvas', { width: sprite.thumb, height: sprite.thumb, title: `#${id}` });
-      canvas.getContext('2d').drawImage(spriteCanvas, ...spriteRect(sprite, id - offset), 0, 0, sprite.thumb, sprite.thumb);
+      const picture = thumbnailOf(id);
+      const side = picture ? picture.rect[2] : 1;
+      const canvas = h('canvas', { width: side, height: side, title: `#${id}` });
+      if (picture) canvas.getContext('2d').drawImage(picture.source, ...picture.rect, 0, 0, side, side);
       return canvas;
     }));
   }
@@ -334,9 +403,15 @@ function render({ model, el }) {
   onModel('change:points', decodePoints);
   onModel('change:labels change:predictions change:color_by change:label_names change:class_names change:has_labels', decodeClasses);
   onModel('change:sprite', decodeSprite);
-  onModel('change:grid change:arrangement', redraw);
+  onModel('change:thumbnails', receiveThumbnails);
+  onModel('change:grid change:arrangement', () => {
+    requestThumbnails();
+    redraw();
+  });
   onModel('change:selection', () => {
+    updateChosen();
     drawSelected();
+    requestThumbnails();
     redraw();
   });
 
@@ -390,7 +465,7 @@ function render({ model, el }) {
         }
         chosen = inPolygon(positions, polygon);
       }
-      const offset = sprite?.offset ?? 0;
+      const offset = firstId();
       commit('selection', chosen.map((i) => i + offset));
     }
     redraw();
