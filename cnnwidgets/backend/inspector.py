@@ -75,8 +75,9 @@ class Inspector:
         first = next(m for m in self.model.modules() if isinstance(m, nn.modules.conv._ConvNd))
         return first.in_channels
 
-    def preprocess(self, image: ImageLike) -> torch.Tensor:
-        """The [1,C,H,W] float batch fed to the model for `image`, on the model's device.
+    def preprocess(self, image: ImageLike, device: torch.device | str | None = None) -> torch.Tensor:
+        """The [1,C,H,W] float batch fed to the model for `image`, on the model's device (or on `device`: the
+        index prepares images on the CPU in DataLoader worker processes, which must not touch CUDA).
 
         A float tensor is taken as already preprocessed ([C,H,W] or [1,C,H,W]); anything else goes through
         `transform`. Grayscale and RGBA pictures are converted to what the model expects.
@@ -96,7 +97,7 @@ class Inspector:
         if not torch.isfinite(batch).all():
             raise InputError("the input contains NaN or infinite values; pass a finite image")
         self._input_shape = tuple(batch.shape)
-        return batch.to(self.device, torch.float32)
+        return batch.to(device or self.device, torch.float32)
 
     def display_image(self, image: ImageLike) -> np.ndarray:
         """The H×W×3 uint8 picture the model sees for `image` (after resizing and cropping)."""
