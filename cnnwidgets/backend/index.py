@@ -498,9 +498,9 @@ def _codes_target(inspector: Inspector, codes: str | None) -> tuple[str | None, 
     return info.name, info.module_name, info.call, False
 
 
-def _auto_batch_size(inspector: Inspector, shape: tuple[int, ...]) -> int:
+def _auto_batch_size(device: torch.device, shape: tuple[int, ...]) -> int:
     pixels = shape[-1] * shape[-2]
-    return int(min(256, batch_size_for(inspector.device) * max(1, (224 * 224) // max(pixels, 1))))
+    return int(min(256, batch_size_for(device) * max(1, (224 * 224) // max(pixels, 1))))
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype:
@@ -669,7 +669,7 @@ def build_index(
     count = 0 if state is None else int(state["count"])
     input_shape = tuple(example.shape) if state is None else tuple(state["input_shape"])
     device = inspector.device
-    size = batch_size or _auto_batch_size(inspector, input_shape)
+    size = batch_size or _auto_batch_size(inspector.device, input_shape)
     infos = {name: inspector.layer(name) for name in names}
     tapped = {info.module_name for info in infos.values()} | ({codes_module_name} if codes_module_name else set())
     model = _index_model(inspector, example[None].expand(min(size, 4), *input_shape), tapped)

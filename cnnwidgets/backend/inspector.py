@@ -153,10 +153,18 @@ class Inspector:
                 self._cache.put(keys[name], found[name])
         return found[names[0]] if isinstance(layer, str) else {name: found[name] for name in names}
 
-    def index(self, dataset: object, layers: Sequence[str] | None = None, **options: object) -> "Index":  # noqa: F821
+    def index(self, dataset: object, layers: Sequence[str] | None = None, engine: str = "local", **options: object) -> "Index":  # noqa: F821
         """Stream `dataset` through the model once and return its `Index`: the top-k images of every channel of
         `layers` (default: every activation layer), and each image's pooled code, label and prediction. Options:
-        k, codes, thumbnails, batch_size, offset, path, save_every, progress (see `backend.index.build_index`)."""
+        k, codes, thumbnails, batch_size, num_workers, amp, offset, path, save_every, progress (see
+        `backend.index.build_index`). `engine="ray"` builds it in shards on Ray workers, merged exactly (options of
+        `cnnwidgets.distributed.index_on_ray`)."""
+        if engine == "ray":
+            from ..distributed import index_on_ray
+
+            return index_on_ray(self, dataset, layers, **options)
+        if engine != "local":
+            raise InputError(f"engine must be 'local' or 'ray', not {engine!r}")
         from .index import build_index
 
         return build_index(self, dataset, layers, **options)
