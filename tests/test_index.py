@@ -319,6 +319,13 @@ def test_the_index_runs_the_folded_copy_unless_a_folded_conv_is_tapped(images):
             found = {image_id: value for image_id, value, _ in index.top(layer, channel)}
             got = torch.tensor([found[i] for i in range(len(images))])
             assert torch.allclose(got, expected[:, channel], rtol=1e-5, atol=1e-5)
+    best = build_index(inspector, images, ["relu1"], k=3, batch_size=4, progress=False)  # channels-last maps, floors
+    for channel in range(6):
+        maps = torch.stack([inspector.activations(image, "relu1")[channel] for image in images])
+        values, where = maps.flatten(1).max(1)
+        order = sorted(range(len(images)), key=lambda i: (-float(values[i]), i))[:3]
+        assert [(i, (int(where[i]) // 12, int(where[i]) % 12)) for i in order] == [
+            (image_id, position) for image_id, _, position in best.top("relu1", channel)]
     model.forwards = 0
     tapped = build_index(inspector, images, ["conv2"], k=23, batch_size=4, progress=False)  # bn2 is folded into conv2
     assert model.forwards >= 6
