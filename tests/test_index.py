@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+import cnnwidgets.backend.index as index_module
 from cnnwidgets import Inspector
 from cnnwidgets.backend.index import HASH_CHECKS, NO_IMAGE, Index, build_index, weights_fingerprint
 from cnnwidgets.errors import InputError
@@ -68,7 +69,9 @@ def brute_force(inspector: Inspector, images: torch.Tensor, layer: str, k: int):
     return expected
 
 
-def test_streaming_top_k_equals_brute_force(small, images):
+@pytest.mark.parametrize("sparse_below", [0.0, 1.01], ids=["every-position-searched", "only-maxima-above-the-floor"])
+def test_streaming_top_k_equals_brute_force(small, images, sparse_below, monkeypatch):
+    monkeypatch.setattr(index_module, "SPARSE_BELOW", sparse_below)
     index = build_index(small, images, LAYERS, k=5, batch_size=4, progress=False)
     for layer in LAYERS:
         expected = brute_force(small, images, layer, 5)
@@ -308,7 +311,7 @@ def maxima(inspector: Inspector, images: torch.Tensor, layer: str) -> torch.Tens
     return torch.stack([inspector.activations(image, layer).flatten(1).amax(1) for image in images])
 
 
-def test_the_index_runs_the_folded_copy_unless_a_folded_conv_is_tapped(images):
+def test_the_index_runs_the_folded_copy_unless_a_folded_conv_is_tapped(images, monkeypatch):
     model = Normed()
     inspector = Inspector(model)
     index = build_index(inspector, images, ["relu1", "relu2"], k=23, batch_size=4, progress=False)
@@ -319,7 +322,8 @@ def test_the_index_runs_the_folded_copy_unless_a_folded_conv_is_tapped(images):
             found = {image_id: value for image_id, value, _ in index.top(layer, channel)}
             got = torch.tensor([found[i] for i in range(len(images))])
             assert torch.allclose(got, expected[:, channel], rtol=1e-5, atol=1e-5)
-    best = build_index(inspector, images, ["relu1"], k=3, batch_size=4, progress=False)  # channels-last maps, floors
+    monkeypatch.setattr(index_module, "SPARSE_BELOW", 1.01)  # past the first batch, only maxima above the floor
+    best = build_index(inspector, images, ["relu1"], k=3, batch_size=4, progress=False)  # channels-last maps
     for channel in range(6):
         maps = torch.stack([inspector.activations(image, "relu1")[channel] for image in images])
         values, where = maps.flatten(1).max(1)
