@@ -6,7 +6,9 @@ over that very loader with its defaults: the top-16 of every activation layer, t
 Linear), 32-px thumbnails and a content hash of every image. Both sides run in alternating rounds and the ratio is
 that of their fastest rounds (a shared 2-core CPU is noisy; the slowest round says how noisy). Models: the
 embedded EfficientNet-Lite0 at 224 px and timm architectures (random weights, offline) at 128 px; images are
-random preprocessed tensors, so decoding costs nothing and the ratio shows the index's own overhead.
+random preprocessed tensors, so decoding costs nothing and the ratio shows the index's own overhead. 160 images
+on the CPU (2,048 on a GPU): the index's per-image cost falls as the dataset grows past k (fewer maxima can still
+enter a top-k, see `backend.index._maxima`), so a dataset of a few k images would show only its start.
 
     .venv/bin/python bench/run.py index
     .venv/bin/python bench/index.py --device cuda --images 2048     # on a GPU (bench/gpu_check runs it too)
@@ -100,7 +102,7 @@ def run(device: str = "cpu", images: int | None = None, models: tuple[str, ...] 
         rounds: int = 3) -> dict:
     torch.manual_seed(0)
     cuda = device == "cuda"
-    count = images or (2048 if cuda else 48)
+    count = images or (2048 if cuda else 160)
     batch_size = 64 if cuda else 4
     results = {}
     for name, (inspector, side) in inspectors(device, models).items():
