@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 from torch import nn
 
+import cnnwidgets.backend.index as index_module
 from cnnwidgets import Inspector
 from cnnwidgets.backend.index import HASH_CHECKS, NO_IMAGE, Index, build_index, weights_fingerprint
 from cnnwidgets.errors import InputError
@@ -66,7 +69,9 @@ def brute_force(inspector: Inspector, images: torch.Tensor, layer: str, k: int):
     return expected
 
 
-def test_streaming_top_k_equals_brute_force(small, images):
+@pytest.mark.parametrize("sparse_below", [0.0, 1.01], ids=["every-position-searched", "only-maxima-above-the-floor"])
+def test_streaming_top_k_equals_brute_force(small, images, sparse_below, monkeypatch):
+    monkeypatch.setattr(index_module, "SPARSE_BELOW", sparse_below)
     index = build_index(small, images, LAYERS, k=5, batch_size=4, progress=False)
     for layer in LAYERS:
         expected = brute_force(small, images, layer, 5)
@@ -277,3 +282,87 @@ def assert_same_index(a: Index, b: Index) -> None:
 @pytest.mark.skipif(not hasattr(Inspector, "index"), reason="Inspector.index comes with the shared lines of issue 5")
 def test_inspector_index_delegates(small, images):
     assert_same_index(small.index(images, LAYERS, k=5, progress=False), build_index(small, images, LAYERS, k=5, progress=False))
+
+
+class Normed(nn.Module):
+    """conv-BN-ReLU twice (float weights, BN statistics set): what the folded copy folds; counts its forwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(2)
+        self.conv1, self.bn1, self.relu1 = nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU()
+        self.conv2, self.bn2, self.relu2 = nn.Conv2d(6, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU()
+        self.fc = nn.Linear(8, 4)
+        with torch.no_grad():
+            for norm in (self.bn1, self.bn2):
+                norm.running_mean.copy_(torch.randn(norm.num_features, generator=generator))
+                norm.running_var.copy_(torch.rand(norm.num_features, generator=generator) + 0.5)
+                norm.weight.copy_(torch.randn(norm.num_features, generator=generator))
+        self.forwards = 0
+
+    def forward(self, x):
+        self.forwards += 1
+        x = self.relu2(self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x))))))
+        return self.fc(x.mean((2, 3)))
+
+
+def maxima(inspector: Inspector, images: torch.Tensor, layer: str) -> torch.Tensor:
+    """[N, C] maximum of every channel of `layer` for each image, from the model itself."""
+    return torch.stack([inspector.activations(image, layer).flatten(1).amax(1) for image in images])
+
+
+def test_the_index_runs_the_folded_copy_unless_a_folded_conv_is_tapped(images, monkeypatch):
+    model = Normed()
+    inspector = Inspector(model)
+    index = build_index(inspector, images, ["relu1", "relu2"], k=23, batch_size=4, progress=False)
+    assert model.forwards <= 4  # a few checks of the folded copy, none of the six batches
+    for layer in ("relu1", "relu2"):
+        expected = maxima(inspector, images, layer)
+        for channel in range(expected.shape[1]):
+            found = {image_id: value for image_id, value, _ in index.top(layer, channel)}
+            got = torch.tensor([found[i] for i in range(len(images))])
+            assert torch.allclose(got, expected[:, channel], rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(index_module, "SPARSE_BELOW", 1.01)  # past the first batch, only maxima above the floor
+    best = build_index(inspector, images, ["relu1"], k=3, batch_size=4, progress=False)  # channels-last maps
+    for channel in range(6):
+        maps = torch.stack([inspector.activations(image, "relu1")[channel] for image in images])
+        values, where = maps.flatten(1).max(1)
+        order = sorted(range(len(images)), key=lambda i: (-float(values[i]), i))[:3]
+        assert [(i, (int(where[i]) // 12, int(where[i]) % 12)) for i in order] == [
+            (image_id, position) for image_id, _, position in best.top("relu1", channel)]
+    model.forwards = 0
+    tapped = build_index(inspector, images, ["conv2"], k=23, batch_size=4, progress=False)  # bn2 is folded into conv2
+    assert model.forwards >= 6
+    expected = maxima(inspector, images, "conv2")
+    found = {image_id: value for image_id, value, _ in tapped.top("conv2", 3)}
+    assert torch.allclose(torch.tensor([found[i] for i in range(len(images))]), expected[:, 3], rtol=1e-5, atol=1e-5)
+    assert hooks_left(model) == 0
+
+
+def test_worker_processes_build_the_same_index(small, images):
+    assert_same_index(build_index(small, images, LAYERS, k=5, batch_size=4, num_workers=2, progress=False),
+                      build_index(small, images, LAYERS, k=5, batch_size=4, progress=False))
+    with pytest.raises(InputError, match="num_workers"):
+        build_index(small, images, LAYERS, num_workers=-1, progress=False)
+
+
+def test_mixed_precision_top_k_is_close_to_float32(images):
+    inspector = Inspector(Normed())
+    exact = build_index(inspector, images, ["relu2"], k=5, progress=False)
+    mixed = build_index(inspector, images, ["relu2"], k=5, amp=True, progress=False)
+    scale = float(exact.top_values("relu2").abs().max())
+    assert torch.allclose(mixed.top_values("relu2"), exact.top_values("relu2"), rtol=0.02, atol=0.02 * scale)
+    same_best = [mixed.top("relu2", c)[0][0] == exact.top("relu2", c)[0][0] for c in range(8)]
+    assert sum(same_best) >= 7
+    assert mixed.codes.dtype == torch.float32 and torch.allclose(mixed.codes, exact.codes, rtol=0.02, atol=0.02 * scale)
+
+
+def test_receptive_fields_are_traced_on_first_use_not_while_indexing(small, images, monkeypatch):
+    receptive_field = importlib.import_module("cnnwidgets.methods.receptive_field")  # the package shadows it with a function
+    traced = []
+    original = receptive_field.receptive_fields
+    monkeypatch.setattr(receptive_field, "receptive_fields", lambda *args: traced.append(args) or original(*args))
+    index = build_index(small, images, LAYERS, progress=False)
+    assert traced == [] and index.state_dict()["fields"] == {}
+    assert index.receptive_field("relu2").size == (8, 8) and index.receptive_field("relu1").size == (3, 3)
+    assert len(traced) == 1

@@ -96,8 +96,9 @@ class Inspector:
         first = next(m for m in self.model.modules() if isinstance(m, nn.modules.conv._ConvNd))
         return first.in_channels
 
-    def preprocess(self, image: ImageLike) -> torch.Tensor:
-        """The [1,C,H,W] float batch fed to the model for `image`, on the model's device.
+    def preprocess(self, image: ImageLike, device: torch.device | str | None = None) -> torch.Tensor:
+        """The [1,C,H,W] float batch fed to the model for `image`, on the model's device (or on `device`: the
+        index prepares images on the CPU in DataLoader worker processes, which must not touch CUDA).
 
         A float tensor is taken as already preprocessed ([C,H,W] or [1,C,H,W]) and checked (`images.check_input`);
         anything else is a picture (`images.to_pil`) and goes through `transform`. Grayscale and RGBA pictures are
@@ -128,7 +129,7 @@ class Inspector:
                 f"resize the image or pass transform=Preprocess(resize={round(height * 256 / 224)}, crop={height})"
             )
         self._input_shape = tuple(batch.shape)
-        return batch.to(self.device, torch.float32)
+        return batch.to(device or self.device, torch.float32)
 
     def display_image(self, image: ImageLike) -> np.ndarray:
         """The H×W×3 uint8 picture the model sees for `image` (after resizing and cropping); for a video model the
@@ -226,10 +227,18 @@ class Inspector:
                 self._cache.put(keys[name], found[name])
         return found[names[0]] if isinstance(layer, str) else {name: found[name] for name in names}
 
-    def index(self, dataset: object, layers: Sequence[str] | None = None, **options: object) -> Index:  # noqa: F821
+    def index(self, dataset: object, layers: Sequence[str] | None = None, engine: str = "local", **options: object) -> Index:  # noqa: F821
         """Stream `dataset` through the model once and return its `Index`: the top-k images of every channel of
         `layers` (default: every activation layer), and each image's pooled code, label and prediction. Options:
-        k, codes, thumbnails, batch_size, offset, path, save_every, progress (see `backend.index.build_index`)."""
+        k, codes, thumbnails, batch_size, num_workers, amp, offset, path, save_every, progress (see
+        `backend.index.build_index`). `engine="ray"` builds it in shards on Ray workers, merged exactly (options of
+        `cnnwidgets.distributed.index_on_ray`)."""
+        if engine == "ray":
+            from ..distributed import index_on_ray
+
+            return index_on_ray(self, dataset, layers, **options)
+        if engine != "local":
+            raise InputError(f"engine must be 'local' or 'ray', not {engine!r}")
         from .index import build_index
 
         return build_index(self, dataset, layers, **options)

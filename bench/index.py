@@ -1,0 +1,127 @@
+"""Dataset index throughput as a ratio to a bare batched forward of the same model over the same DataLoader.
+
+The bare forward is the fastest forward cnnwidgets has for class scores (the folded, channels-last copy, see
+`backend.folded`) run over `DataLoader(dataset, batch_size, num_workers)`; the index is `inspector.index(loader)`
+over that very loader with its defaults: the top-16 of every activation layer, the codes (input of the last
+Linear), 32-px thumbnails and a content hash of every image. Both sides run in alternating rounds and the ratio is
+that of their fastest rounds (a shared 2-core CPU is noisy; the slowest round says how noisy). Models: the
+embedded EfficientNet-Lite0 at 224 px and timm architectures (random weights, offline) at 128 px; images are
+random preprocessed tensors, so decoding costs nothing and the ratio shows the index's own overhead. 160 images
+on the CPU (2,048 on a GPU): the index's per-image cost falls as the dataset grows past k (fewer maxima can still
+enter a top-k, see `backend.index._maxima`), so a dataset of a few k images would show only its start.
+
+    .venv/bin/python bench/run.py index
+    .venv/bin/python bench/index.py --device cuda --images 2048     # on a GPU (bench/gpu_check runs it too)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from common import machine
+
+TIMM_MODELS = ("resnet50", "efficientnet_b0", "mobilenetv3_large_100")
+GOAL = 0.8
+"""Issue 17: the index runs at ≥ 0.8× the bare batched forward."""
+
+
+class Synthetic(torch.utils.data.Dataset):
+    """`count` random preprocessed images of `shape` (made on the fly from the index, nothing kept), labels 0..9."""
+
+    def __init__(self, count: int, shape: tuple[int, ...]) -> None:
+        self.count, self.shape = count, shape
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return torch.randn(self.shape, generator=torch.Generator().manual_seed(i)), i % 10
+
+
+def inspectors(device: str, models: tuple[str, ...]) -> dict[str, tuple[object, int]]:
+    """(Inspector, input side) by model name: the embedded Lite0 and timm architectures with random weights."""
+    import timm
+
+    from cnnwidgets import Inspector, zoo
+
+    found = {}
+    for name in models:
+        if name == "efficientnet_lite0":
+            found[name] = (zoo.efficientnet_lite0(device=device), 224)
+        else:
+            found[name] = (Inspector(timm.create_model(name, pretrained=False).eval().to(device)), 128)
+    return found
+
+
+def throughput(inspector, side: int, images: int, batch_size: int, num_workers: int = 0, rounds: int = 3,
+               amp: bool = False) -> dict:
+    """Images per second of the bare forward and of the index over one DataLoader, and their ratio."""
+    loader = torch.utils.data.DataLoader(Synthetic(images, (inspector.in_channels, side, side)), batch_size=batch_size,
+                                         num_workers=num_workers, pin_memory=inspector.device.type == "cuda")
+    device = inspector.device
+    example = next(iter(loader))[0].to(device)
+    model = inspector.scoring_model(example, images=images)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else torch.autocast(device.type, enabled=False)
+
+    def bare() -> None:
+        with torch.inference_mode(), autocast:
+            for batch, _labels in loader:
+                model(batch.to(device, non_blocking=True))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def index() -> None:
+        inspector.index(loader, progress=False, amp=amp)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    inspector.index(torch.utils.data.Subset(loader.dataset, range(batch_size)), progress=False, amp=amp)  # warm-up
+    bare()
+    times: dict[str, list[float]] = {"bare": [], "index": []}
+    for _ in range(rounds):
+        for name, run in (("bare", bare), ("index", index)):
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    best = {name: min(values) for name, values in times.items()}
+    return {
+        "images": images, "batch_size": batch_size, "num_workers": num_workers, "amp": amp,
+        "layers": len(inspector.index(torch.utils.data.Subset(loader.dataset, range(1)), progress=False, thumbnails=0).layers),
+        "bare_images_per_s": round(images / best["bare"], 1), "index_images_per_s": round(images / best["index"], 1),
+        "ratio": round(best["bare"] / best["index"], 3),
+        "ratio_slowest_rounds": round(max(times["bare"]) / max(times["index"]), 3),
+    }
+
+
+def run(device: str = "cpu", images: int | None = None, models: tuple[str, ...] = ("efficientnet_lite0", *TIMM_MODELS),
+        rounds: int = 3) -> dict:
+    torch.manual_seed(0)
+    cuda = device == "cuda"
+    count = images or (2048 if cuda else 160)
+    batch_size = 64 if cuda else 4
+    results = {}
+    for name, (inspector, side) in inspectors(device, models).items():
+        results[name] = {"side": side, **throughput(inspector, side, count, batch_size, rounds=rounds)}
+        if cuda:
+            results[f"{name}_amp"] = {"side": side, **throughput(inspector, side, count, batch_size, rounds=rounds, amp=True)}
+        print(name, results[name], flush=True)
+    worst = min(result["ratio"] for result in results.values())
+    return {"name": "index", "device": device, "goal_ratio": GOAL, "worst_ratio": worst, "models": results, "machine": machine()}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--images", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--models", nargs="*", default=["efficientnet_lite0", *TIMM_MODELS])
+    arguments = parser.parse_args()
+    result = run(arguments.device, arguments.images, tuple(arguments.models), arguments.rounds)
+    out = Path(__file__).resolve().parent / "results" / ("index.json" if arguments.device == "cpu" else f"index_{arguments.device}.json")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
