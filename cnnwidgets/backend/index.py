@@ -541,7 +541,8 @@ def _maxima(output: torch.Tensor, floor: torch.Tensor | None, sparse: bool) -> t
     `floor` [C] (each channel's k-th best value so far, when it has k): only maxima above it can enter the top k.
     When `sparse`, the others come back as -inf and only the chosen maps are searched for their position. Finding
     maxima alone (`amax`) costs a quarter of finding them with their positions on a channels-last map (7 ms
-    against 25 ms for [4, 96, 112, 112] on one core here); past the first k·10 images or so, few maxima beat the floor (about k/n after n images of a shuffled dataset).
+    against 25 ms for [4, 96, 112, 112] on one core here); past the first k·10 images or so, few maxima beat the
+    floor (about k/n after n images of a shuffled dataset).
     """
     n, c, h, w = output.shape
     output = output.detach()
