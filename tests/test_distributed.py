@@ -12,7 +12,7 @@ from torch import nn
 
 from cnnwidgets import Inspector
 from cnnwidgets.backend.index import build_index
-from cnnwidgets.distributed import index_on_ray, shard_bounds
+from cnnwidgets.backend.distributed import index_on_ray, shard_bounds
 from cnnwidgets.errors import InputError
 from cnnwidgets.zoo import digits, digits_cnn
 

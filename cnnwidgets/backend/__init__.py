@@ -1,8 +1,8 @@
 """The shared inference backend: model wrapper, preprocessing, hooks, caching, batching."""
 
 from .index import Index, build_index
-from .inspector import Inspector, as_inspector
+from .inspector import Inspector
 from .layers import LayerInfo
 from .preprocess import Preprocess
 
-__all__ = ["Index", "Inspector", "LayerInfo", "Preprocess", "as_inspector", "build_index"]
+__all__ = ["Index", "Inspector", "LayerInfo", "Preprocess", "build_index"]

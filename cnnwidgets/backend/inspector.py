@@ -232,9 +232,9 @@ class Inspector:
         `layers` (default: every activation layer), and each image's pooled code, label and prediction. Options:
         k, codes, thumbnails, batch_size, num_workers, amp, offset, path, save_every, progress (see
         `backend.index.build_index`). `engine="ray"` builds it in shards on Ray workers, merged exactly (options of
-        `cnnwidgets.distributed.index_on_ray`)."""
+        `backend.distributed.index_on_ray`)."""
         if engine == "ray":
-            from ..distributed import index_on_ray
+            from .distributed import index_on_ray
 
             return index_on_ray(self, dataset, layers, **options)
         if engine != "local":
@@ -354,16 +354,3 @@ def class_scores(output: object) -> torch.Tensor:
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise InputError(f"the model returned {shape}, not class scores [N, classes]; pass an image classifier")
     return output
-
-
-def as_inspector(source: Inspector | nn.Module | None) -> Inspector:
-    """What a widget looks into: an Inspector as is, a bare model wrapped with the default preprocessing, or, for
-    None, the embedded EfficientNet-Lite0."""
-    if isinstance(source, Inspector):
-        return source
-    if source is None:
-        from ..zoo import efficientnet_lite0
-
-        return efficientnet_lite0()
-    return Inspector(source)
-

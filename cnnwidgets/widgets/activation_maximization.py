@@ -14,12 +14,13 @@ import traitlets
 from torch import nn
 
 from .. import render
-from ..backend import Inspector, as_inspector
+from ..backend import Inspector
 from ..errors import InputError
 from ..methods.image_params import PARAMETERIZATIONS
 from ..methods.maximize import UNITS, Maximizer, Settings
 from .arrays import Array, array_message
 from .base import CnnWidget, front_end
+from .defaults import as_inspector
 from .jobs import Job, Jobs, Steps
 
 

@@ -9,13 +9,14 @@ import traitlets
 from torch import nn
 
 from .. import render
-from ..backend import Inspector, as_inspector
+from ..backend import Inspector
 from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods.adversarial import AttackResult, fgsm, fooling_image, pgd, saliency
 from ..methods.image_params import to_uint8
 from .arrays import Array, array_message
 from .base import CnnWidget, front_end
+from .defaults import as_inspector, default_image
 
 MAX_EPSILON = 32
 
@@ -46,10 +47,8 @@ class AdversarialExplorer(CnnWidget):
     fooling_top = traitlets.List().tag(sync=True)
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
-        from .. import zoo
-
         self.inspector = as_inspector(inspector)
-        self._batch = self.inspector.preprocess(image if image is not None else zoo.sample_image("cat")).clone()
+        self._batch = self.inspector.preprocess(default_image(image)).clone()
         labels = [self.inspector.label(i) for i in range(len(self.inspector.logits(self._batch)))]
         if kwargs.get("fool_target") is None and "goldfish" not in labels:
             kwargs["fool_target"] = labels[0]

@@ -11,7 +11,7 @@ import traitlets
 from torch import nn
 
 from .. import render
-from ..backend import Inspector, as_inspector
+from ..backend import Inspector
 from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods.image_params import PARAMETERIZATIONS, check_range, to_uint8
@@ -20,6 +20,7 @@ from ..methods.invert import INVERSION_DEFAULTS, Inverter
 from .activation_maximization import BackgroundOptimization
 from .arrays import Array, array_message
 from .base import front_end
+from .defaults import as_inspector, default_image
 
 
 class CodeInversion(BackgroundOptimization):
@@ -44,10 +45,8 @@ class CodeInversion(BackgroundOptimization):
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, *,
                  layers: Sequence[str] | None = None, **kwargs: object) -> None:
-        from .. import zoo
-
         self.inspector = as_inspector(inspector)
-        self._batch = self.inspector.preprocess(image if image is not None else zoo.sample_image("cat")).clone()
+        self._batch = self.inspector.preprocess(default_image(image)).clone()
         kwargs["layers"] = list(layers) if layers is not None else default_layers(self.inspector)
         kwargs.setdefault("steps", 100)
         super().__init__(**kwargs)

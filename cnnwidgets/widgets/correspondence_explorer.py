@@ -13,7 +13,7 @@ import traitlets
 from torch import nn
 
 from .. import render
-from ..backend import Inspector, as_inspector
+from ..backend import Inspector
 from ..backend.images import ImageLike
 from ..backend.preprocess import display_batch
 from ..errors import InputError
@@ -28,6 +28,7 @@ from ..methods.correspondence import (
     spatial_size,
 )
 from .base import CnnWidget, array_message, front_end
+from .defaults import as_inspector, default_image
 
 DEFAULT_WARP = {"angle": 20.0, "scale": 1.2, "shift": [0.0, 0.0]}
 """The warp the accuracy curve uses by default (and image b when none is given): large enough that depth matters."""
@@ -57,10 +58,8 @@ class CorrespondenceExplorer(CnnWidget):
                  image_b: ImageLike | None = None, *, curve_layers: Sequence[str] | None = None,
                  warp: Mapping[str, Any] | None = None, layer: str | None = None, point: Sequence[float] | None = None,
                  **kwargs: object) -> None:
-        from .. import zoo
-
         self.inspector = as_inspector(inspector)
-        first = image_a if image_a is not None else zoo.sample_image("cat")
+        first = default_image(image_a)
         settings = checked_warp(warp or {})
         second: ImageLike
         if image_b is None:

@@ -15,7 +15,7 @@ import traitlets
 from torch import nn
 
 from .. import render
-from ..backend import Inspector, as_inspector
+from ..backend import Inspector
 from ..backend.checkpoints import CheckpointSource, load_checkpoints, non_finite
 from ..backend.index import parse_item
 from ..errors import InputError
@@ -24,6 +24,7 @@ from ..methods.evolution import evolution_panels, first_conv, weight_change
 from ..methods.receptive_field import receptive_fields
 from .arrays import Array, array_message
 from .base import CnnWidget, front_end
+from .defaults import as_inspector
 from .jobs import Job, Jobs, Steps
 
 BACKGROUND_SHARE = 0.05

@@ -9,13 +9,14 @@ import traitlets
 from torch import nn
 
 from .. import render
-from ..backend import Inspector, as_inspector
+from ..backend import Inspector
 from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods.image_params import ModelInput, to_uint8
 from ..methods.invariance import KINDS, default_layers, invariance_curves, transform
 from .arrays import Array, array_message
 from .base import CnnWidget, front_end, top_predictions
+from .defaults import as_inspector, default_image
 
 RANGES = {"shift": (-60.0, 60.0), "angle": (-180.0, 180.0), "scale": (0.5, 2.0)}
 
@@ -46,10 +47,8 @@ class InvarianceProbe(CnnWidget):
         positions: int = 41,
         **kwargs: object,
     ) -> None:
-        from .. import zoo
-
         self.inspector = as_inspector(inspector)
-        self._batch = self.inspector.preprocess(image if image is not None else zoo.sample_image("cat")).clone()
+        self._batch = self.inspector.preprocess(default_image(image)).clone()
         self._to_display = ModelInput.of(self.inspector).to_display
         names = list(layers) if layers is not None else default_layers(self.inspector)
         computed = {kind: invariance_curves(self.inspector, self._batch, kind, layers=names, target=target,

@@ -11,13 +11,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import render
-from ..backend import Inspector, as_inspector
+from ..backend import Inspector
 from ..backend.images import ImageLike
 from ..backend.layers import weights_layer
 from ..errors import InputError
 from ..methods import channel_stats, dead_on_all, filter_images, scale_maps
 from .arrays import Array, array_message
 from .base import CnnWidget, front_end, top_predictions
+from .defaults import as_inspector, default_image
 
 
 class LayerExplorer(CnnWidget):
@@ -53,10 +54,8 @@ class LayerExplorer(CnnWidget):
         channel: int = -1,
         **kwargs: object,
     ) -> None:
-        from .. import zoo
-
         self.inspector = as_inspector(inspector)
-        self._images = [image if image is not None else zoo.sample_image("cat"), *images]
+        self._images = [default_image(image), *images]
         state = self._image_state(self._images[0])
         dead_all = self._dead_on_all_images() if images else {}
         super().__init__(**kwargs)

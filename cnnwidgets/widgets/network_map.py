@@ -11,11 +11,12 @@ import traitlets
 from torch import nn
 
 from .. import render
-from ..backend import Index, Inspector, as_inspector
+from ..backend import Index, Inspector
 from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods.network_graph import NetworkGraph, graph_layout, network_graph
 from .base import CnnWidget, array_message, front_end
+from .defaults import as_inspector, default_image
 
 VIEWS = ("layers", "cam", "top")
 """What a click on a layer opens: LayerExplorer, Grad-CAM at that layer in SaliencyOverlay, TopActivations."""
@@ -45,10 +46,8 @@ class NetworkMap(CnnWidget):
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, *,
                  index: Index | None = None, fields: bool = True, **kwargs: object) -> None:
-        from .. import zoo
-
         self.inspector = as_inspector(inspector)
-        self._image = image if image is not None else zoo.sample_image("cat")
+        self._image = default_image(image)
         self.index = index
         self.graph: NetworkGraph = network_graph(self.inspector, self._image, fields=fields)
         self.opened: CnnWidget | None = None

@@ -10,7 +10,7 @@ import traitlets
 from torch import nn
 
 from .. import render
-from ..backend import Inspector, as_inspector
+from ..backend import Inspector
 from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods.occlusion import (
@@ -26,6 +26,7 @@ from ..methods.occlusion import (
 )
 from .arrays import Array, array_message
 from .base import CnnWidget, front_end, one_line, top_predictions
+from .defaults import as_inspector, default_image
 from .jobs import Jobs, Steps
 
 FILLS: dict[str, float | str] = {"gray": 0.0, "mean": "mean", "blur": "blur"}
@@ -70,11 +71,9 @@ class OcclusionSlider(CnnWidget):
     colormap = traitlets.Enum(list(render.COLORMAPS), "viridis").tag(sync=True)
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
-        from .. import zoo
-
         self._ready = False
         self.inspector = as_inspector(inspector)
-        self._batch = self.inspector.preprocess(image if image is not None else zoo.sample_image("cat"))
+        self._batch = self.inspector.preprocess(default_image(image))
         height, width = self._batch.shape[-2:]
         self._fills: dict[tuple[str, int], torch.Tensor] = {}
         self._run = 0  # stamps the maps' messages, so the browser matches partial maps to their settings

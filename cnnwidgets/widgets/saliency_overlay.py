@@ -8,7 +8,7 @@ import traitlets
 from torch import nn
 
 from .. import render
-from ..backend import Inspector, as_inspector
+from ..backend import Inspector
 from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods import cam, faithfulness, gradients
@@ -17,6 +17,7 @@ from ..methods.occlusion import fill_image
 from ..methods.reduce import REDUCTIONS, display_map, to_uint8
 from .arrays import Array, array_message
 from .base import CnnWidget, front_end, top_predictions
+from .defaults import as_inspector, default_image
 
 METHODS = {
     "saliency": ("Gradient", gradients.saliency, False),
@@ -78,8 +79,6 @@ class SaliencyOverlay(CnnWidget):
     sanity = Array().tag(sync=True)
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
-        from .. import zoo
-
         self.inspector = as_inspector(inspector)
         self._raw: dict[tuple, torch.Tensor] = {}
         initial = {name: kwargs.pop(name) for name in ("method", "target", "layer", "side_by_side", "compare", "reduce",
@@ -87,7 +86,7 @@ class SaliencyOverlay(CnnWidget):
         super().__init__(**kwargs)
         self._ready = False
         self.methods = [{"name": name, "title": title, "cam": takes_layer} for name, (title, _, takes_layer) in METHODS.items()]
-        self._set_image(image if image is not None else zoo.sample_image("cat"))
+        self._set_image(default_image(image))
         with self.hold_trait_notifications():
             for name, value in initial.items():
                 setattr(self, name, value)
