@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..errors import InputError
 from .index import Index, Source, _auto_batch_size, _preprocessed, build_index
 from .inspector import Inspector
-from ..errors import InputError
 
 SHARDS_PER_WORKER = 4
 """Default shards per worker: progress and retries come in quarters of a worker's share, and the per-shard setup
