@@ -26,7 +26,9 @@ Unit (row, col) of a layer sees input rows `start + row·jump … start + row·j
 columns); `start` is negative where the field reaches into the zero padding. Sizes are the theoretical field
 before clipping at the image border: VGG-16's conv5_3 sees 196 px.
 
-Where tracing cannot follow an op (an upsampling, a pixel unshuffle, a custom kernel), the field is measured
+After an upsampling neighbouring units share one field: no single form either (the field is None).
+
+Where tracing cannot follow an op (a pixel unshuffle, a transposed conv, a custom kernel), the field is measured
 instead: `gradient_receptive_field` finds the input pixels with a nonzero gradient of one unit, on a copy of the
 model whose weights make every path count, with activations and norms as the identity and gates held constant by
 the rule above (see there). `receptive_fields` falls back to it layer by layer and keeps the measured field when
@@ -96,14 +98,15 @@ _Axes = tuple[_Axis, _Axis]  # (rows, cols)
 # "x" anything else (batch, channels), "pre" tokens put in front of the grid's (a class token).
 _Atom = tuple[str, int]
 _Layout = tuple[tuple[_Atom, ...], ...]
-UNKNOWN = "unknown"  # a tensor made by an op the tracer cannot follow spatially (an upsampling, a pixel unshuffle)
+UNKNOWN = "unknown"  # a tensor made by an op the tracer cannot follow spatially (a pixel unshuffle)
 NOT_TRACED = frozenset({"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "new_zeros",
                         "new_ones", "new_empty", "new_full", "size", "dim", "numel"})
 REDUCTIONS = frozenset({"mean", "sum", "amax", "amin", "max", "min", "std", "var", "norm", "logsumexp", "prod", "nanmean",
                         "nansum", "std_mean", "var_mean", "median", "logcumsumexp"})
 WINDOW_OPS = frozenset({"conv2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "lp_pool2d"})
-SPATIAL_UNKNOWN = frozenset({"interpolate", "upsample", "upsample_nearest", "upsample_bilinear", "pixel_shuffle",
-                             "pixel_unshuffle", "unfold", "fold", "grid_sample", "conv_transpose2d", "affine_grid"})
+UPSAMPLINGS = frozenset({"interpolate", "upsample", "upsample_nearest", "upsample_bilinear"})
+SPATIAL_UNKNOWN = frozenset({"pixel_shuffle", "pixel_unshuffle", "unfold", "fold", "grid_sample", "conv_transpose2d",
+                             "affine_grid"})
 RESHAPES = frozenset({"reshape", "view", "flatten", "unflatten", "view_as", "reshape_as", "squeeze", "unsqueeze",
                       "_unsafe_view", "contiguous"})
 
@@ -388,6 +391,13 @@ class _Tracer(TorchFunctionMode):
             if not grid_last:
                 return [UNKNOWN] * every
             return [_State(self._windowed(name, args, kwargs, state.axes, source, out), _nchw_layout(shape))] * every
+        if name in UPSAMPLINGS and grid_last:
+            # neighbouring units share a unit's field (2i and 2i + 1 after a 2× nearest upsampling): no single form;
+            # every unit still sees only what the grid before saw, so the hull stays
+            counts = source.shape[-2:]
+            axes = tuple(f if n == m else (f[0] + (n - 1) * (f[1] or 0), None, f[2])
+                         for f, n, m in zip(state.axes, counts, shape[-2:]))
+            return [_State(axes, _nchw_layout(shape))] * every
         if name in SPATIAL_UNKNOWN:
             return [UNKNOWN] * every
         if name in ("permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"):
@@ -637,7 +647,7 @@ def receptive_fields(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224
     position on the map's H × W grid.
 
     The model runs once on zeros in eval mode under `torch.inference_mode()`; its flags are restored and its
-    hooks removed afterwards. Layers the tracer cannot follow (an upsampling or a pixel unshuffle on the way) are
+    hooks removed afterwards. Layers the tracer cannot follow (a pixel unshuffle on the way) are
     measured by gradient support (`gradient_receptive_field`, on one copy of the model; a forward and backward
     pass of 12 images per such layer; only the `layers` asked for, when given). None where the field has no
     single size, jump and start: after a 2× upsampling neighbouring units share one field; inside Swin's
