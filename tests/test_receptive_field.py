@@ -287,8 +287,11 @@ def _matrix_model(name: str):
     if name.startswith("tv:"):
         name = name[3:]
         extra = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
-        return getattr(torchvision.models, name)(weights=None, **extra), 224 if name == "swin_t" else 64
-    size = {"inception_v3": 96, "swin_tiny_patch4_window7_224": 224}.get(name, 64)
+        # squeezenet at 65 px: its unpadded 7×7/2 conv reads every pixel only where the size is odd
+        return getattr(torchvision.models, name)(weights=None, **extra), {"swin_t": 224, "squeezenet1_0": 65}.get(name, 64)
+    # inception_v3 at its own 299 px: at other sizes its unpadded stride-2 convs leave the last row and column
+    # unread (96 px: pixels 93-95 reach no unit), and the traced field, a formula per unit, still spans them
+    size = {"inception_v3": 299, "swin_tiny_patch4_window7_224": 224}.get(name, 64)
     extra = {"img_size": 64} if name == "vit_tiny_patch16_224" else {}
     return timm.create_model(name, pretrained=False, **extra), size
 

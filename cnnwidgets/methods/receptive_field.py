@@ -66,7 +66,9 @@ class ReceptiveField:
         return top, left, top + self.size[0], left + self.size[1]
 
     def clipped_box(self, row: int, col: int) -> tuple[int, int, int, int]:
-        """`box` clipped to the input image (what of the field is real pixels, not padding), as integers."""
+        """`box` clipped to the input image (what of the field is real pixels, not padding), as integers. Where an
+        unpadded strided layer leaves the last input rows unread (a size its stride does not divide), they stay
+        inside this box though no unit reads them."""
         top, left, bottom, right = self.box(row, col)
         height, width = self.input_size
         return (max(0, math.floor(top)), max(0, math.floor(left)), min(height, math.ceil(bottom)), min(width, math.ceil(right)))
@@ -696,9 +698,17 @@ def _map_kind(state: object, ndim: int) -> str | None:
         shared = all(axis[1] == 0 for axis in state.axes)
         return ("traced" if shared else "none") if ndim == 4 else None
     labels = [label for label, n in _spatial_atoms(state.layout)]
-    if sorted(labels) == ["h", "w"] or (not labels and ndim == 4):
+    if _is_map(state.layout) or (not labels and ndim == 4):
         return "traced" if all(axis[1] is not None for axis in state.axes) else "none"
     return "none" if ndim == 4 or "h" in labels or "w" in labels else None  # not a map: windows, patches
+
+
+def _is_map(layout: _Layout) -> bool:
+    """Whether the grid lies in the tensor as a map: its rows and columns each a dim of their own, or together one
+    dim of tokens (after any class tokens), not mixed with channels nor cut into windows."""
+    dims = [atoms for atoms in layout if any(label != "x" for label, _ in atoms)]
+    labels = [[label for label, _ in atoms] for atoms in dims]
+    return sorted(labels) == [["h"], ["w"]] or labels in ([["h", "w"]], [["pre", "h", "w"]])
 
 
 def _field(state: _State, input_size: tuple[int, int]) -> ReceptiveField:
@@ -729,14 +739,16 @@ Box = tuple[int, int, int, int]  # (top, left, bottom, right) in input pixels, b
 ACTIVATIONS = frozenset({"relu", "relu_", "relu6", "hardtanh", "hardtanh_", "hardswish", "hardsigmoid", "silu", "gelu",
                          "sigmoid", "sigmoid_", "tanh", "elu", "elu_", "leaky_relu", "leaky_relu_", "mish", "softplus",
                          "selu", "celu", "prelu", "threshold", "quick_gelu"})
-NORMS = frozenset({"layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm", "local_response_norm"})
+NORMS = frozenset({"layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm", "local_response_norm",
+                   "softmax"})
 GATED = frozenset({"mul", "mul_", "div", "div_", "add", "add_", "sub", "sub_"})
 
 
 class _Wiring(TorchFunctionMode):
     """What the measured field runs under, so that a unit's gradient reaches every pixel it is wired to:
     activations and norms are the identity (a ReLU6 saturated at 6 after residual adds, a dead ReLU, hardswish
-    below −3 or a sigmoid at its tails would stop the gradient; norms over equal channels would cancel it); max
+    below −3 or a sigmoid at its tails would stop the gradient, as would attention's softmax once one score
+    dominates; norms over equal channels would cancel it); max
     pools sum their windows (a max sends its gradient to one pixel of the window only); and a gate, an operand that
     depends on the input and is broadcast over two or more dims of the output (SE and ECA gates [N, C, 1, 1]), is
     held constant, by the same rule as the tracer: a gate scales the map, it does not widen the field."""
