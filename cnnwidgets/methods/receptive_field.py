@@ -700,7 +700,7 @@ def _map_kind(state: object, ndim: int) -> str | None:
     labels = [label for label, n in _spatial_atoms(state.layout)]
     if _is_map(state.layout) or (not labels and ndim == 4):
         return "traced" if all(axis[1] is not None for axis in state.axes) else "none"
-    return "none" if ndim == 4 or "h" in labels or "w" in labels else None  # not a map: windows, patches
+    return "none" if ndim == 4 else None  # windows, patches, channels flattened with the grid: not a map
 
 
 def _is_map(layout: _Layout) -> bool:
