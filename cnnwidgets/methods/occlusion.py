@@ -36,10 +36,6 @@ METHODS = ("auto", "incremental", "full")
 OUTPUTS = ("probability", "logit", "attribution")
 INCREMENTAL_BATCH = 16
 """Positions per incremental batch on the CPU (crops are small, so larger batches than full forwards pay off)."""
-INCREMENTAL_FROM = 4
-"""Fewer positions than this (the dragged occluder: one) run as full forwards of the folded scoring copy: the
-engine walks each of its ~600 graph nodes (EfficientNet-Lite0) in Python per call, which for one position costs
-more than the whole forward it saves (measured in bench/occlusion.py, "single_position")."""
 
 
 # --- geometry ---------------------------------------------------------------------------------------------------
@@ -190,9 +186,8 @@ def _logit_chunks(inspector, image, boxes, fill, *, patch, method, batch_size, p
 
 def _engine(inspector: Inspector, batch: torch.Tensor, method: str, positions: int):
     """The incremental engine with this image's unoccluded pass, or None for full forwards: always with
-    method="full" or off the CPU; with "auto", for calls of at least INCREMENTAL_FROM positions once tracing
-    pays (see `ENGINE_PAYS_AFTER`)."""
-    if method == "full" or (method == "auto" and (batch.device.type != "cpu" or positions < INCREMENTAL_FROM)):
+    method="full" or off the CPU; with "auto", once tracing pays (see `ENGINE_PAYS_AFTER`)."""
+    if method == "full" or (method == "auto" and batch.device.type != "cpu"):
         return None
     try:
         with model_errors(tuple(batch.shape)):
