@@ -188,3 +188,44 @@ def test_convolutions_stay_incremental_until_global_ops():
     assert len(convolutions) == 5
     assert all(engine.kinds[name] == "Patch" for name in convolutions), engine.kinds
     assert engine.kinds["mean"] == "Dense"
+
+
+def test_the_engine_is_traced_only_once_it_pays(monkeypatch):
+    # a call of few positions runs full forwards and traces nothing; positions asked on the same weights add up,
+    # and the engine is built once they reach ENGINE_PAYS_AFTER; changed weights start the count again
+    from cnnwidgets.backend import incremental
+
+    traced = []
+    monkeypatch.setattr(incremental.IncrementalEngine, "__init__",
+                        lambda self, model, example, _init=IncrementalEngine.__init__: traced.append(1) or _init(self, model, example))
+    torch.manual_seed(0)
+    model = Plain().eval()
+    x = torch.randn(1, 3, 16, 16)
+    step = incremental.ENGINE_PAYS_AFTER // 2
+    assert engine_for(model, x, positions=step) is None and not traced
+    assert engine_for(model, x, positions=step - 1) is None and not traced
+    engine = engine_for(model, x, positions=1)
+    assert isinstance(engine, IncrementalEngine) and len(traced) == 1
+    assert engine_for(model, x, positions=1) is engine and len(traced) == 1
+    with torch.no_grad():
+        model.features[0].weight.mul_(2)
+    assert engine_for(model, x, positions=step) is None and len(traced) == 1
+
+
+def test_occlusion_traces_the_engine_only_for_grids_where_it_pays(monkeypatch):
+    from cnnwidgets import Inspector
+    from cnnwidgets.backend import incremental
+    from cnnwidgets.methods.occlusion import occlusion
+
+    traced = []
+    monkeypatch.setattr(incremental.IncrementalEngine, "__init__",
+                        lambda self, model, example, _init=IncrementalEngine.__init__: traced.append(1) or _init(self, model, example))
+    torch.manual_seed(0)
+    inspector = Inspector(Plain().eval(), transform=lambda image: image)
+    x = torch.randn(1, 3, 16, 16)
+    small = occlusion(inspector, x, target=1, patch=4, stride=4, progress=False)  # 16 positions: full forwards
+    assert not traced
+    monkeypatch.setattr(incremental, "ENGINE_PAYS_AFTER", 100)
+    large = occlusion(inspector, x, target=1, patch=4, stride=1, progress=False)  # 169 positions: traced
+    assert len(traced) == 1
+    torch.testing.assert_close(large[::4, ::4], small, atol=1e-6, rtol=1e-5)

@@ -228,7 +228,7 @@ def test_out_of_memory_retries_with_smaller_batches(small, small_input, monkeypa
 
 
 def test_auto_falls_back_to_full_forwards_when_the_engine_cannot_be_used(small, small_input, monkeypatch):
-    def unsupported(model, example):
+    def unsupported(model, example, positions=None):
         raise incremental.UnsupportedModel("cannot trace")
 
     monkeypatch.setattr(occlusion_module, "engine_for", unsupported)

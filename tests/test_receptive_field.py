@@ -207,5 +207,120 @@ def test_measuring_refuses_bad_input(tiny):
         gradient_receptive_field(tiny, "conv", (3, 0), (1, 1, 4, 4))
     with pytest.raises(InputError, match=r"input_shape must be \(N, C, H, W\)"):
         gradient_receptive_field(tiny, "conv", (0, 0), (1, 4, 4))
-    with pytest.raises(InputError, match="no \\[N, C, H, W\\] output"):
+    with pytest.raises(InputError, match="not a map on the input.s grid"):
         gradient_receptive_field(tiny, "fc", (0, 0), (1, 1, 4, 4))
+
+
+# --- modern architectures: permutes, gates, tokens, windows --------------------------------------------------------
+
+
+def test_mobilenet_v2_and_inception_v3_match_the_published_sizes():
+    # Araujo et al., Distill 2019: MobileNetV2 491 px (its last conv), Inception v3 1311 px (Mixed_7c)
+    mobilenet = receptive_fields(torchvision.models.mobilenet_v2(weights=None), (1, 3, 224, 224), layers=["features.18"])
+    assert mobilenet["features.18"].size == (491, 491) and mobilenet["features.18"].jump == (32, 32)
+    inception = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+    assert receptive_fields(inception, (1, 3, 299, 299), layers=["Mixed_7c"])["Mixed_7c"].size == (1311, 1311)
+
+
+def test_convnext_is_traced_through_its_channels_last_blocks():
+    # timm convnext_nano, by hand: a 4×4/4 stem (size 4, jump 4, start 0); each block's 7×7 depthwise conv (pad 3)
+    # adds 6 units: 24 px in stage 0, 48, 96, 192 after the 2×2/2 downsamples (+4, +8, +16 px). Depths 2, 2, 8, 2:
+    # stage 0 4 + 2·24 = 52; stage 1 56 + 2·48 = 152; stage 2 160 + 8·96 = 928; stage 3 944 + 2·192 = 1328.
+    # Inside a block the LayerNorm and MLP run on [N, H, W, C] (after a permute): same field as the conv before.
+    timm = pytest.importorskip("timm")
+    fields = receptive_fields(timm.create_model("convnext_nano", pretrained=False), (1, 3, 64, 64))
+    assert fields["stem"] == ReceptiveField(size=(4, 4), jump=(4, 4), start=(0, 0), input_size=(64, 64))
+    assert fields["stages.0.blocks.0.conv_dw"].size == (28, 28) and fields["stages.0.blocks.0.conv_dw"].start == (-12, -12)
+    assert fields["stages.0.blocks.0.norm"] == fields["stages.0.blocks.0.conv_dw"]  # NHWC LayerNorm
+    assert fields["stages.0.blocks.0.mlp.fc2"] == fields["stages.0.blocks.0.conv_dw"]  # NHWC linear layers
+    sizes = {"stages.0": 52, "stages.1": 152, "stages.2": 928, "stages.3": 1328}
+    for layer, size in sizes.items():
+        assert fields[layer].size == (size, size), layer
+    assert fields["stages.3"].jump == (32, 32)
+    assert None not in fields.values()
+
+
+def test_efficientnet_gates_do_not_widen_the_field():
+    # timm efficientnet_b0: stem 3×3/2 pad 1 (3, jump 2, start −1); block 0 depthwise 3×3 (7); block 1.0 expands
+    # (1×1), then a 3×3/2 depthwise: 11 px, jump 4. Its squeeze-excitation multiplies the map by a gate computed
+    # from the whole map; by the rule used here a gate scales the map and does not widen it: the SE output keeps
+    # the depthwise conv's 11 px, while the gate itself (after the global mean) covers the input.
+    timm = pytest.importorskip("timm")
+    fields = receptive_fields(timm.create_model("efficientnet_b0", pretrained=False), (1, 3, 64, 64))
+    assert fields["conv_stem"] == ReceptiveField(size=(3, 3), jump=(2, 2), start=(-1, -1), input_size=(64, 64))
+    assert fields["blocks.0.0.conv_dw"].size == (7, 7)
+    assert fields["blocks.1.0.conv_dw"].size == (11, 11) and fields["blocks.1.0.conv_dw"].jump == (4, 4)
+    assert fields["blocks.1.0.se"] == fields["blocks.1.0.bn2"]
+    assert fields["blocks.1.0.se.conv_reduce"].covers_input and fields["blocks.1.0.se.gate"].covers_input
+    assert None not in fields.values()
+
+
+def test_vision_transformer_patches_then_the_whole_image():
+    # vit_tiny_patch16: the patch embedding is a 16×16/16 conv (16 px, jump 16); its tokens [N, 1 + H·W, D] keep
+    # that field through the first LayerNorm; after the first attention every token has seen the whole image.
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64)
+    fields = receptive_fields(model, (1, 3, 64, 64))
+    assert fields["patch_embed.proj"] == ReceptiveField(size=(16, 16), jump=(16, 16), start=(0, 0), input_size=(64, 64))
+    assert fields["patch_embed"] == fields["patch_embed.proj"] == fields["blocks.0.norm1"]
+    assert fields["blocks.0.attn"].covers_input and fields["blocks.0.attn"].jump == (0, 0)
+    assert all(fields[name].covers_input for name in fields if name.startswith(("blocks.0.mlp", "blocks.1")) or name == "norm")
+    assert fields["norm_pre"] == fields["patch_embed"]  # before the first attention
+    assert gradient_receptive_field(model, "blocks.0.norm1", (2, 1), (1, 3, 64, 64)) == (32, 16, 48, 32)
+    assert gradient_receptive_field(model, "blocks.0", (2, 1), (1, 3, 64, 64)) == (0, 0, 64, 64)
+
+
+def test_swin_window_attention_has_no_single_field_and_says_which_layer_to_pick():
+    # inside shifted windows the units of a window share its field: no single size and stride. The last stage's
+    # window is its whole 7×7 grid, so there every unit sees the whole image again.
+    swin = torchvision.models.swin_t(weights=None)
+    fields = receptive_fields(swin)
+    assert fields["features.0"].size == (4, 4) and fields["features.0"].jump == (4, 4)  # patches, [N, H, W, C]
+    assert fields["features.1.0.attn"] is None
+    assert fields["features.7"].covers_input
+    with pytest.raises(InputError, match="pick another layer, e.g. 'features.1.0.norm1'"):
+        receptive_field(swin, "features.1.0.attn")
+
+
+def _matrix_model(name: str):
+    timm = pytest.importorskip("timm")
+    if name.startswith("tv:"):
+        name = name[3:]
+        extra = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
+        # squeezenet at 65 px: its unpadded 7×7/2 conv reads every pixel only where the size is odd
+        return getattr(torchvision.models, name)(weights=None, **extra), {"swin_t": 224, "squeezenet1_0": 65}.get(name, 64)
+    # inception_v3 at its own 299 px: at other sizes its unpadded stride-2 convs leave the last row and column
+    # unread (96 px: pixels 93-95 reach no unit), and the traced field, a formula per unit, still spans them
+    size = {"inception_v3": 299, "swin_tiny_patch4_window7_224": 224}.get(name, 64)
+    extra = {"img_size": 64} if name == "vit_tiny_patch16_224" else {}
+    return timm.create_model(name, pretrained=False, **extra), size
+
+
+MATRIX = ["resnet50", "resnet18d", "seresnext26d_32x4d", "efficientnet_b0", "tf_efficientnet_b0", "mobilenetv3_large_100",
+          "convnext_nano", "regnety_008", "densenet121", "inception_v3", "vgg11_bn", "repvgg_a0", "dla34", "ghostnet_100",
+          "cspresnet50", "hrnet_w18_small", "mobilevit_xxs", "vit_tiny_patch16_224", "swin_tiny_patch4_window7_224",
+          "tv:googlenet", "tv:squeezenet1_0", "tv:shufflenet_v2_x1_0", "tv:mnasnet0_5", "tv:alexnet", "tv:swin_t",
+          "tv:resnet18", "tv:mobilenet_v2"]
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_measured_fields_equal_traced_ones_across_the_model_matrix(name):
+    # the measured field (gradient support, activations and norms as the identity, gates held) equals the traced
+    # one at a middle layer and at the last map of each model, where the traced one exists: saturating ReLU6
+    # after residual adds (MobileNetV2 features.14), hardswish and sigmoid gates do not hide pixels
+    torch.set_num_threads(1)
+    model, size = _matrix_model(name)
+    shape = (1, 3, size, size)
+    fields = {layer: field for layer, field in receptive_fields(model, shape).items() if field is not None}
+    names = list(fields)
+    picks = {names[len(names) // 3], names[len(names) // 2], names[-1]}
+    if name == "tv:mobilenet_v2":
+        picks.add("features.14")
+    for layer in sorted(picks):
+        for unit in ((0, 0), (1, 1)):
+            try:
+                measured = gradient_receptive_field(model, layer, unit, shape)
+            except InputError as error:
+                assert "outside this layer" in str(error)
+                continue
+            assert measured == fields[layer].clipped_box(*unit), (layer, unit)

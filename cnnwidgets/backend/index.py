@@ -845,7 +845,7 @@ def build_index(
 def _fields(inspector: Inspector, input_shape: tuple[int, ...], names: Sequence[str]) -> dict[str, dict | None]:
     from ..methods.receptive_field import receptive_fields
 
-    fields = receptive_fields(inspector.model, (1, *input_shape))
+    fields = receptive_fields(inspector.model, (1, *input_shape), layers=names)
     return {name: (fields[name].as_dict() if fields.get(name) is not None else None) for name in names}
 
 

@@ -25,7 +25,7 @@ import torch
 from ..backend.device import batch_size_for
 from ..backend.hooks import capture_outputs, eval_mode
 from ..backend.images import ImageLike
-from ..backend.incremental import UnsupportedModel, engine_for
+from ..backend.incremental import IncrementalEngine, UnsupportedModel, engine_for
 from ..backend.inspector import Inspector, class_scores
 from ..errors import InputError, model_errors
 
@@ -140,8 +140,10 @@ def occluded_logits(
     return torch.cat(list(_logit_chunks(inspector, image, boxes, fill, patch=patch, method=method, batch_size=batch_size, progress=progress)))
 
 
-def _logit_chunks(inspector, image, boxes, fill, *, patch, method, batch_size, progress) -> Iterator[torch.Tensor]:
-    """Logits of consecutive chunks of `boxes`, in order (the widget computes between chunks)."""
+def _logit_chunks(inspector, image, boxes, fill, *, patch, method, batch_size, progress, planned=None) -> Iterator[torch.Tensor]:
+    """Logits of consecutive chunks of `boxes`, in order (the widget computes between chunks). `planned`: the
+    positions to count towards tracing the engine (`ENGINE_PAYS_AFTER`), when not these boxes (a run in parts
+    counts its whole grid once)."""
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     batch = inspector.preprocess(image)
@@ -151,8 +153,9 @@ def _logit_chunks(inspector, image, boxes, fill, *, patch, method, batch_size, p
         if not (0 <= y0 < y1 <= size[0] and 0 <= x0 < x1 <= size[1]):
             raise InputError(f"occluder box {tuple(box)} is not inside the {size[0]}×{size[1]} input; pass (y0, x0, y1, x1) within it")
     filled = fill_image(batch, fill, patch)
-    engine = _engine(inspector, batch, method)
+    engine = _engine(inspector, batch, method, len(boxes) if planned is None else planned)
     size_now = batch_size or (INCREMENTAL_BATCH if engine is not None else batch_size_for(batch.device))
+    scorer = None if engine is not None else inspector.scoring_model(batch, images=len(boxes))
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -163,7 +166,7 @@ def _logit_chunks(inspector, image, boxes, fill, *, patch, method, batch_size, p
         while start < len(boxes):
             chunk = boxes[start:start + size_now]
             try:
-                logits = _chunk_logits(inspector, engine, batch, filled, chunk)
+                logits = _chunk_logits(inspector, engine or scorer, batch, filled, chunk)
             except torch.OutOfMemoryError:
                 if size_now == 1:
                     raise InputError("out of GPU memory even one position at a time; free GPU memory or use device='cpu'") from None
@@ -181,13 +184,16 @@ def _logit_chunks(inspector, image, boxes, fill, *, patch, method, batch_size, p
             bar.close()
 
 
-def _engine(inspector: Inspector, batch: torch.Tensor, method: str):
-    """The incremental engine with this image's unoccluded pass, or None for full forwards."""
+def _engine(inspector: Inspector, batch: torch.Tensor, method: str, positions: int):
+    """The incremental engine with this image's unoccluded pass, or None for full forwards: always with
+    method="full" or off the CPU; with "auto", once tracing pays (see `ENGINE_PAYS_AFTER`)."""
     if method == "full" or (method == "auto" and batch.device.type != "cpu"):
         return None
     try:
         with model_errors(tuple(batch.shape)):
-            engine = engine_for(inspector.model, batch)
+            engine = engine_for(inspector.model, batch, positions if method == "auto" else None)
+        if engine is None:
+            return None
     except UnsupportedModel as error:
         if method == "incremental":
             raise InputError(f"incremental occlusion does not work on this model ({error}); pass method='full'") from None
@@ -196,12 +202,13 @@ def _engine(inspector: Inspector, batch: torch.Tensor, method: str):
     return engine
 
 
-def _chunk_logits(inspector, engine, batch, filled, chunk) -> torch.Tensor:
-    if engine is not None:
-        return engine.logits(chunk, filled).float().cpu()
+def _chunk_logits(inspector, runner, batch, filled, chunk) -> torch.Tensor:
+    """Logits of one chunk: by the incremental engine, or by full forwards of `runner` (the scoring module)."""
+    if isinstance(runner, IncrementalEngine):
+        return runner.logits(chunk, filled).float().cpu()
     occluded = occlude(batch, filled, chunk)
     with eval_mode(inspector.model), torch.inference_mode():
-        return class_scores(inspector.scoring_model(batch)(occluded)).float().cpu()
+        return class_scores(runner(occluded)).float().cpu()
 
 
 def _content_key(batch: torch.Tensor) -> tuple:
@@ -331,7 +338,8 @@ def occlusion_progressive(
         maps.level = level
         boxes = [grid_box(i, j, patch, stride) for i, j in group]
         done = 0
-        for logits in _logit_chunks(inspector, batch, boxes, fill, patch=patch, method=method, batch_size=batch_size, progress=False):
+        for logits in _logit_chunks(inspector, batch, boxes, fill, patch=patch, method=method, batch_size=batch_size,
+                                    progress=False, planned=ny * nx if level == levels[0] else 0):
             probabilities = logits.softmax(-1)
             top = probabilities.max(-1)
             for k, (i, j) in enumerate(group[done:done + len(logits)]):
