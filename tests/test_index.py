@@ -315,7 +315,7 @@ def test_the_index_runs_the_folded_copy_unless_a_folded_conv_is_tapped(images, m
     model = Normed()
     inspector = Inspector(model)
     index = build_index(inspector, images, ["relu1", "relu2"], k=23, batch_size=4, progress=False)
-    assert model.forwards <= 4  # a few checks of the folded copy, none of the six batches
+    assert model.forwards <= 5  # two probes (layer shapes, the stride bound) and the folded copy's checks, no batch
     for layer in ("relu1", "relu2"):
         expected = maxima(inspector, images, layer)
         for channel in range(expected.shape[1]):
@@ -358,10 +358,10 @@ def test_mixed_precision_top_k_is_close_to_float32(images):
 
 
 def test_receptive_fields_are_traced_on_first_use_not_while_indexing(small, images, monkeypatch):
-    receptive_field = importlib.import_module("cnnwidgets.methods.receptive_field")  # the package shadows it with a function
+    receptive_field = importlib.import_module("cnnwidgets.backend.receptive_field")
     traced = []
     original = receptive_field.receptive_fields
-    monkeypatch.setattr(receptive_field, "receptive_fields", lambda *args: traced.append(args) or original(*args))
+    monkeypatch.setattr(receptive_field, "receptive_fields", lambda *args, **kwargs: traced.append(args) or original(*args, **kwargs))
     index = build_index(small, images, LAYERS, progress=False)
     assert traced == [] and index.state_dict()["fields"] == {}
     assert index.receptive_field("relu2").size == (8, 8) and index.receptive_field("relu1").size == (3, 3)

@@ -10,7 +10,7 @@ from torch import nn
 
 from cnnwidgets import Inspector
 from cnnwidgets.errors import InputError, LayerNotFoundError
-from cnnwidgets.methods.receptive_field import ReceptiveField, gradient_receptive_field, receptive_field, receptive_fields
+from cnnwidgets.backend.receptive_field import ReceptiveField, gradient_receptive_field, receptive_field, receptive_fields
 from cnnwidgets.zoo.efficientnet_lite0 import EfficientNetLite0
 
 from .conftest import hooks_left, model_state, assert_same_state

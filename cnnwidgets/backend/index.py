@@ -299,7 +299,7 @@ class Index:
     def receptive_field(self, layer: str):
         """The layer's `ReceptiveField` (None when it has no spatial extent to trace), traced for all the index's
         layers when first asked for (it needs the model: an attached inspector)."""
-        from ..methods.receptive_field import ReceptiveField
+        from .receptive_field import ReceptiveField
 
         fields, name = self._state["fields"], self._layer(layer)
         if name not in fields and self.inspector is not None:  # traced on first use, not while streaming the dataset
@@ -843,7 +843,7 @@ def build_index(
 
 
 def _fields(inspector: Inspector, input_shape: tuple[int, ...], names: Sequence[str]) -> dict[str, dict | None]:
-    from ..methods.receptive_field import receptive_fields
+    from .receptive_field import receptive_fields
 
     fields = receptive_fields(inspector.model, (1, *input_shape), layers=names)
     return {name: (fields[name].as_dict() if fields.get(name) is not None else None) for name in names}

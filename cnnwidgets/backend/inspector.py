@@ -148,10 +148,13 @@ class Inspector:
         only on one input size (a flattening head) fails on any other by itself; its minimum is 1. (So a fault
         raised by the model's forward during this one probe also leaves the minimum at 1 for this Inspector.)"""
         if self._min_side is None:
-            try:  # raw layouts: the user's `reshape` functions are written for the model's real input size
-                with eval_mode(self.model), torch.inference_mode():
-                    layers = discover_layers(self.model, torch.zeros((1, self.in_channels, PROBE_SIDE, PROBE_SIDE),
-                                                                     device=self.device))
+            probe = (1, self.in_channels, PROBE_SIDE, PROBE_SIDE)
+            try:
+                if self.reshape:  # raw layouts: the user's `reshape` functions are written for the real input size
+                    with eval_mode(self.model), torch.inference_mode():
+                        layers = discover_layers(self.model, torch.zeros(probe, device=self.device))
+                else:
+                    layers = self._layers_at(probe)
             except InputError:
                 layers = []
             # 1×1 outputs are left out: squeeze-excitation convs act on a pooled vector at every input size

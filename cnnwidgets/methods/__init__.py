@@ -1,5 +1,6 @@
 """Pure functions over tensors and an Inspector; no widget code."""
 
+from ..backend.receptive_field import ReceptiveField, gradient_receptive_field, receptive_field, receptive_fields
 from .activations import channel_stats, dead_channels, dead_on_all, scale_maps
 from .adversarial import fgsm, fooling_image, pgd
 from .attributes import attribute_slices, image_attributes
@@ -16,7 +17,6 @@ from .invert import invert, invert_layers
 from .maximize import maximize
 from .network_graph import NetworkGraph, network_graph
 from .occlusion import attribution_map, occluded_logits, occlusion, occlusion_progressive
-from .receptive_field import ReceptiveField, gradient_receptive_field, receptive_field, receptive_fields
 from .reduce import display_map, reduce_map
 from .video import class_evidence, clip_saliency, grad_cam_3d, maximize_clip, tube_occlusion
 

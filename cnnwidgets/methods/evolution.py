@@ -12,10 +12,10 @@ from torch import nn
 from ..backend import Inspector
 from ..backend.hooks import capture_outputs, eval_mode
 from ..backend.preprocess import display_batch
+from ..backend.receptive_field import receptive_fields
 from ..errors import model_errors
 from .activations import dead_channels
 from .deconv import deconv_projections, projection_picture
-from .receptive_field import receptive_fields
 
 SCORES = "__scores__"
 

@@ -28,9 +28,9 @@ from torch.overrides import TorchFunctionMode
 
 from ..backend.hooks import eval_mode, forward_hooks
 from ..backend.layers import kind_of
+from ..backend.receptive_field import ReceptiveField, receptive_fields
 from ..errors import InputError, model_errors
 from .activations import dead_channels
-from .receptive_field import ReceptiveField, receptive_fields
 
 INPUT = "input"
 FUNCTIONAL_NODES = ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear",

@@ -18,10 +18,10 @@ from .. import render
 from ..backend import Inspector
 from ..backend.checkpoints import CheckpointSource, load_checkpoints, non_finite
 from ..backend.index import parse_item
+from ..backend.receptive_field import receptive_fields
 from ..errors import InputError
 from ..methods import filter_images
 from ..methods.evolution import evolution_panels, first_conv, weight_change
-from ..methods.receptive_field import receptive_fields
 from .arrays import Array, array_message
 from .base import CnnWidget, front_end
 from .defaults import as_inspector

@@ -46,8 +46,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..backend.hooks import StopForward, eval_mode, forward_hooks
 from ..errors import InputError, LayerNotFoundError
+from .hooks import StopForward, eval_mode, forward_hooks
 
 
 @dataclass(frozen=True)
@@ -618,7 +618,7 @@ class _Tracer(TorchFunctionMode):
                 out_layout = None
             contracted = [query.dim() - 1, key.dim() - 2 if key.dim() > 1 else 0, None]
         fields = []
-        for (tensor, state), dim in zip(parts, contracted):
+        for (_tensor, state), dim in zip(parts, contracted):
             if not isinstance(state, _State):
                 continue
             fields.append(state.axes if dim is None else _mix(state, [dim], out_layout, self.input_size).axes)
