@@ -12,7 +12,7 @@ from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, canvas_pixels, o
 pytestmark = pytest.mark.browser
 
 TOUR = "00_tour.ipynb"
-EXPLORER_CELLS = 4  # markdown, imports, markdown, `explorer = cnnwidgets.LayerExplorer(inspector, cat)`
+EXPLORER_CELLS = 6  # markdown, imports, the NetworkMap (markdown, code), markdown, `explorer = cnnwidgets.LayerExplorer(inspector, cat)`
 RENDER_TIMEOUT_MS = 60_000
 UPDATE_TIMEOUT_MS = 30_000
 OTHER_LAYER = "_blocks.5._expand_act"
