@@ -203,7 +203,8 @@ function render({ model, el }) {
     });
     ui.maps.replaceChildren(...panels);
     const layerNote = shown.message.methods.some((name) => methodInfo().get(name)?.cam) ? `, CAMs at ${shown.message.layer}` : '';
-    ui.caption.textContent = `class ${shown.message.target}: ${shown.message.label}${layerNote}`;
+    const notes = (shown.message.notes ?? []).map((note) => ` \u2014 ${note}`).join('');
+    ui.caption.textContent = `class ${shown.message.target}: ${shown.message.label}${layerNote}${notes}`;
   }
 
   function drawColorbar() {
