@@ -1,0 +1,231 @@
+"""The incremental occlusion engine equals full forwards on every position, for every kind of layer it handles."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnwidgets.backend.incremental import IncrementalEngine, UnsupportedModel, engine_for, verify
+from cnnwidgets.zoo.efficientnet_lite0 import Conv2dSame
+
+from tests.conftest import assert_same_state, hooks_left, model_state
+
+
+class Zoo(nn.Module):
+    """Every op kind the engine treats specially: paddings (regular, TF-same), strides, dilation, depthwise,
+    1×1 stride-2 (pixels no window reads), max pool with padding and ceil mode, average pool, batch norm,
+    residual adds of differently grown boxes, an SE-style product with a pooled vector, global pooling and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = Conv2dSame(3, 8, 3, 2, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
+        self.dw = nn.Conv2d(8, 8, 5, padding=2, groups=8)
+        self.dilated = nn.Conv2d(8, 8, 3, padding=2, dilation=2)
+        self.down = nn.Conv2d(8, 12, 1, stride=2)
+        self.branch = nn.Conv2d(8, 12, 3, stride=2, padding=1)
+        self.avg = nn.AvgPool2d(2)
+        self.se = nn.Linear(12, 12)
+        self.head = nn.Linear(12, 5)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.silu(self.bn(self.stem(x)))
+        x = self.pool(x)
+        x = x + F.relu6(self.dw(x))
+        x = x + self.dilated(x) * 0.5
+        x = self.down(x) + F.relu(self.branch(x))
+        x = self.avg(x)
+        scale = torch.sigmoid(self.se(x.mean((2, 3)))).unsqueeze(-1).unsqueeze(-1)
+        return self.head((x * scale).mean((2, 3)))
+
+
+class Plain(nn.Module):
+    """No SE product: everything up to the global pool stays incremental."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(inplace=True),
+            nn.Conv2d(6, 8, 3, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def brute_force(model: nn.Module, x: torch.Tensor, boxes, fill: torch.Tensor) -> torch.Tensor:
+    batch = x.expand(len(boxes), -1, -1, -1).clone()
+    for n, (y0, x0, y1, x1) in enumerate(boxes):
+        batch[n, :, y0:y1, x0:x1] = fill[0, :, y0:y1, x0:x1]
+    with torch.inference_mode():
+        return model.eval()(batch)
+
+
+def all_boxes(height: int, width: int, patch: int, stride: int, overhang: bool):
+    """Every position of a grid; with `overhang`, squares that start in the image and are clipped at its border."""
+    last_y = height - 1 if overhang else height - patch
+    last_x = width - 1 if overhang else width - patch
+    return [(y, x, min(y + patch, height), min(x + patch, width))
+            for y in range(0, last_y + 1, stride) for x in range(0, last_x + 1, stride)]
+
+
+@pytest.mark.parametrize("net", [Zoo, Plain])
+@pytest.mark.parametrize(("patch", "stride", "overhang"), [(6, 2, False), (5, 3, True), (1, 4, True), (19, 7, True)])
+def test_every_position_equals_full_forwards(net, patch, stride, overhang):
+    torch.manual_seed(0)
+    model = net().eval()
+    x = torch.randn(1, 3, 21, 26)
+    engine = IncrementalEngine(model, x)
+    engine.set_image(x)
+    fill = torch.randn_like(x)
+    boxes = all_boxes(21, 26, patch, stride, overhang)
+    expected = brute_force(model, x, boxes, fill)
+    for batch_size in (1, 7):
+        got = torch.cat([engine.logits(boxes[i:i + batch_size], fill) for i in range(0, len(boxes), batch_size)])
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_random_boxes_and_a_box_covering_everything():
+    torch.manual_seed(1)
+    model = Zoo().eval()
+    x = torch.randn(1, 3, 32, 30)
+    engine = engine_for(model, x)
+    engine.set_image(x)
+    generator = torch.Generator().manual_seed(2)
+    boxes = []
+    for _ in range(40):
+        y0, x0 = (int(torch.randint(0, n - 1, (1,), generator=generator)) for n in (32, 30))
+        y1 = int(torch.randint(y0 + 1, 33, (1,), generator=generator))
+        x1 = int(torch.randint(x0 + 1, 31, (1,), generator=generator))
+        boxes.append((y0, x0, y1, x1))
+    boxes.append((0, 0, 32, 30))
+    fill = torch.zeros_like(x)
+    torch.testing.assert_close(engine.logits(boxes, fill), brute_force(model, x, boxes, fill), atol=1e-5, rtol=1e-5)
+
+
+def test_efficientnet_lite0_positions_including_borders(lite0, cat):
+    x = lite0.preprocess(cat)
+    engine = engine_for(lite0.model, x)
+    engine.set_image(x)
+    boxes = [(0, 0, 32, 32), (192, 192, 224, 224), (0, 184, 40, 224), (96, 100, 128, 132), (200, 0, 224, 48), (13, 77, 14, 78)]
+    fill = torch.zeros_like(x)
+    got = engine.logits(boxes, fill)
+    expected = brute_force(lite0.model, x, boxes, fill)
+    torch.testing.assert_close(got.softmax(-1), expected.softmax(-1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
+
+
+def test_resnet18_random_weights_positions():
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    x = torch.randn(1, 3, 96, 96)
+    engine = engine_for(model, x)
+    engine.set_image(x)
+    boxes = [(0, 0, 24, 24), (72, 72, 96, 96), (40, 8, 64, 40), (0, 80, 96, 96)]
+    fill = torch.zeros_like(x)
+    torch.testing.assert_close(engine.logits(boxes, fill), brute_force(model, x, boxes, fill), atol=1e-4, rtol=1e-5)
+
+
+def test_the_model_is_untouched_and_parameters_are_shared_not_copied():
+    torch.manual_seed(0)
+    model = Zoo()
+    model.train()  # a model left in training mode stays in training mode
+    before = model_state(model)
+    x = torch.randn(1, 3, 20, 20)
+    engine = IncrementalEngine(model, x)
+    engine.set_image(x)
+    engine.logits([(2, 2, 9, 9)], torch.zeros_like(x))
+    assert_same_state(before, model_state(model))
+    assert hooks_left(model) == 0
+    params = {p.data_ptr() for p in model.parameters()}
+    traced = {t.data_ptr() for t in engine.graph.parameters()} | {
+        getattr(engine.graph, n.target).data_ptr() for n in engine.nodes if n.op == "get_attr"}
+    assert traced <= params | {b.data_ptr() for b in model.buffers()}
+
+
+def test_the_cache_notices_changed_weights():
+    torch.manual_seed(0)
+    model = Plain().eval()
+    x = torch.randn(1, 3, 16, 16)
+    first = engine_for(model, x)
+    assert engine_for(model, x) is first
+    with torch.no_grad():
+        model.features[0].weight.mul_(2)
+    second = engine_for(model, x)
+    assert second is not first
+    second.set_image(x)
+    fill = torch.zeros_like(x)
+    torch.testing.assert_close(second.logits([(3, 3, 8, 8)], fill), brute_force(model, x, [(3, 3, 8, 8)], fill), atol=1e-5, rtol=1e-5)
+
+
+def test_verify_rejects_an_engine_that_disagrees(monkeypatch):
+    torch.manual_seed(0)
+    model = Plain().eval()
+    x = torch.randn(1, 3, 16, 16)
+    engine = IncrementalEngine(model, x)
+    monkeypatch.setattr(IncrementalEngine, "logits", lambda self, boxes, fill: torch.zeros(len(boxes), 4))
+    with pytest.raises(UnsupportedModel, match="differs"):
+        verify(engine, model, x)
+
+
+def test_convolutions_stay_incremental_until_global_ops():
+    torch.manual_seed(0)
+    model = Zoo().eval()
+    x = torch.randn(1, 3, 40, 40)
+    engine = IncrementalEngine(model, x)
+    engine.set_image(x)
+    engine.logits([(4, 4, 8, 8)], torch.zeros_like(x))
+    convolutions = [name for name in engine.kinds if name.startswith("convolution")]
+    assert len(convolutions) == 5
+    assert all(engine.kinds[name] == "Patch" for name in convolutions), engine.kinds
+    assert engine.kinds["mean"] == "Dense"
+
+
+def test_the_engine_is_traced_only_once_it_pays(monkeypatch):
+    # a call of few positions runs full forwards and traces nothing; positions asked on the same weights add up,
+    # and the engine is built once they reach ENGINE_PAYS_AFTER; changed weights start the count again
+    from cnnwidgets.backend import incremental
+
+    traced = []
+    monkeypatch.setattr(incremental.IncrementalEngine, "__init__",
+                        lambda self, model, example, _init=IncrementalEngine.__init__: traced.append(1) or _init(self, model, example))
+    torch.manual_seed(0)
+    model = Plain().eval()
+    x = torch.randn(1, 3, 16, 16)
+    step = incremental.ENGINE_PAYS_AFTER // 2
+    assert engine_for(model, x, positions=step) is None and not traced
+    assert engine_for(model, x, positions=step - 1) is None and not traced
+    engine = engine_for(model, x, positions=1)
+    assert isinstance(engine, IncrementalEngine) and len(traced) == 1
+    assert engine_for(model, x, positions=1) is engine and len(traced) == 1
+    with torch.no_grad():
+        model.features[0].weight.mul_(2)
+    assert engine_for(model, x, positions=step) is None and len(traced) == 1
+
+
+def test_occlusion_traces_the_engine_only_for_grids_where_it_pays(monkeypatch):
+    from cnnwidgets import Inspector
+    from cnnwidgets.backend import incremental
+    from cnnwidgets.methods.occlusion import occlusion
+
+    traced = []
+    monkeypatch.setattr(incremental.IncrementalEngine, "__init__",
+                        lambda self, model, example, _init=IncrementalEngine.__init__: traced.append(1) or _init(self, model, example))
+    torch.manual_seed(0)
+    inspector = Inspector(Plain().eval(), transform=lambda image: image)
+    x = torch.randn(1, 3, 16, 16)
+    small = occlusion(inspector, x, target=1, patch=4, stride=4, progress=False)  # 16 positions: full forwards
+    assert not traced
+    monkeypatch.setattr(incremental, "ENGINE_PAYS_AFTER", 100)
+    large = occlusion(inspector, x, target=1, patch=4, stride=1, progress=False)  # 169 positions: traced
+    assert len(traced) == 1
+    torch.testing.assert_close(large[::4, ::4], small, atol=1e-6, rtol=1e-5)

@@ -1,0 +1,368 @@
+"""The dataset index: streaming top-k equals brute force, shards merge exactly, save/load, stale refused, resume."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from torch import nn
+
+import cnnwidgets.backend.index as index_module
+from cnnwidgets import Inspector
+from cnnwidgets.backend.index import HASH_CHECKS, NO_IMAGE, Index, build_index, weights_fingerprint
+from cnnwidgets.errors import InputError
+
+from tests.conftest import assert_same_state, hooks_left, model_state
+
+LAYERS = ["relu1", "relu2"]
+
+
+class Small(nn.Module):
+    """Integer weights on integer inputs: every activation is exact, whatever the batch or summation order."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(4, 5, 3)
+        self.relu2 = nn.ReLU()
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(5, 3)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.copy_(torch.randint(-3, 4, parameter.shape, generator=generator).float())
+
+    def forward(self, x):
+        x = self.pool(self.relu1(self.conv1(x)))
+        return self.fc(self.gap(self.relu2(self.conv2(x))).flatten(1))
+
+
+@pytest.fixture
+def small() -> Inspector:
+    return Inspector(Small())
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 4, (23, 3, 12, 12), generator=generator).float()
+    x[7] = x[2]  # duplicates: equal activations, the tie goes to the lower id
+    x[19] = x[2]
+    return x
+
+
+def brute_force(inspector: Inspector, images: torch.Tensor, layer: str, k: int):
+    """All maps in one pass; per channel, sort every image by (max activation desc, id asc)."""
+    maps = torch.stack([inspector.activations(image, layer) for image in images])  # [N, C, H, W]
+    flat = maps.flatten(2)
+    values, where = flat.max(2)
+    width = maps.shape[-1]
+    expected = []
+    for channel in range(maps.shape[1]):
+        order = sorted(range(len(images)), key=lambda i: (-float(values[i, channel]), i))[:k]
+        expected.append([(i, float(values[i, channel]), (int(where[i, channel]) // width, int(where[i, channel]) % width)) for i in order])
+    return expected
+
+
+@pytest.mark.parametrize("sparse_below", [0.0, 1.01], ids=["every-position-searched", "only-maxima-above-the-floor"])
+def test_streaming_top_k_equals_brute_force(small, images, sparse_below, monkeypatch):
+    monkeypatch.setattr(index_module, "SPARSE_BELOW", sparse_below)
+    index = build_index(small, images, LAYERS, k=5, batch_size=4, progress=False)
+    for layer in LAYERS:
+        expected = brute_force(small, images, layer, 5)
+        for channel, wanted in enumerate(expected):
+            assert index.top(layer, channel) == wanted, (layer, channel)
+    ties = [entry for layer in LAYERS for channel in range(index.layer_shape(layer)[0]) for entry in index.top(layer, channel)]
+    assert any(image_id == 2 for image_id, _, _ in ties)
+    # equal activations: 2 always comes before its copies 7 and 19
+    for layer in LAYERS:
+        for channel in range(index.layer_shape(layer)[0]):
+            ids = [image_id for image_id, _, _ in index.top(layer, channel)]
+            for copy in (7, 19):
+                if copy in ids and 2 in ids:
+                    assert ids.index(2) < ids.index(copy)
+
+
+def test_batching_does_not_change_the_index(small, images):
+    one = build_index(small, images, LAYERS, k=5, batch_size=1, progress=False)
+    seven = build_index(small, images, LAYERS, k=5, batch_size=7, progress=False)
+    assert_same_index(one, seven)
+
+
+def test_codes_labels_predictions_and_thumbnails(small, images):
+    labels = list(range(23))
+    dataset = [(image, label % 3) for image, label in zip(images, labels)]
+    index = build_index(small, dataset, LAYERS, k=3, thumbnails=8, progress=False)
+    assert len(index) == 23 and index.complete
+    assert index.codes.shape == (23, 5)  # the input of the last Linear
+    with torch.inference_mode():
+        logits = small.model(images)
+        codes = small.model.gap(small.model.relu2(small.model.conv2(small.model.pool(small.model.relu1(small.model.conv1(images)))))).flatten(1)
+    assert torch.equal(index.codes, codes)
+    assert torch.equal(index.predictions, logits.argmax(1))
+    assert index.labels.tolist() == [label % 3 for label in labels]
+    assert index.thumbnails.shape == (23, 8, 8, 3) and index.thumbnails.dtype == torch.uint8
+    assert index.layer_shape("relu1") == (4, 12, 12) and index.layer_shape("relu2") == (5, 4, 4)
+    assert index.receptive_field("relu2").size == (8, 8)
+    pooled = build_index(small, images, ["relu1"], codes="relu2", thumbnails=0, progress=False)
+    assert pooled.codes.shape == (23, 5) and pooled.thumbnails is None and pooled.labels is None
+
+
+def test_merged_shards_equal_one_pass_exactly(small, images):
+    whole = build_index(small, images, LAYERS, k=5, batch_size=4, progress=False)
+    shards = [build_index(small, images[start:stop], LAYERS, k=5, batch_size=4, offset=start, progress=False)
+              for start, stop in ((0, 8), (8, 16), (16, 23))]
+    assert shards[1].ids.tolist() == list(range(8, 16))
+    assert_same_index(Index.merge(shards[::-1]), whole)  # order of the list does not matter
+    with pytest.raises(InputError, match="consecutive"):
+        Index.merge([shards[0], shards[2]])
+    other = Inspector(Small(seed=5))
+    with pytest.raises(InputError, match="different model weights"):
+        Index.merge([shards[0], build_index(other, images[8:16], LAYERS, k=5, offset=8, progress=False)])
+
+
+def test_fewer_images_than_k(small, images):
+    index = build_index(small, images[:3], ["relu2"], k=5, progress=False)
+    assert len(index.top("relu2", 0)) == 3
+    assert int(index.state_dict()["top"]["relu2"]["ids"][0, -1]) == NO_IMAGE
+
+
+def test_save_load_round_trip_and_stale_index_refused(small, images, tmp_path):
+    index = build_index(small, images, LAYERS, k=4, progress=False)
+    path = tmp_path / "small.idx"
+    index.save(path)
+    loaded = Index.load(path, small, images)
+    assert_same_index(loaded, index)
+    assert loaded.top("relu1", 2) == index.top("relu1", 2)
+    assert np.array_equal(loaded.image(5), index.image(5))
+
+    other = Inspector(Small(seed=3))
+    with pytest.raises(InputError, match="other model weights"):
+        Index.load(path, other)
+    with pytest.raises(InputError, match="differs from the one the index was built on"):
+        Index.load(path, small, images.flip(0))
+    # weights changed after building (a training step): the index says so
+    with torch.no_grad():
+        small.model.fc.bias.add_(1)
+    with pytest.raises(InputError, match="changed since"):
+        index.check()
+    with pytest.raises(InputError, match="no index file"):
+        Index.load(tmp_path / "missing.idx")
+    (tmp_path / "junk.idx").write_bytes(b"not an index")
+    with pytest.raises(InputError, match="cannot read"):
+        Index.load(tmp_path / "junk.idx")
+
+
+class Interrupting(torch.utils.data.Dataset):
+    """Raises KeyboardInterrupt when item `stop_at` is read (the first time), and counts reads."""
+
+    def __init__(self, images: torch.Tensor, stop_at: int | None) -> None:
+        self.images, self.stop_at, self.reads = images, stop_at, []
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        self.reads.append(i)
+        if i == self.stop_at:
+            self.stop_at = None
+            raise KeyboardInterrupt
+        return self.images[i]
+
+
+def test_resume_after_an_interruption(small, images, tmp_path):
+    path = tmp_path / "resume.idx"
+    dataset = Interrupting(images, stop_at=13)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(small, dataset, LAYERS, k=5, batch_size=4, path=path, progress=False)
+    partial = Index.load(path)
+    assert not partial.complete and len(partial) == 12  # three whole batches of 4 were done
+    dataset.reads.clear()
+    resumed = build_index(small, dataset, LAYERS, k=5, batch_size=4, path=path, progress=False)
+    assert sorted(i for i in dataset.reads if i >= 12) == list(range(12, 23))  # the rest, once each
+    assert len([i for i in dataset.reads if i < 12]) <= HASH_CHECKS + 1  # earlier ones only to check their hashes
+    assert_same_index(resumed, build_index(small, images, LAYERS, k=5, batch_size=4, progress=False))
+    dataset.reads.clear()
+    again = build_index(small, dataset, LAYERS, k=5, batch_size=4, path=path, progress=False)  # finished: no forward
+    assert len(dataset.reads) <= HASH_CHECKS + 1 and again.complete
+    with pytest.raises(InputError, match="other weights, layers or offset"):
+        build_index(small, dataset, ["relu1"], k=5, path=path, progress=False)
+
+
+def test_datasets_of_every_kind(small, images, tmp_path):
+    pictures = [PIL.Image.fromarray(np.full((12, 12, 3), 40 * i, np.uint8)) for i in range(4)]
+    for name, folder in (("cats", tmp_path / "cats"), ("dogs", tmp_path / "dogs")):
+        folder.mkdir()
+        for i, picture in enumerate(pictures):
+            picture.save(folder / f"{name}{i}.png")
+    inspector = Inspector(Small(), transform=lambda pil: torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 85)
+    from_folder = build_index(inspector, tmp_path, ["relu2"], progress=False)
+    assert len(from_folder) == 8 and from_folder.labels.tolist() == [0] * 4 + [1] * 4
+    assert from_folder.label_names == ["cats", "dogs"]
+    from_list = build_index(inspector, pictures, ["relu2"], progress=False)
+    assert len(from_list) == 4 and from_list.labels is None
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.arange(23)), batch_size=5)
+    from_loader = build_index(small, loader, ["relu2"], progress=False)
+    assert from_loader.labels.tolist() == list(range(23))
+    assert from_loader.top("relu2", 1) == build_index(small, images, ["relu2"], progress=False).top("relu2", 1)
+    dicts = [{"image": image, "label": 1} for image in images[:3]]
+    assert build_index(small, dicts, ["relu2"], progress=False).labels.tolist() == [1, 1, 1]
+
+
+def test_bad_input_says_what_to_pass(small, images):
+    with pytest.raises(InputError, match="cannot index a int"):
+        build_index(small, 5, progress=False)
+    with pytest.raises(InputError, match="needs an .image. key"):
+        build_index(small, [{"pixels": 1}], progress=False)
+    with pytest.raises(InputError, match="cannot preprocess a str|no image file"):
+        build_index(small, ["not an image"], progress=False)
+    with pytest.raises(InputError, match="empty"):
+        build_index(small, [], progress=False)
+    with pytest.raises(InputError, match="unknown layer"):
+        build_index(small, images, ["relu9"], progress=False)
+    with pytest.raises(InputError, match="positive"):
+        build_index(small, images, k=0, progress=False)
+    with pytest.raises(InputError, match="single image"):
+        build_index(small, np.zeros((12, 12, 3), np.uint8), progress=False)
+    index = build_index(small, images, ["relu2"], progress=False)
+    with pytest.raises(InputError, match="out of range"):
+        index.top("relu2", 99)
+    with pytest.raises(InputError, match="not in this index"):
+        index.image(23)
+
+
+def test_mixed_sizes_are_resized_with_a_note(small, images):
+    mixed = [images[0], torch.nn.functional.interpolate(images[1:2], size=(16, 16))[0], images[2]]
+    with pytest.warns(UserWarning, match="mixed sizes"):
+        index = build_index(small, mixed, ["relu2"], progress=False)
+    assert len(index) == 3
+
+
+def test_the_model_is_left_as_it_was(images):
+    model = Small().train()
+    inspector = Inspector(model)
+    before = model_state(model)
+    build_index(inspector, images, LAYERS, progress=False)
+    with pytest.raises(InputError):
+        build_index(inspector, [images[0], "nope"], LAYERS, progress=False)
+    assert_same_state(before, model_state(model))
+    assert hooks_left(model) == 0
+
+
+def test_weights_fingerprint_follows_the_weights():
+    a, b = Small(seed=0), Small(seed=0)
+    assert weights_fingerprint(a) == weights_fingerprint(b)
+    with torch.no_grad():
+        b.conv1.weight[0, 0, 0, 0] += 1
+    assert weights_fingerprint(a) != weights_fingerprint(b)
+    with_buffers = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))  # 0-dim num_batches_tracked, float buffers
+    assert len(weights_fingerprint(with_buffers)) == 32
+
+
+def assert_same_index(a: Index, b: Index) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        if key == "top":
+            assert sa[key].keys() == sb[key].keys()
+            for layer in sa[key]:
+                for part in sa[key][layer]:
+                    assert torch.equal(sa[key][layer][part], sb[key][layer][part]), (layer, part)
+        elif isinstance(sa[key], torch.Tensor):
+            assert torch.equal(sa[key], sb[key]), key
+        else:
+            assert sa[key] == sb[key], key
+
+
+@pytest.mark.skipif(not hasattr(Inspector, "index"), reason="Inspector.index comes with the shared lines of issue 5")
+def test_inspector_index_delegates(small, images):
+    assert_same_index(small.index(images, LAYERS, k=5, progress=False), build_index(small, images, LAYERS, k=5, progress=False))
+
+
+class Normed(nn.Module):
+    """conv-BN-ReLU twice (float weights, BN statistics set): what the folded copy folds; counts its forwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(2)
+        self.conv1, self.bn1, self.relu1 = nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU()
+        self.conv2, self.bn2, self.relu2 = nn.Conv2d(6, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU()
+        self.fc = nn.Linear(8, 4)
+        with torch.no_grad():
+            for norm in (self.bn1, self.bn2):
+                norm.running_mean.copy_(torch.randn(norm.num_features, generator=generator))
+                norm.running_var.copy_(torch.rand(norm.num_features, generator=generator) + 0.5)
+                norm.weight.copy_(torch.randn(norm.num_features, generator=generator))
+        self.forwards = 0
+
+    def forward(self, x):
+        self.forwards += 1
+        x = self.relu2(self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x))))))
+        return self.fc(x.mean((2, 3)))
+
+
+def maxima(inspector: Inspector, images: torch.Tensor, layer: str) -> torch.Tensor:
+    """[N, C] maximum of every channel of `layer` for each image, from the model itself."""
+    return torch.stack([inspector.activations(image, layer).flatten(1).amax(1) for image in images])
+
+
+def test_the_index_runs_the_folded_copy_unless_a_folded_conv_is_tapped(images, monkeypatch):
+    model = Normed()
+    inspector = Inspector(model)
+    index = build_index(inspector, images, ["relu1", "relu2"], k=23, batch_size=4, progress=False)
+    assert model.forwards <= 5  # two probes (layer shapes, the stride bound) and the folded copy's checks, no batch
+    for layer in ("relu1", "relu2"):
+        expected = maxima(inspector, images, layer)
+        for channel in range(expected.shape[1]):
+            found = {image_id: value for image_id, value, _ in index.top(layer, channel)}
+            got = torch.tensor([found[i] for i in range(len(images))])
+            assert torch.allclose(got, expected[:, channel], rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(index_module, "SPARSE_BELOW", 1.01)  # past the first batch, only maxima above the floor
+    best = build_index(inspector, images, ["relu1"], k=3, batch_size=4, progress=False)  # channels-last maps
+    for channel in range(6):
+        maps = torch.stack([inspector.activations(image, "relu1")[channel] for image in images])
+        values, where = maps.flatten(1).max(1)
+        order = sorted(range(len(images)), key=lambda i: (-float(values[i]), i))[:3]
+        assert [(i, (int(where[i]) // 12, int(where[i]) % 12)) for i in order] == [
+            (image_id, position) for image_id, _, position in best.top("relu1", channel)]
+    model.forwards = 0
+    tapped = build_index(inspector, images, ["conv2"], k=23, batch_size=4, progress=False)  # bn2 is folded into conv2
+    assert model.forwards >= 6
+    expected = maxima(inspector, images, "conv2")
+    found = {image_id: value for image_id, value, _ in tapped.top("conv2", 3)}
+    assert torch.allclose(torch.tensor([found[i] for i in range(len(images))]), expected[:, 3], rtol=1e-5, atol=1e-5)
+    assert hooks_left(model) == 0
+
+
+def test_worker_processes_build_the_same_index(small, images):
+    assert_same_index(build_index(small, images, LAYERS, k=5, batch_size=4, num_workers=2, progress=False),
+                      build_index(small, images, LAYERS, k=5, batch_size=4, progress=False))
+    with pytest.raises(InputError, match="num_workers"):
+        build_index(small, images, LAYERS, num_workers=-1, progress=False)
+
+
+def test_mixed_precision_top_k_is_close_to_float32(images):
+    inspector = Inspector(Normed())
+    exact = build_index(inspector, images, ["relu2"], k=5, progress=False)
+    mixed = build_index(inspector, images, ["relu2"], k=5, amp=True, progress=False)
+    scale = float(exact.top_values("relu2").abs().max())
+    assert torch.allclose(mixed.top_values("relu2"), exact.top_values("relu2"), rtol=0.02, atol=0.02 * scale)
+    same_best = [mixed.top("relu2", c)[0][0] == exact.top("relu2", c)[0][0] for c in range(8)]
+    assert sum(same_best) >= 7
+    assert mixed.codes.dtype == torch.float32 and torch.allclose(mixed.codes, exact.codes, rtol=0.02, atol=0.02 * scale)
+
+
+def test_receptive_fields_are_traced_on_first_use_not_while_indexing(small, images, monkeypatch):
+    receptive_field = importlib.import_module("cnnwidgets.backend.receptive_field")
+    traced = []
+    original = receptive_field.receptive_fields
+    monkeypatch.setattr(receptive_field, "receptive_fields", lambda *args, **kwargs: traced.append(args) or original(*args, **kwargs))
+    index = build_index(small, images, LAYERS, progress=False)
+    assert traced == [] and index.state_dict()["fields"] == {}
+    assert index.receptive_field("relu2").size == (8, 8) and index.receptive_field("relu1").size == (3, 3)
+    assert len(traced) == 1
