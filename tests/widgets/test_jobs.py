@@ -113,7 +113,7 @@ def test_the_interpreter_exits_cleanly_while_an_optimization_runs(tmp_path):
     script.write_text(textwrap.dedent("""
         import time, torch
         torch.set_num_threads(1)
-        from tests.test_maximize import small_inspector
+        from tests.methods.test_maximize import small_inspector
         from cnnwidgets.widgets.activation_maximization import ActivationMaximization
         widget = ActivationMaximization(small_inspector(), "c1", size=32, steps=100000, every=1)
         widget.start()
