@@ -125,15 +125,16 @@ def _arg(args: tuple, kwargs: dict, position: int, name: str, default: object) -
     return args[position] if len(args) > position else default
 
 
-def _tensors(value: object) -> Iterator[torch.Tensor]:
+def tensors_in(value: object) -> Iterator[torch.Tensor]:
+    """Every tensor inside `value`, a tensor or tuples, lists and dicts of them (a module's arguments or output)."""
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, (tuple, list)):
         for item in value:
-            yield from _tensors(item)
+            yield from tensors_in(item)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _tensors(item)
+            yield from tensors_in(item)
 
 
 @dataclass(frozen=True)
@@ -360,10 +361,10 @@ class _Tracer(TorchFunctionMode):
         kwargs = kwargs or {}
         output = func(*args, **kwargs)
         name = getattr(func, "__name__", "").strip("_")
-        outputs = list(_tensors(output))
+        outputs = list(tensors_in(output))
         if not outputs or name in NOT_TRACED:
             return output
-        inputs = [t for t in _tensors((args, kwargs)) if self.get(t) is not None]
+        inputs = [t for t in tensors_in((args, kwargs)) if self.get(t) is not None]
         if not inputs:
             return output
         states = [self.get(t) for t in inputs]

@@ -19,7 +19,6 @@ else (a linear layer's in × out + out, a batch norm's 2 × C), for one image; a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -28,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..backend.hooks import eval_mode, forward_hooks
 from ..backend.layers import kind_of
-from ..backend.receptive_field import ReceptiveField, receptive_fields
+from ..backend.receptive_field import ReceptiveField, receptive_fields, tensors_in
 from ..errors import InputError, model_errors
 from .activations import dead_channels
 
@@ -145,17 +144,6 @@ def graph_layout(units: list[str], edges: list[tuple[str, str]]) -> dict[str, tu
     return layout
 
 
-def _tensors(value: object) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _tensors(item)
-
-
 def torchinfo_macs(module: nn.Module, output_shape: tuple[int, ...]) -> int:
     """Multiply-adds of one call of a leaf module for one image, as torchinfo 1.8.0 counts them (module doc)."""
     positions = math.prod(output_shape[1:]) if "Conv" in type(module).__name__ and len(output_shape) > 1 else 1
@@ -188,16 +176,16 @@ class _FlowTracer(TorchFunctionMode):
         self.op_calls: dict[str, int] = {}
 
     def made(self, tensors: object, name: str) -> None:
-        for tensor in _tensors(tensors):
+        for tensor in tensors_in(tensors):
             self.maker[id(tensor)] = name
             self.alive.append(tensor)
 
     def makers(self, value: object) -> list[str]:
-        return list(dict.fromkeys(self.maker[id(t)] for t in _tensors(value) if id(t) in self.maker))
+        return list(dict.fromkeys(self.maker[id(t)] for t in tensors_in(value) if id(t) in self.maker))
 
     def add(self, node: Node, output: object) -> None:
         """Record `node` as the maker of `output`, with the image's statistics of it (before any later in-place op)."""
-        first = next(_tensors(output), None)
+        first = next(tensors_in(output), None)
         node.shape = tuple(first.shape[1:]) if first is not None else ()
         if self.stats and first is not None and first.is_floating_point():
             self.quiet += 1
@@ -226,7 +214,7 @@ class _FlowTracer(TorchFunctionMode):
             name = base if call == 0 else f"{base}#{call + 1}"
             self.add(Node(name, "function" if op in FUNCTIONAL_NODES else "join", op, sources, (), block=block), output)
         else:
-            for tensor in _tensors(output):
+            for tensor in tensors_in(output):
                 if id(tensor) not in self.maker:
                     self.made(tensor, sources[0])
         return output
@@ -272,7 +260,7 @@ def network_graph(inspector, image: object | None = None, fields: bool = True) -
         calls[module] = call + 1
         name = f"{names[module]}#{call + 1}"
         module_of[name] = module
-        first = next(_tensors(output), None)
+        first = next(tensors_in(output), None)
         shape = tuple(first.shape[1:]) if first is not None else ()
         params = sum(p.numel() for p in module.parameters()) if call == 0 else 0
         tracer.add(Node(name, _kind(module), type(module).__name__, sources, shape, params,
