@@ -24,7 +24,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from .index import Index, Source, _auto_batch_size, _preprocessed, build_index
+from .index import Index, Source, build_index
+from .index.builder import _auto_batch_size
+from .index.datasets import _preprocessed
 from .inspector import Inspector
 
 SHARDS_PER_WORKER = 4

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-import cnnwidgets.backend.index as index_module
+import cnnwidgets.backend.index.builder as builder_module
 from cnnwidgets import Inspector
 from cnnwidgets.backend.index import HASH_CHECKS, NO_IMAGE, Index, build_index, weights_fingerprint
 from cnnwidgets.errors import InputError
@@ -71,7 +71,7 @@ def brute_force(inspector: Inspector, images: torch.Tensor, layer: str, k: int):
 
 @pytest.mark.parametrize("sparse_below", [0.0, 1.01], ids=["every-position-searched", "only-maxima-above-the-floor"])
 def test_streaming_top_k_equals_brute_force(small, images, sparse_below, monkeypatch):
-    monkeypatch.setattr(index_module, "SPARSE_BELOW", sparse_below)
+    monkeypatch.setattr(builder_module, "SPARSE_BELOW", sparse_below)
     index = build_index(small, images, LAYERS, k=5, batch_size=4, progress=False)
     for layer in LAYERS:
         expected = brute_force(small, images, layer, 5)
@@ -322,7 +322,7 @@ def test_the_index_runs_the_folded_copy_unless_a_folded_conv_is_tapped(images, m
             found = {image_id: value for image_id, value, _ in index.top(layer, channel)}
             got = torch.tensor([found[i] for i in range(len(images))])
             assert torch.allclose(got, expected[:, channel], rtol=1e-5, atol=1e-5)
-    monkeypatch.setattr(index_module, "SPARSE_BELOW", 1.01)  # past the first batch, only maxima above the floor
+    monkeypatch.setattr(builder_module, "SPARSE_BELOW", 1.01)  # past the first batch, only maxima above the floor
     best = build_index(inspector, images, ["relu1"], k=3, batch_size=4, progress=False)  # channels-last maps
     for channel in range(6):
         maps = torch.stack([inspector.activations(image, "relu1")[channel] for image in images])
