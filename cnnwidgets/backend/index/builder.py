@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import time
 import warnings
@@ -23,14 +24,30 @@ from ..device import batch_size_for
 from ..folded import ChannelsLast, foldable_pairs
 from ..hooks import eval_mode, forward_hooks
 from ..inspector import FOLD_AFTER_IMAGES, Inspector, class_scores
+from ..layers import LayerInfo
 from ..preprocess import display_batch
 from .datasets import Source, _label, _preprocessed, _split_batch, image_hash
-from .value import FORMAT_VERSION, NO_IMAGE, Index, _select, weights_fingerprint
+from .value import FORMAT_VERSION, NO_IMAGE, Index, _select, top_parts, weights_fingerprint
+
+FILMSTRIP_FRAMES = 4
+"""Frames kept (evenly spaced, first and last included) in a clip's thumbnail: a 16-frame motion clip at 32 px
+takes 12 KB, and four frames show where an object moves, turns or grows."""
+
+
+def filmstrip_frames(length: int) -> list[int]:
+    """Which of `length` frames a clip's filmstrip thumbnail shows (evenly spaced, first and last included)."""
+    count = min(FILMSTRIP_FRAMES, length)
+    return sorted({round(i * (length - 1) / max(count - 1, 1)) for i in range(count)})
 
 
 def _thumbnails(inspector: Inspector, batch: torch.Tensor, size: int) -> torch.Tensor:
     """[N, size, size, 3] uint8 pictures of an [N,C,H,W] model input, shrunk (antialiased) before being turned into
-    pictures, so the per-pixel work is done on thumbnails, not on whole images."""
+    pictures, so the per-pixel work is done on thumbnails, not on whole images. Clips [N,C,T,H,W] give filmstrips
+    [N, F, size, size, 3] of `filmstrip_frames(T)`."""
+    if batch.dim() == 5:
+        frames = batch[:, :, filmstrip_frames(batch.shape[2])].transpose(1, 2)  # [N,F,C,H,W]
+        pictures = _thumbnails(inspector, frames.reshape(-1, *frames.shape[2:]), size)
+        return pictures.reshape(*frames.shape[:2], *pictures.shape[1:])
     if tuple(batch.shape[-2:]) != (size, size):
         batch = F.interpolate(batch.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return display_batch(batch, inspector.transform)
@@ -42,21 +59,22 @@ def default_layers(inspector: Inspector) -> list[str]:
     return names or inspector.layer_names
 
 
-def _codes_target(inspector: Inspector, codes: str | None) -> tuple[str | None, str | None, int, bool]:
-    """(name, module name, call, take its input) of what gives the codes: by default the input of the last Linear."""
+def _codes_target(inspector: Inspector, codes: str | None) -> tuple[str | None, str | None, int, LayerInfo | None]:
+    """(name, module name, call, the layer or None to take the module's input) of what gives the codes: by default
+    the input of the last Linear."""
     if codes is None:
-        return None, None, 0, False
+        return None, None, 0, None
     if codes == "auto":
         linears = [name for name, module in inspector.model.named_modules() if isinstance(module, nn.Linear)]
         if linears:
-            return f"input of {linears[-1]}", linears[-1], 0, True
+            return f"input of {linears[-1]}", linears[-1], 0, None
         codes = inspector.layer_names[-1]
     info = inspector.layer(codes)
-    return info.name, info.module_name, info.call, False
+    return info.name, info.module_name, info.call, info
 
 
 def _auto_batch_size(device: torch.device, shape: tuple[int, ...]) -> int:
-    pixels = shape[-1] * shape[-2]
+    pixels = math.prod(shape[1:])  # per channel: H·W, or T·H·W for a clip
     return int(min(256, batch_size_for(device) * max(1, (224 * 224) // max(pixels, 1))))
 
 
@@ -86,8 +104,8 @@ the layer's previous batch; else search all (gathering most maps one by one cost
 
 
 def _maxima(output: torch.Tensor, floor: torch.Tensor | None, sparse: bool) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Per image and channel of an [N,C,H,W] map: the maximum (float32, NaN as -inf), where it first occurs (in
-    row-major H·W order), read in the map's own memory layout (channels-last maps are not copied), and the
+    """Per image and channel of an [N,C,H,W] map (or [N,C,T,H,W]): the maximum (float32, NaN as -inf), where it first
+    occurs (in row-major H·W, or T·H·W, order), read in the map's own memory layout (channels-last maps are not copied), and the
     fraction of maxima above `floor`.
 
     `floor` [C] (each channel's k-th best value so far, when it has k): only maxima above it can enter the top k.
@@ -96,10 +114,10 @@ def _maxima(output: torch.Tensor, floor: torch.Tensor | None, sparse: bool) -> t
     against 25 ms for [4, 96, 112, 112] on one core here); past the first k·10 images or so, few maxima beat the
     floor (about k/n after n images of a shuffled dataset).
     """
-    n, c, h, w = output.shape
+    n, c = output.shape[:2]
     output = output.detach()
-    channels_last = output.is_contiguous(memory_format=torch.channels_last) and not output.is_contiguous()
-    flat, positions = (output.permute(0, 2, 3, 1).reshape(n, h * w, c), 1) if channels_last else (output.flatten(2), 2)
+    channels_last = output.dim() == 4 and output.is_contiguous(memory_format=torch.channels_last) and not output.is_contiguous()
+    flat, positions = (output.permute(0, 2, 3, 1).reshape(n, -1, c), 1) if channels_last else (output.flatten(2), 2)
     if floor is None or not sparse:
         values, where = flat.max(positions)
         values = values.float().nan_to_num(nan=-torch.inf)
@@ -111,6 +129,15 @@ def _maxima(output: torch.Tensor, floor: torch.Tensor | None, sparse: bool) -> t
     if len(images):
         where[images, maps] = output[images, maps].flatten(1).argmax(1)
     return values.masked_fill(~chosen, -torch.inf), where, len(images) / max(n * c, 1)
+
+
+def _unravel(where: torch.Tensor, grid: tuple[int, ...]) -> list[torch.Tensor]:
+    """Row-major flat positions in a grid (H, W) or (T, H, W) as one index tensor per axis."""
+    axes = []
+    for side in reversed(grid):
+        axes.append(where % side)
+        where = where // side
+    return axes[::-1]
 
 
 class _Prepared(torch.utils.data.Dataset):
@@ -226,7 +253,8 @@ def build_index(
     names = [inspector.layer(name).name for name in (default_layers(inspector) if layers is None else layers)]
     if not names:
         raise InputError("pass at least one layer name to index (see inspector.layer_names)")
-    codes_name, codes_module_name, codes_call, codes_from_input = _codes_target(inspector, codes)
+    codes_name, codes_module_name, codes_call, codes_layer = _codes_target(inspector, codes)
+    codes_from_input = codes_layer is None
     weights = weights_fingerprint(inspector.model)
     config = {"layers": names, "k": k, "codes": codes_name, "thumbnails": int(thumbnails)}
 
@@ -254,7 +282,7 @@ def build_index(
     model = _index_model(inspector, example[None].expand(min(size, 4), *input_shape), tapped)
     root = model.inner if isinstance(model, ChannelsLast) else model
 
-    reduced: dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, int]]] = {}
+    reduced: dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]] = {}
     captured_codes: list[torch.Tensor] = []
     wanted: dict[nn.Module, dict[int, str]] = {}
     for name, info in infos.items():
@@ -268,7 +296,10 @@ def build_index(
             call = calls.get(module, 0)
             calls[module] = call + 1
             name = wanted[module].get(call)
-            if name is None or not isinstance(output, torch.Tensor) or output.dim() != 4:
+            if name is None or not isinstance(output, torch.Tensor):
+                return
+            output = infos[name].to_map(output)  # channels-last and token layers as the [N,C,H,W] maps users see
+            if output.dim() not in (4, 5):
                 return
             values, where, chosen[name] = _maxima(output, floors.get(name), chosen.get(name, 1.0) < SPARSE_BELOW)
             reduced[name] = (values, where, tuple(output.shape[2:]))
@@ -282,9 +313,9 @@ def build_index(
         code_calls[0] += 1
         if call != codes_call:
             return
-        value = inputs[0] if codes_from_input else output
+        value = inputs[0] if codes_layer is None else codes_layer.to_map(output)
         value = value.detach().float()
-        captured_codes.append(value.mean((2, 3)) if value.dim() == 4 else value.flatten(1))
+        captured_codes.append(value.mean(tuple(range(2, value.dim()))) if value.dim() in (4, 5) else value.flatten(1))
 
     codes_module = None if codes_module_name is None else root.get_submodule(codes_module_name)
     shapes: dict[str, list[int]] = {} if state is None else dict(state["shapes"])
@@ -345,13 +376,14 @@ def build_index(
                 for name in names:
                     if name not in reduced:
                         raise InputError(f"layer {name!r} gave no [N,C,H,W] output on this batch; pick layers from inspector.layers")
-                    values, where, (height, width) = reduced[name]
-                    shapes[name] = [values.shape[1], height, width]
-                    candidates = (values.T, ids.expand(values.shape[1], -1), (where // width).T.int(), (where % width).T.int())
+                    values, where, grid = reduced[name]
+                    shapes[name] = [values.shape[1], *grid]
+                    parts = top_parts(shapes[name])
+                    candidates = (values.T, ids.expand(values.shape[1], -1), *(axis.T.int() for axis in _unravel(where, grid)))
                     if name in top:
                         current = top[name]
-                        candidates = tuple(torch.cat([current[key], new], 1) for key, new in zip(("values", "ids", "rows", "cols"), candidates))
-                    top[name] = dict(zip(("values", "ids", "rows", "cols"), _select(*candidates, k)))
+                        candidates = tuple(torch.cat([current[key], new], 1) for key, new in zip(parts, candidates))
+                    top[name] = dict(zip(parts, _select(*candidates, k=k)))
                     if top[name]["values"].shape[1] == k:
                         floors[name] = top[name]["values"][:, k - 1]
                 classes[0] = scores.shape[1]
@@ -384,9 +416,9 @@ def build_index(
             pad = k - top[name]["values"].shape[1]
             channels = top[name]["values"].shape[0]
             filler = {"values": torch.full((channels, pad), -torch.inf, device=device),
-                      "ids": torch.full((channels, pad), NO_IMAGE, dtype=torch.int64, device=device),
-                      "rows": torch.zeros((channels, pad), dtype=torch.int32, device=device),
-                      "cols": torch.zeros((channels, pad), dtype=torch.int32, device=device)}
+                      "ids": torch.full((channels, pad), NO_IMAGE, dtype=torch.int64, device=device)}
+            filler.update({key: torch.zeros((channels, pad), dtype=torch.int32, device=device)
+                           for key in top_parts(shapes[name])[2:]})
             top[name] = {key: torch.cat([t, filler[key]], 1) for key, t in top[name].items()}
     index = snapshot(True)
     if path is not None:

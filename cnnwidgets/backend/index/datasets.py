@@ -42,8 +42,9 @@ class Source:
             self._len = len(inner) if _map_style(inner) else None
             self.classes = _classes_of(inner)
         elif isinstance(data, torch.Tensor):
-            if data.dim() != 4:
-                raise InputError(f"a tensor dataset must be a batch [N,C,H,W], not shape {tuple(data.shape)}; stack the images")
+            if data.dim() not in (4, 5):
+                raise InputError(f"a tensor dataset must be a batch [N,C,H,W] (clips: [N,C,T,H,W]), not shape {tuple(data.shape)}; "
+                                 "stack the images")
             self._get, self._len = data.__getitem__, len(data)
         elif isinstance(data, (str, os.PathLike)):
             files, labels, classes = _image_folder(Path(data))
@@ -155,8 +156,9 @@ def _split_batch(batch: object) -> tuple[Sequence, Sequence | None]:
 def _preprocessed(
     inspector: Inspector, image: object, shape: tuple[int, ...] | None, device: torch.device | str | None = None
 ) -> tuple[torch.Tensor, bool]:
-    """[C,H,W] float model input for one item (on the model's device, or on `device`), resized to `shape` if it
-    differs (and whether it was)."""
+    """[C,H,W] float model input for one item ([C,T,H,W] for a clip of a video model) (on the model's device, or on
+    `device`), its frames resized to `shape` if they differ (and whether they were). Clips of another length are
+    refused: resampling time would change the motion the model sees."""
     try:
         batch = inspector.preprocess(image, device)[0]
     except InputError:
@@ -169,12 +171,17 @@ def _preprocessed(
     if shape is not None and tuple(batch.shape) != shape:
         if batch.shape[0] != shape[0]:
             raise InputError(f"an image has {batch.shape[0]} channels after preprocessing, others {shape[0]}; pass one kind of image")
-        batch = F.interpolate(batch[None], size=shape[1:], mode="bilinear", align_corners=False, antialias=True)[0]
-        return batch, True
+        if batch.dim() == 4 and batch.shape[1] != shape[1]:
+            raise InputError(f"a clip has {batch.shape[1]} frames after preprocessing, others {shape[1]}; pass clips of one length")
+        frames = batch.transpose(0, 1) if batch.dim() == 4 else batch[None]  # [T,C,H,W]: each frame resized alike
+        frames = F.interpolate(frames, size=shape[-2:], mode="bilinear", align_corners=False, antialias=True)
+        return (frames.transpose(0, 1) if batch.dim() == 4 else frames[0]), True
     return batch, False
 
 
 def _display(inspector: Inspector, image: torch.Tensor) -> np.ndarray:
-    """H×W×3 uint8 of a [C,H,W] model input (normalization undone where known)."""
+    """H×W×3 uint8 of a [C,H,W] model input (T×H×W×3 frames of a [C,T,H,W] clip; normalization undone where known)."""
+    if image.dim() == 4:
+        return display_batch(image.transpose(0, 1), inspector.transform).numpy()
     return display_batch(image[None], inspector.transform)[0].numpy()
 

@@ -35,12 +35,18 @@ def weights_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _select(values: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, k: int):
-    """The best k of each row of candidates: activation descending, ties to the lower image id."""
+def top_parts(shape: Sequence[int]) -> tuple[str, ...]:
+    """The tables a layer's top-k keeps: values, image ids and the maximum's position, (rows, cols) on a [C,H,W]
+    map and (times, rows, cols) on a clip layer's [C,T,H,W]."""
+    return ("values", "ids", "times", "rows", "cols") if len(shape) == 4 else ("values", "ids", "rows", "cols")
+
+
+def _select(values: torch.Tensor, ids: torch.Tensor, *positions: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
+    """The best k of each row of candidates (with their positions): activation descending, ties to the lower image id."""
     order = torch.argsort(ids, dim=1, stable=True)
-    values, ids, rows, cols = (t.gather(1, order) for t in (values, ids, rows, cols))
+    values, ids, *positions = (t.gather(1, order) for t in (values, ids, *positions))
     order = torch.argsort(values, dim=1, descending=True, stable=True)[:, :k]
-    return tuple(t.gather(1, order) for t in (values, ids, rows, cols))
+    return tuple(t.gather(1, order) for t in (values, ids, *positions))
 
 
 class Index:
@@ -119,8 +125,19 @@ class Index:
 
     @property
     def thumbnails(self) -> torch.Tensor | None:
-        """[N, t, t, 3] uint8 small pictures of the images as the model sees them (None when built without)."""
+        """[N, t, t, 3] uint8 small pictures of the images as the model sees them (None when built without); for
+        clips [N, F, t, t, 3] filmstrips of F frames (`builder.filmstrip_frames`)."""
         return self._state["thumbnails"]
+
+    @property
+    def is_video(self) -> bool:
+        """True for an index of clips (a video model's [C,T,H,W] inputs): positions are (t, row, col)."""
+        return len(self._state["input_shape"]) == 4
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The model input of every item: [C,H,W], or [C,T,H,W] for clips."""
+        return tuple(self._state["input_shape"])
 
     @property
     def weights(self) -> str:
@@ -132,7 +149,8 @@ class Index:
         """[N] int64 content hash of every preprocessed image."""
         return self._state["hashes"]
 
-    def layer_shape(self, layer: str) -> tuple[int, int, int]:
+    def layer_shape(self, layer: str) -> tuple[int, ...]:
+        """[C, H, W] of the layer's maps ([C, T, H, W] for clips)."""
         return tuple(self._state["shapes"][self._layer(layer)])
 
     def receptive_field(self, layer: str):
@@ -146,16 +164,17 @@ class Index:
         field = fields.get(name)
         return None if field is None else ReceptiveField.from_dict(field)
 
-    def top(self, layer: str, channel: int) -> list[tuple[int, float, tuple[int, int]]]:
-        """The top-k images of `channel` of `layer` as (image id, activation, (row, col) of the maximum), best
-        first, ties broken by the lower image id."""
+    def top(self, layer: str, channel: int) -> list[tuple[int, float, tuple[int, ...]]]:
+        """The top-k images of `channel` of `layer` as (image id, activation, (row, col) of the maximum — (t, row,
+        col) for clips), best first, ties broken by the lower image id."""
         top = self._state["top"][self._layer(layer)]
         channels = top["values"].shape[0]
         if not isinstance(channel, (int, np.integer)) or not 0 <= channel < channels:
             raise InputError(f"channel {channel} is out of range; layer {layer!r} has channels 0..{channels - 1}")
+        positions = zip(*(top[key][channel].tolist() for key in top_parts(self.layer_shape(layer))[2:]))
         return [
-            (int(i), float(v), (int(r), int(c)))
-            for v, i, r, c in zip(top["values"][channel], top["ids"][channel], top["rows"][channel], top["cols"][channel])
+            (int(i), float(v), tuple(where))
+            for v, i, where in zip(top["values"][channel].tolist(), top["ids"][channel].tolist(), positions)
             if int(i) != NO_IMAGE
         ]
 
@@ -273,8 +292,9 @@ class Index:
         state["top"] = {}
         for layer in first.layers:
             tops = [part._state["top"][layer] for part in parts]
-            merged = _select(*(torch.cat([top[key] for top in tops], 1) for key in ("values", "ids", "rows", "cols")), first.k)
-            state["top"][layer] = dict(zip(("values", "ids", "rows", "cols"), merged))
+            keys = top_parts(first.layer_shape(layer))
+            merged = _select(*(torch.cat([top[key] for top in tops], 1) for key in keys), k=first.k)
+            state["top"][layer] = dict(zip(keys, merged))
         merged_index = cls(state)
         merged_index.inspector = first.inspector
         return merged_index
@@ -288,6 +308,8 @@ class Index:
 def _fields(inspector: Inspector, input_shape: tuple[int, ...], names: Sequence[str]) -> dict[str, dict | None]:
     from ..receptive_field import receptive_fields
 
+    if len(input_shape) == 4:  # clips: fields in space-time are measured per unit (`backend.clip_field`)
+        return dict.fromkeys(names)
     fields = receptive_fields(inspector.model, (1, *input_shape), layers=names)
     return {name: (fields[name].as_dict() if fields.get(name) is not None else None) for name in names}
 
@@ -295,7 +317,6 @@ def _fields(inspector: Inspector, input_shape: tuple[int, ...], names: Sequence[
 # ---------------------------------------------------------------------------------------------- loading checks
 
 PER_IMAGE = {"hashes": torch.int64, "labels": torch.int64, "predictions": torch.int64, "confidences": None}
-TOP_PARTS = ("values", "ids", "rows", "cols")
 
 
 def state_problem(state: dict) -> str | None:
@@ -318,7 +339,8 @@ def state_problem(state: dict) -> str | None:
         if not isinstance(values, torch.Tensor) or values.shape != (count,) or (dtype is not None and values.dtype != dtype):
             shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
             return f"{key} has shape {shape}, not ({count},) for count={count}"
-    for key, rank in (("codes", 2), ("thumbnails", 4)):
+    video = isinstance(state["input_shape"], (list, tuple)) and len(state["input_shape"]) == 4
+    for key, rank in (("codes", 2), ("thumbnails", 5 if video else 4)):
         values = state[key]
         if values is not None and (not isinstance(values, torch.Tensor) or values.dim() != rank or len(values) != count):
             return f"{key} does not hold one row per image (count={count})"
@@ -335,20 +357,21 @@ def state_problem(state: dict) -> str | None:
 
 
 def _top_problem(parts: object, shape: object, k: int, offset: int, count: int) -> str | None:
-    if not isinstance(parts, dict) or set(parts) != set(TOP_PARTS) or not all(isinstance(parts[p], torch.Tensor) for p in TOP_PARTS):
-        return f"its top-k table needs tensors {', '.join(TOP_PARTS)}"
-    if not isinstance(shape, (list, tuple)) or len(shape) != 3 or not all(_natural(side) for side in shape):
-        return f"its shape {shape!r} is not [C, H, W]"
-    channels, height, width = shape
-    sizes = {tuple(parts[p].shape) for p in TOP_PARTS}
+    if not isinstance(shape, (list, tuple)) or len(shape) not in (3, 4) or not all(_natural(side) for side in shape):
+        return f"its shape {shape!r} is not [C, H, W] or [C, T, H, W]"
+    names = top_parts(shape)
+    if not isinstance(parts, dict) or set(parts) != set(names) or not all(isinstance(parts[p], torch.Tensor) for p in names):
+        return f"its top-k table needs tensors {', '.join(names)}"
+    channels, *grid = shape
+    sizes = {tuple(parts[p].shape) for p in names}
     if len(sizes) != 1 or len(next(iter(sizes))) != 2 or next(iter(sizes))[0] != channels or next(iter(sizes))[1] > k:
         return f"its top-k tables have shapes {sorted(sizes)}, not [{channels}, at most {k}]"
     ids = parts["ids"]
     real = ids != NO_IMAGE
     if bool(((ids[real] < offset) | (ids[real] >= offset + count)).any()):
         return f"its top-k tables name images outside ids {offset}..{offset + count - 1}"
-    if bool(((parts["rows"] < 0) | (parts["rows"] >= height) | (parts["cols"] < 0) | (parts["cols"] >= width)).any()):
-        return f"its top-k positions fall outside its {height}×{width} maps"
+    if any(bool(((parts[key] < 0) | (parts[key] >= side)).any()) for key, side in zip(names[2:], grid)):
+        return f"its top-k positions fall outside its {'×'.join(map(str, grid))} maps"
     return None
 
 
