@@ -64,7 +64,7 @@ def _positive_twin(model: nn.Module, generator: torch.Generator) -> nn.Module:
                 buffer.fill_(1.0)
     for module in twin.modules():
         if getattr(module, "inplace", False):
-            module.inplace = False
+            setattr(module, "inplace", False)  # noqa: B010 - not every module declares the attribute
         module.requires_grad_(False)
     return twin
 
@@ -159,10 +159,12 @@ def clip_field(model: nn.Module, layer: LayerInfo, input_shape: Sequence[int]) -
     hand-derived fields). An axis on which no two units are free of a border is taken whole."""
     grid = tuple(layer.shape[1:])
     center = tuple(side // 2 for side in grid)
-    lines = [[tuple(i if a == axis else center[a] for a in range(3)) for i in range(grid[axis])] for axis in range(3)]
-    measured = measured_clip_boxes(model, layer, input_shape, [unit for line in lines for unit in line])
+    units = [(i, center[1], center[2]) for i in range(grid[0])] + [(center[0], i, center[2]) for i in range(grid[1])] \
+        + [(center[0], center[1], i) for i in range(grid[2])]  # the lines through the centre along T, H and W
+    measured = measured_clip_boxes(model, layer, input_shape, units)
     lengths = tuple(int(side) for side in input_shape[1:])
-    starts, ends, jumps = [0, 0, 0], list(lengths), [None, None, None]
+    starts, ends = [0, 0, 0], list(lengths)
+    jumps: list[int | None] = [None, None, None]
     done = 0
     for axis in range(3):
         boxes = measured[done:done + grid[axis]]
