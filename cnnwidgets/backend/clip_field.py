@@ -156,7 +156,8 @@ def clip_field(model: nn.Module, layer: LayerInfo, input_shape: Sequence[int]) -
     """The layer's field in space-time, measured along the lines of units through the layer's centre (one
     backward for all of them) and fitted per axis as start + i·jump … end + i·jump from the units whose boxes are
     not cut by the clip's borders (exact for convolutions and pools; `clip_field` on a tiny 3-D CNN equals the
-    hand-derived fields). An axis on which no two units are free of a border is taken whole."""
+    hand-derived fields). Where fewer than two units are free of a border the jump is the layer's stride (length
+    / units); an axis on which every unit is cut at one end is taken whole."""
     grid = tuple(layer.shape[1:])
     center = tuple(side // 2 for side in grid)
     units = [(i, center[1], center[2]) for i in range(grid[0])] + [(center[0], i, center[2]) for i in range(grid[1])] \
@@ -172,10 +173,13 @@ def clip_field(model: nn.Module, layer: LayerInfo, input_shape: Sequence[int]) -
         lows = [(i, box[axis]) for i, box in enumerate(boxes) if box[axis] > 0]
         highs = [(i, box[axis + 3]) for i, box in enumerate(boxes) if box[axis + 3] < lengths[axis]]
         free = lows if len(lows) >= 2 else highs
-        if len(free) < 2 or not lows or not highs:
+        if not lows or not highs:
             continue
-        (i0, v0), (i1, v1) = free[0], free[1]
-        jump = round((v1 - v0) / (i1 - i0))
+        if len(free) >= 2:
+            (i0, v0), (i1, v1) = free[0], free[1]
+            jump = round((v1 - v0) / (i1 - i0))
+        else:  # too few units free of the borders to see the step: the layer's stride, length / units
+            jump = round(lengths[axis] / grid[axis])
         starts[axis] = lows[0][1] - lows[0][0] * jump
         ends[axis] = highs[0][1] - highs[0][0] * jump
         jumps[axis] = jump

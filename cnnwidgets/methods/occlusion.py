@@ -374,4 +374,4 @@ def occluded_channel_sums(
         occluded = occlude(batch, filled, boxes[start:start + size])
         with eval_mode(inspector.model), torch.inference_mode(), model_errors(tuple(occluded.shape)):
             captured = capture_outputs(inspector.model, {layer: (module, info.call)}, occluded)[layer]
-        yield captured[:, channel].flatten(1).sum(1).float().cpu()
+        yield info.to_map(captured)[:, channel].flatten(1).sum(1).float().cpu()  # channels-last and token layers too

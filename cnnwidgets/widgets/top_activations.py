@@ -1,4 +1,4 @@
-"""TopActivations: the dataset images that most activate one neuron, cropped to its receptive field."""
+"""TopActivations: the dataset images (or clips) that most activate one neuron, cropped to its receptive field."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import traitlets
 from torch import nn
 
 from .. import render
+from ..backend.clip_field import ClipBox, ClipField, clip_field
 from ..backend.index import Index
 from ..errors import InputError
 from ..methods.deconv import deconv_projection, projection_picture
@@ -25,6 +26,11 @@ projection picture 128 is also zero, so the outside reads as "no signal" there t
 PROJECTIONS_KEPT = 32
 """How many neurons' deconvnet projections stay cached, so going back to a neuron needs no new backward pass."""
 SHOW_MODES = ("image", "projection", "overlay")
+STRIP_FRAMES = 8
+"""At most this many frames of a clip's field go in its filmstrip (evenly spaced, first and last included): 8 frames of
+a 96-px cell side by side still fit a notebook's width."""
+STRIP_GAP = 2
+"""White pixels between the frames of a filmstrip."""
 
 
 def field_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -36,6 +42,28 @@ def field_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> np.
     if y1 > y0 and x1 > x0:
         crop[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
     return crop
+
+
+def clip_field_crop(frames: np.ndarray, box: ClipBox) -> np.ndarray:
+    """The frames × rows × cols `box` (first frame, top, left, end frame, bottom, right; may reach outside) of
+    [T,H,W,3] frames, outside filled gray (frames before the first or after the last too: the padding)."""
+    first, top, left, end, bottom, right = box
+    crop = np.full((end - first, bottom - top, right - left, 3), OUTSIDE, np.uint8)
+    length = len(frames)
+    for t in range(max(first, 0), min(end, length)):
+        crop[t - first] = field_crop(frames[t], (top, left, bottom, right))
+    return crop
+
+
+def filmstrip(crop: np.ndarray, side: int) -> np.ndarray:
+    """[side, F·side + gaps, 3]: at most STRIP_FRAMES frames of a [T,h,w,3] crop, each fitted to side × side, left to
+    right with STRIP_GAP white columns between them."""
+    count = min(STRIP_FRAMES, len(crop))
+    picks = sorted({round(i * (len(crop) - 1) / max(count - 1, 1)) for i in range(count)})
+    strip = np.full((side, len(picks) * (side + STRIP_GAP) - STRIP_GAP, 3), 255, np.uint8)
+    for slot, t in enumerate(picks):
+        strip[:, slot * (side + STRIP_GAP):slot * (side + STRIP_GAP) + side] = _fit(crop[t], side)
+    return strip
 
 
 def _fit(image: np.ndarray, side: int) -> np.ndarray:
@@ -58,6 +86,13 @@ class TopActivations(CnnWidget):
     `opacity`. Projections are computed only while `show` is not "image", once per neuron (cached); switching
     between projection and overlay or moving the opacity redraws in the browser without asking Python.
     The index must have its model and dataset attached (`index.attach`) to compute them.
+
+    On an index of clips (a video model) each crop is a filmstrip: the frames of the unit's field in space-time
+    (frames × box, measured by `backend.clip_field`) around the (t, row, col) of its maximum, gray where the field
+    reaches past the clip; clicking one shows the frame of the maximum with the box.
+
+    Requests follow the widgets' one protocol: the browser stamps each layer / channel / selection change with a
+    `request` id and draws only the answer (`crops`, `full`, `projections`) that echoes its newest one.
     """
 
     _esm = front_end("top_activations")
@@ -79,6 +114,7 @@ class TopActivations(CnnWidget):
         self.index = index
         self._ready = False
         self._projections: OrderedDict[tuple[str, int], dict] = OrderedDict()
+        self._clip_fields: dict[str, ClipField | None] = {}
         super().__init__(**kwargs)
         layers = []
         for name in index.layers:
@@ -143,8 +179,29 @@ class TopActivations(CnnWidget):
 
     # --- computing ------------------------------------------------------------------------------------------------
 
+    def _clip_field(self) -> ClipField | None:
+        """The current layer's field in space-time (measured once per layer; None without an attached model)."""
+        if self.layer not in self._clip_fields:
+            inspector = self.index.inspector
+            self._clip_fields[self.layer] = None if inspector is None else clip_field(
+                inspector.model, inspector.layer(self.layer), self.index.input_shape)
+        return self._clip_fields[self.layer]
+
+    def _clip_entries(self) -> list[dict]:
+        """The top-k clips of the current neuron, each with its frames, space-time field box and position."""
+        field = self._clip_field()
+        entries = []
+        for clip_id, value, position in self.index.top(self.layer, self.channel):
+            frames = self.index.image(clip_id)
+            length, height, width = frames.shape[:3]
+            box = (0, 0, 0, length, height, width) if field is None else field.box(*position)
+            entries.append({"id": clip_id, "value": value, "position": list(position), "image": frames, "box": box})
+        return entries
+
     def _entries(self) -> list[dict]:
         """The top-k of the current neuron, each with its image, field box and crop."""
+        if self.index.is_video:
+            return self._clip_entries()
         field = self.index.receptive_field(self.layer)
         entries = []
         for image_id, value, (row, col) in self.index.top(self.layer, self.channel):
@@ -158,6 +215,12 @@ class TopActivations(CnnWidget):
         return entries
 
     def _note(self) -> str:
+        if self.index.is_video:
+            clip = self._clip_field()
+            if clip is None:
+                return "no model attached to measure the field: whole clips shown"
+            frames, rows, cols = clip.size
+            return f"receptive field {frames} frames × {rows}×{cols} px; gray = outside the clip (padding)"
         field = self.index.receptive_field(self.layer)
         if field is None:
             return "no receptive field can be traced for this layer: whole images shown"
@@ -172,7 +235,10 @@ class TopActivations(CnnWidget):
         with self._working():
             entries = self._entries()
             self._shown = entries
-            if entries:
+            if entries and self.index.is_video:
+                side = min(max(e["box"][4] - e["box"][1] for e in entries), CROP_MAX)
+                crops = np.stack([filmstrip(clip_field_crop(e["image"], e["box"]), side) for e in entries])
+            elif entries:
                 sides = [round(e["box"][2] - e["box"][0]) for e in entries]
                 side = min(max(sides), CROP_MAX)
                 crops = np.stack([_fit(field_crop(e["image"], e["box"]), side) for e in entries])
@@ -181,7 +247,7 @@ class TopActivations(CnnWidget):
             labels = self.index.labels
             predictions = self.index.predictions
             self.crops = array_message(
-                crops, layer=self.layer, channel=self.channel, ids=[e["id"] for e in entries],
+                crops, request=self.request, layer=self.layer, channel=self.channel, ids=[e["id"] for e in entries],
                 values=[e["value"] for e in entries], positions=[e["position"] for e in entries],
                 captions=[self._caption(e["id"], labels, predictions) for e in entries], note=self._note(),
             )
@@ -205,11 +271,15 @@ class TopActivations(CnnWidget):
             self.full = {}
             return
         entry = self._shown[self.selected]
-        height, width = entry["image"].shape[:2]
-        top, left, bottom, right = entry["box"]
+        image, box, frames = entry["image"], entry["box"], None
+        if self.index.is_video:  # the frame of the maximum, with the field's box and its frames
+            image, frames = image[entry["position"][0]], [max(0, box[0]), min(len(image), box[3])]
+            box = box[1:3] + box[4:6]
+        height, width = image.shape[:2]
+        top, left, bottom, right = box
         clipped = [max(0, top), max(0, left), min(height, bottom), min(width, right)]
-        self.full = array_message(entry["image"], layer=self.layer, channel=self.channel, selected=self.selected,
-                                  id=entry["id"], value=entry["value"], box=clipped, position=entry["position"])
+        self.full = array_message(image, request=self.request, layer=self.layer, channel=self.channel, selected=self.selected,
+                                  id=entry["id"], value=entry["value"], box=clipped, position=entry["position"], frames=frames)
 
     def _show_projections(self) -> None:
         """Send the current neuron's projection crops (from the cache, else computed) while `show` wants them."""
@@ -222,12 +292,15 @@ class TopActivations(CnnWidget):
         self._projections.move_to_end(key)
         while len(self._projections) > PROJECTIONS_KEPT:
             self._projections.popitem(last=False)
+        self._projections[key]["request"] = self.request  # a cached answer answers the current request
         self.projections = self._projections[key]
 
     def _projection_message(self) -> dict:
         """The deconvnet projection of the current neuron for each shown image, as a picture cropped and sized
         exactly like its crop; or, when the model does not allow one, an empty message whose note says why."""
         inspector, source = self.index.inspector, self.index.source
+        if self.index.is_video:
+            return self._projection_note("no deconvnet projection for clips: it is defined for 2-D convnets")
         if inspector is None or source is None or not source.random_access:
             return self._projection_note("no deconvnet projection: the index has no model and dataset attached; "
                                          "call index.attach(inspector, dataset) with the ones it was built on")
@@ -248,10 +321,12 @@ class TopActivations(CnnWidget):
             note = ("deconvnet projection (this model has no nn.MaxPool layers, so there are no switches: only "
                     "rectification and transposed filters); gray = 0")
         stacked = np.stack(pictures) if pictures else np.zeros((0, 1, 1, 3), np.uint8)
-        return array_message(stacked, layer=self.layer, channel=self.channel, ids=[e["id"] for e in entries], note=note)
+        return array_message(stacked, request=self.request, layer=self.layer, channel=self.channel,
+                             ids=[e["id"] for e in entries], note=note)
 
     def _projection_note(self, note: str) -> dict:
-        return array_message(np.zeros((0, 1, 1, 3), np.uint8), layer=self.layer, channel=self.channel, ids=[], note=note)
+        return array_message(np.zeros((0, 1, 1, 3), np.uint8), request=self.request, layer=self.layer, channel=self.channel,
+                             ids=[], note=note)
 
     def shown_crops(self) -> np.ndarray:
         """[k, S, S, 3] uint8 crops as the widget draws them now: the images, the projections, or the projections
@@ -274,10 +349,11 @@ class TopActivations(CnnWidget):
 
         crops = self.shown_crops()
         count = len(crops)
-        columns = min(8, max(count, 1))
+        aspect = crops.shape[2] / crops.shape[1] if count else 1.0  # filmstrips of clips are wide
+        columns = min(max(1, round(8 / aspect)), max(count, 1))
         rows = max(1, -(-count // columns))
         with_full = bool(self.full)
-        figure = plt.figure(figsize=(1.4 * columns + (3.2 if with_full else 0), 1.6 * rows + 0.6))
+        figure = plt.figure(figsize=(1.4 * columns * aspect + (3.2 if with_full else 0), 1.6 * rows + 0.6))
         grid = figure.add_gridspec(rows, columns + (3 if with_full else 0))
         for i in range(count):
             axis = figure.add_subplot(grid[i // columns, i % columns])

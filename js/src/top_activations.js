@@ -4,12 +4,14 @@
 // A "show" picker puts the neuron's deconvnet projection in each crop (alone, or over the image at an
 // opacity): Python computes the projections once per neuron; switching modes and moving the opacity
 // redraw here without a round trip. Python finds the images and cuts the crops; this file decodes and draws them.
+// On clips (a video model) each crop is a filmstrip of the frames in the unit's field, drawn as one wide tile.
+// Every layer / channel / selection change carries a request id; an answer is drawn only if it echoes the newest.
 import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { canvasPoint, h, setOptions } from './shared/dom.js';
 import { drawFitted, drawNearest, rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { blendRgb } from './shared/blend.js';
-import { throttledTraits } from './shared/requests.js';
+import { RequestStamp, throttledTraits } from './shared/requests.js';
 import { randomNeuron, scaleBox, stepChannel } from './shared/neurons.js';
 import { scopedStyle } from './shared/styles.js';
 import { drawError } from './shared/panels.js';
@@ -28,7 +30,8 @@ const CSS = `
 .cnnw-top-activations .cnnw-opacity { width: 90px; }
 .cnnw-top-activations .cnnw-crops { display: grid; grid-template-columns: repeat(auto-fill, ${CELL + 8}px); gap: 6px; flex: 1 1 480px; max-width: 880px; }
 .cnnw-top-activations figure { margin: 0; display: flex; flex-direction: column; align-items: center; cursor: pointer; }
-.cnnw-top-activations figure canvas { width: ${CELL}px; height: ${CELL}px; outline: 2px solid transparent; outline-offset: 1px; }
+.cnnw-top-activations figure canvas { height: ${CELL}px; outline: 2px solid transparent; outline-offset: 1px; }
+.cnnw-top-activations .cnnw-crops.cnnw-strips { grid-template-columns: 1fr; }
 .cnnw-top-activations figure.cnnw-selected canvas { outline-color: ${HIGHLIGHT_COLOR}; }
 .cnnw-top-activations figcaption { font-size: 11px; text-align: center; max-width: ${CELL + 8}px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .cnnw-top-activations .cnnw-value { font-variant-numeric: tabular-nums; font-weight: 600; }
@@ -75,7 +78,25 @@ function render({ model, el }) {
   el.append(ui.root);
   const listeners = new Listeners();
   const traits = throttledTraits(model, SEND_INTERVAL_MS);
-  const commit = (changes) => Object.entries(changes).forEach(([name, value]) => traits.commit(name, value));
+  // Request ids continue from the model's (another view may have sent some); ids up to `base` predate this view.
+  const requests = new RequestStamp();
+  const base = model.get('request') ?? 0;
+  let acceptedOwn = false;
+  let cropsWanted = 0; // the newest own request that asked for new crops (a layer or channel change)
+  const commit = (changes) => {
+    const own = requests.next();
+    if ('layer' in changes || 'channel' in changes) cropsWanted = own;
+    Object.entries({ ...changes, request: base + own }).forEach(([name, value]) => traits.commit(name, value));
+  };
+  /** Whether an answer may be drawn: it echoes this view's newest request (or, before this view sent any, Python's). */
+  function accept(message) {
+    const own = (message?.request ?? 0) - base;
+    if (own <= 0) return !acceptedOwn;
+    if (!requests.accept(own)) return false;
+    acceptedOwn = true;
+    return true;
+  }
+  const cropsAnswered = (crops) => !cropsWanted || ((crops?.request ?? 0) - base) >= cropsWanted;
   let decodeError = '';
   let figures = [];
   let tiles = null; // { count, side, pixels } of the crops on screen
@@ -107,7 +128,7 @@ function render({ model, el }) {
   function drawBusy() {
     const crops = model.get('crops');
     const answer = model.get('projections');
-    const stale = !crops || crops.layer !== model.get('layer') || crops.channel !== model.get('channel');
+    const stale = !crops || !cropsAnswered(crops);
     const waiting = model.get('show') !== 'image' && (!answer || answer.layer !== crops?.layer || answer.channel !== crops?.channel);
     ui.computing.hidden = !(model.get('busy') || stale || waiting);
   }
@@ -121,19 +142,20 @@ function render({ model, el }) {
   /** Draw every crop as `show` asks: the image, its projection, or the projection over it at `opacity`. */
   function drawTiles() {
     if (!tiles) return;
-    const { count, side, pixels } = tiles;
+    const { count, height, width, pixels } = tiles;
     const show = model.get('show');
     const projections = show === 'image' ? null : currentProjections();
     const answer = model.get('projections');
     ui.projectionNote.hidden = show === 'image' || !answer?.note || answer.layer !== model.get('crops')?.layer || answer.channel !== model.get('crops')?.channel;
     ui.projectionNote.textContent = answer?.note ?? '';
     const opacity = show === 'projection' ? 1 : model.get('opacity');
-    const tileBytes = side * side * 3;
+    const tileBytes = height * width * 3;
+    const cellWidth = Math.round((CELL * width) / height);
     for (let i = 0; i < count; i++) {
       const image = pixels.subarray(i * tileBytes, (i + 1) * tileBytes);
       const rgb = projections ? blendRgb(image, projections.subarray(i * tileBytes, (i + 1) * tileBytes), opacity) : image;
       const canvas = figures[i].querySelector('canvas');
-      drawNearest(canvas.getContext('2d'), rgbaToCanvas(rgbToImageData(rgb, side, side), side, side), [0, 0, side, side], [0, 0, CELL, CELL]);
+      drawNearest(canvas.getContext('2d'), rgbaToCanvas(rgbToImageData(rgb, width, height), width, height), [0, 0, width, height], [0, 0, cellWidth, CELL]);
     }
   }
 
@@ -156,11 +178,14 @@ function render({ model, el }) {
       return;
     }
     showError();
-    const [count, side] = crops.shape;
-    tiles = { count, side, pixels };
+    const [count, height, width] = crops.shape;
+    tiles = { count, height, width, pixels };
+    const cellWidth = Math.round((CELL * width) / height);
+    ui.crops.classList.toggle('cnnw-strips', width > height);
     figures = [];
     for (let i = 0; i < count; i++) {
-      const canvas = h('canvas', { width: CELL, height: CELL, className: 'cnnw-crop' });
+      const canvas = h('canvas', { width: cellWidth, height: CELL, className: 'cnnw-crop' });
+      canvas.style.width = `${cellWidth}px`;
       const caption = h('figcaption', {},
         h('span', { className: 'cnnw-value', textContent: formatValue(crops.values[i]) }), ' ',
         h('span', { textContent: crops.captions?.[i] ?? `#${crops.ids[i]}` }));
@@ -170,7 +195,8 @@ function render({ model, el }) {
       figures.push(figure);
     }
     ui.crops.replaceChildren(...figures);
-    ui.field.textContent = `${crops.layer}, channel ${crops.channel}: top ${count} images — ${crops.note ?? ''}`;
+    const kind = width > height ? 'clips' : 'images';
+    ui.field.textContent = `${crops.layer}, channel ${crops.channel}: top ${count} ${kind} — ${crops.note ?? ''}`;
     drawTiles();
     drawSelection();
   }
@@ -195,8 +221,9 @@ function render({ model, el }) {
     ctx.strokeStyle = HIGHLIGHT_COLOR;
     ctx.lineWidth = 2;
     ctx.strokeRect(left + 1, top + 1, Math.max(1, right - left - 2), Math.max(1, bottom - top - 2));
-    ui.fullInfo.textContent = `image #${full.id}: activation ${formatValue(full.value)} at unit (${full.position.join(', ')}); ` +
-      `the outline is the receptive field, clipped to the image`;
+    const frames = full.frames ? `frame ${full.position[0]} (the field spans frames ${full.frames[0]}–${full.frames[1] - 1}); ` : '';
+    ui.fullInfo.textContent = `${full.frames ? 'clip' : 'image'} #${full.id}: activation ${formatValue(full.value)} at unit (${full.position.join(', ')}); ` +
+      `${frames}the outline is the receptive field, clipped to the image`;
   }
 
   const onModel = (events, fn) => events.split(' ').forEach((event) => listeners.onModel(model, event, fn));
@@ -206,12 +233,19 @@ function render({ model, el }) {
     drawBusy();
   });
   onModel('change:busy', drawBusy);
-  onModel('change:show change:opacity change:projections', () => {
+  onModel('change:show change:opacity', () => {
+    drawShowControls();
+    drawBusy();
+    drawTiles();
+  });
+  onModel('change:projections', () => {
+    if (!accept(model.get('projections'))) return;
     drawShowControls();
     drawBusy();
     drawTiles();
   });
   onModel('change:crops', () => {
+    if (!accept(model.get('crops'))) return;
     drawCrops();
     drawFull();
   });
@@ -219,7 +253,9 @@ function render({ model, el }) {
     drawSelection();
     drawFull();
   });
-  onModel('change:full', drawFull);
+  onModel('change:full', () => {
+    if (accept(model.get('full'))) drawFull();
+  });
 
   listeners.onDom(ui.layer, 'change', () => commit({ layer: ui.layer.value, selected: -1 }));
   listeners.onDom(ui.channel, 'change', () => {
