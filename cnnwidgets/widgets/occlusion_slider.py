@@ -1,4 +1,5 @@
-"""OcclusionSlider: drag a gray square over the image and watch the class probability (Zeiler & Fergus 2014)."""
+"""OcclusionSlider: drag a gray square over the image and watch the class probability (Zeiler & Fergus 2014); on a
+clip, a gray tube (square × frames)."""
 
 from __future__ import annotations
 
@@ -24,12 +25,18 @@ from ..methods.occlusion import (
     occluded_logits,
     occlusion_progressive,
 )
+from ..methods.video import TubeOcclusion, tube_occlusion
 from .arrays import Array, array_message
 from .base import CnnWidget, front_end, one_line, top_predictions
 from .defaults import as_inspector, default_image
 from .jobs import Jobs, Steps
 
 FILLS: dict[str, float | str] = {"gray": 0.0, "mean": "mean", "blur": "blur"}
+VIDEO_FRAMES = 4
+"""Default tube length in frames: a quarter of a 16-frame clip, as long as the zoo's motion networks' first
+temporal convolutions see."""
+VIDEO_PATCH = 8
+"""Default tube side on clips: a quarter of the zoo's 32-px frames (the motion stream's units see 17 px)."""
 """What the square shows: gray is 0.0 in the model's input space (the dataset mean colour)."""
 PUSH_INTERVAL_S = 0.25
 """Partial heatmaps go to the browser at most this often (and whenever a coarse level completes)."""
@@ -45,6 +52,12 @@ class OcclusionSlider(CnnWidget):
     The heatmaps are computed coarse to fine in small chunks on the kernel's event loop (the widget's `Jobs` runner),
     so the widget keeps answering drags while they fill in; changing a setting cancels the run and starts a new
     one. Outside a running event loop (a script) they are computed at once.
+
+    On a video model (`OcclusionSlider(inspector, clip)`) the occluder is a tube: the square over `frames`
+    consecutive frames centred on the frame shown (`frame`; `length` is the clip's), filled with the model-space
+    baseline 0. The readout gives the class probability and the score drop under the tube; the heatmap is the score
+    drop of every tube position (`methods.video.tube_occlusion`, every start frame, `stride` px apart), shown for
+    the tube centred on the current frame. The channel panel and the "which class wins" map are for images only.
     """
 
     _esm = front_end("occlusion_slider")
@@ -69,12 +82,20 @@ class OcclusionSlider(CnnWidget):
     feature_map = Array().tag(sync=True)
     opacity = traitlets.Float(0.6).tag(sync=True)
     colormap = traitlets.Enum(list(render.COLORMAPS), "viridis").tag(sync=True)
+    length = traitlets.Int(0).tag(sync=True)
+    frame = traitlets.Int(0).tag(sync=True)
+    frames = traitlets.Int(VIDEO_FRAMES).tag(sync=True)
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
         self._ready = False
         self.inspector = as_inspector(inspector)
+        self._video = self.inspector.is_video
+        if self._video and image is None:
+            raise InputError("OcclusionSlider on a video model needs a clip; pass one, e.g. zoo.motion_clips()[0][0]")
         self._batch = self.inspector.preprocess(default_image(image))
         height, width = self._batch.shape[-2:]
+        self._clip_frames = self.inspector.display_image(self._batch) if self._video else None
+        self._tubes: TubeOcclusion | None = None
         self._fills: dict[tuple[str, int], torch.Tensor] = {}
         self._run = 0  # stamps the maps' messages, so the browser matches partial maps to their settings
         self._jobs = Jobs(self, thread=False)
@@ -86,10 +107,17 @@ class OcclusionSlider(CnnWidget):
         self._probabilities = probabilities
         with self.hold_trait_notifications():
             self.size = [int(height), int(width)]
-            self.image = array_message(self.inspector.display_image(self._batch))
+            if self._clip_frames is not None:
+                self.length = len(self._clip_frames)
+                if "frame" not in kwargs:
+                    self.frame = self.length // 2
+                if "patch" not in kwargs:
+                    self.patch, self.stride = VIDEO_PATCH, VIDEO_PATCH // 2
+                self.frames = min(self.frames, self.length)
+            self.image = array_message(self._shown_picture())
             self.predictions = top_predictions(self.inspector, probabilities)
             self.labels = [self.inspector.label(i) for i in range(len(probabilities))]
-            self.layers = [layer.name for layer in self.inspector.layers]
+            self.layers = [] if self._video else [layer.name for layer in self.inspector.layers]
         if "target" not in kwargs:
             self.target = int(probabilities.argmax())
         if "x" not in kwargs:
@@ -127,6 +155,22 @@ class OcclusionSlider(CnnWidget):
                 raise InputError(f"{name}={value} is outside the image; pass 0 ≤ {name} ≤ {limit}")
         return value
 
+    @traitlets.validate("frame", "frames")
+    def _check_frames(self, proposal: dict) -> int:
+        name, value = proposal["trait"].name, proposal["value"]
+        if self._ready and not self._video:
+            raise InputError(f"{name} is for clips; this is an image model")
+        low, high = (0, self.length - 1) if name == "frame" else (1, self.length or value)
+        if self._ready and not low <= value <= high:
+            raise InputError(f"{name}={value} does not fit the clip; pass {low}..{high}")
+        return value
+
+    @traitlets.validate("fill")
+    def _check_fill(self, proposal: dict) -> str:
+        if getattr(self, "_video", False) and proposal["value"] != "gray":
+            raise InputError("a tube is filled with gray (the model-space baseline 0) only; pass fill='gray'")
+        return proposal["value"]
+
     @traitlets.validate("channel")
     def _check_channel(self, proposal: dict) -> int:
         value = proposal["value"]
@@ -138,6 +182,8 @@ class OcclusionSlider(CnnWidget):
 
     @traitlets.validate("layer")
     def _check_layer(self, proposal: dict) -> str:
+        if proposal["value"] and getattr(self, "_video", False):
+            raise InputError("the feature-map panel is for image models; on clips use TopActivations or methods.video")
         return self.inspector.layer(proposal["value"]).name if proposal["value"] else ""
 
     @traitlets.validate("opacity")
@@ -162,16 +208,28 @@ class OcclusionSlider(CnnWidget):
             self._fills = {key: fill_image(self._batch, FILLS[self.fill], self.patch)}
         return self._fills[key]
 
-    @traitlets.observe("x", "y", "request", "patch", "fill", "target")
+    @traitlets.observe("x", "y", "request", "patch", "fill", "target", "frame", "frames")
     def _on_position(self, _change: dict) -> None:
         if self._ready:
             self._update_readout()
 
+    def _shown_picture(self) -> np.ndarray:
+        """The picture under the occluder: the image, or the clip's current frame."""
+        return self.inspector.display_image(self._batch) if self._clip_frames is None else self._clip_frames[self.frame]
+
+    def tube_frames(self) -> tuple[int, int]:
+        """(first, end) frames of the tube centred on the current frame, kept inside the clip."""
+        first = min(max(self.frame - self.frames // 2, 0), self.length - self.frames)
+        return first, first + self.frames
+
     def _update_readout(self) -> None:
-        key = (self.x, self.y, self.request, self.patch, self.fill, self.target)
+        key = (self.x, self.y, self.request, self.patch, self.fill, self.target, self.frame, self.frames)
         if key == self._readout_key:
             return  # several traits of one browser message: answer once
         self._readout_key = key
+        if self._video:
+            self._update_tube_readout()
+            return
         try:
             box = centered_box(self.y, self.x, self.patch, self._size())
             logits = occluded_logits(self.inspector, self._batch, [box], self._fill(), patch=self.patch)[0]
@@ -187,9 +245,36 @@ class OcclusionSlider(CnnWidget):
             top_index=top, top_label=self.inspector.label(top), top_probability=float(probabilities[top]),
         )
 
+    def _update_tube_readout(self) -> None:
+        try:
+            box = centered_box(self.y, self.x, self.patch, self._size())
+            first, end = self.tube_frames()
+            occluded = self._batch.clone()
+            occluded[:, :, first:end, box[0]:box[2], box[1]:box[3]] = 0.0
+            logits = self.inspector.batch_logits(torch.cat([self._batch, occluded]))
+        except Exception as error:
+            self.error = one_line(error)
+            raise
+        probabilities = logits[1].softmax(-1)
+        top = int(probabilities.argmax())
+        self.error = ""
+        self.readout = self.answer(
+            x=self.x, y=self.y, box=list(box), frames=[first, end], target=self.target, label=self.inspector.label(self.target),
+            probability=float(probabilities[self.target]), unoccluded=float(self._probabilities[self.target]),
+            drop=float(logits[0, self.target] - logits[1, self.target]),
+            top_index=top, top_label=self.inspector.label(top), top_probability=float(probabilities[top]),
+        )
+
+    @traitlets.observe("frame")
+    def _on_frame(self, _change: dict) -> None:
+        if self._ready and self._video:
+            with self.hold_trait_notifications():
+                self.image = array_message(self._shown_picture())
+                self._push_tubes(self._run)
+
     # --- heatmaps, coarse to fine, without blocking the kernel ---------------------------------------------------------
 
-    @traitlets.observe("patch", "stride", "fill", "target", "show_heatmap")
+    @traitlets.observe("patch", "stride", "fill", "target", "show_heatmap", "frames")
     def _on_settings(self, _change: dict) -> None:
         if self._ready:
             self._restart()
@@ -217,7 +302,30 @@ class OcclusionSlider(CnnWidget):
         """Compute whatever part of the maps is still missing, now (used by `to_png` and in scripts)."""
         self._jobs.finish()
 
+    def _compute_tubes(self, run: int) -> Steps:
+        """The score drop of every tube (every first frame, `stride` px apart): one job step."""
+        self._tubes = None
+        self.heatmap = {}
+        yield 0.0
+        self._tubes = tube_occlusion(self.inspector, self._batch, self.target, patch=self.patch, frames=self.frames,
+                                     stride=self.stride, frame_stride=1)
+        self._push_tubes(run)
+        self.progress = 1.0
+
+    def _push_tubes(self, run: int) -> None:
+        """The heatmap of the tubes centred on the current frame (those the dragged tube covers)."""
+        if self._tubes is None:
+            return
+        first, _end = self.tube_frames()
+        drops = self._tubes.drops[self._tubes.starts[0].index(first)].numpy().astype(np.float32)
+        self.heatmap = array_message(drops, run=run, patch=self.patch, stride=self.stride, level=1, fraction=1.0, done=True,
+                                     kind="drop", frames=[first, first + self.frames], target=self.target,
+                                     label=self.inspector.label(self.target))
+
     def _compute(self, run: int, features_only: bool) -> Steps:
+        if self._video:
+            yield from self._compute_tubes(run)
+            return
         size = self._size()
         patch, stride, fill = self.patch, self.stride, self._fill()
         ny, nx = grid_shape(size, patch, stride)
@@ -271,6 +379,8 @@ class OcclusionSlider(CnnWidget):
 
         if self.show_heatmap:
             self.finish()
+        if self._video:
+            return self._tube_figure_png()
         panels = 1 + (self._maps is not None) + (self._feature is not None)
         figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 5.2), squeeze=False)
         axes = axes[0]
@@ -312,6 +422,32 @@ class OcclusionSlider(CnnWidget):
             axis.set_xlim(-0.5, width - 0.5)
             axis.set_ylim(height - 0.5, -0.5)
             axis.axis("off")
+        return render.figure_png(figure)
+
+    def _tube_figure_png(self) -> bytes:
+        import matplotlib.patches
+        import matplotlib.pyplot as plt
+
+        figure, axis = plt.subplots(figsize=(5.5, 5.2))
+        readout, heatmap = self.readout, self.heatmap
+        height, width = self.size
+        axis.imshow(self._shown_picture())
+        if heatmap:
+            drops = np.frombuffer(heatmap["data"], np.float32).reshape(heatmap["shape"])
+            left, right, bottom, top = self._extent()
+            shown = axis.imshow(drops, cmap=self.colormap, alpha=self.opacity, extent=(left, right, bottom, top),
+                                interpolation="bilinear")
+            figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.02, label=f"drop of the {readout['label']!r} score")
+        y0, x0, y1, x1 = readout["box"]
+        axis.add_patch(matplotlib.patches.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, facecolor=(0.5, 0.5, 0.5, 0.8),
+                                                    edgecolor="white", linewidth=1.5))
+        first, end = readout["frames"]
+        axis.set_title(f"frame {self.frame} of {self.length}; tube {self.patch} px × frames {first}–{end - 1}\n"
+                       f"P({readout['label']}) = {readout['probability']:.3f} under the tube (unoccluded "
+                       f"{readout['unoccluded']:.3f}), score drop {readout['drop']:.3g}", fontsize=9)
+        axis.set_xlim(-0.5, width - 0.5)
+        axis.set_ylim(height - 0.5, -0.5)
+        axis.axis("off")
         return render.figure_png(figure)
 
     def _extent(self) -> list[float]:

@@ -4,6 +4,8 @@
 // and channel picked, that feature map's total activation under occlusion. Python computes the numbers;
 // this file draws them, colours them (colormap and opacity change here only) and keeps the drag responsive:
 // sends are throttled to ~30 per second, and answers older than the newest request are dropped.
+// On a clip (`length` > 0) the occluder is a tube over `frames` frames centred on the frame shown: a frame
+// slider (and play) moves through the clip, and the heatmap is the score drop of the tubes centred there.
 import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { colormapNames } from './shared/colormaps.js';
 import { canvasPoint, h, setOptions } from './shared/dom.js';
@@ -19,6 +21,7 @@ const PANEL_BOX = 224;
 const SEND_INTERVAL_MS = 33;
 const OCCLUDER_FILL = 'rgba(128, 128, 128, 0.85)';
 const OCCLUDER_EDGE = '#ffffff';
+const PLAY_INTERVAL_MS = 250; // 4 frames a second: each frame asks Python for its readout and heatmap
 
 const CSS = `
 .cnnw-occlusion .cnnw-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
@@ -68,12 +71,17 @@ function buildView() {
     featureCaption: h('div', { className: 'cnnw-caption' }),
     layer: h('select', { className: 'cnnw-layer' }),
     channel: h('input', { type: 'number', min: -1, step: 1, className: 'cnnw-channel', style: 'width: 5em' }),
+    frame: range(0, 15, 1), frameValue: h('span'),
+    frames: range(1, 16, 1), framesValue: h('span'),
+    play: h('button', { className: 'cnnw-play', textContent: '▶', title: 'play the clip' }),
   };
   ui.readout = h('div', { className: 'cnnw-readout' }, ui.probability,
     h('div', { className: 'cnnw-bar-track' }, ui.bar), ui.readoutText);
   const row = (label, control, value = h('span')) => [h('label', { textContent: label }), control, value];
   ui.controls = h('div', { className: 'cnnw-controls' },
     ...row('class', ui.target),
+    ...(ui.frameRow = row('frame', h('span', {}, ui.frame, ui.play), ui.frameValue)),
+    ...(ui.framesRow = row('tube frames', ui.frames, ui.framesValue)),
     ...row('patch', ui.patch, ui.patchValue),
     ...row('stride', ui.stride, ui.strideValue),
     ...row('fill', ui.fill),
@@ -130,6 +138,7 @@ function render({ model, el }) {
   let imageCanvas = null;
   let dragging = false;
   let local = null; // the occluder position while the user moves it, ahead of Python's trait echo
+  let playing = null; // the interval timer while the clip plays
 
   const size = () => model.get('size') ?? [224, 224];
   const scale = () => MAIN_BOX / Math.max(...size());
@@ -169,7 +178,10 @@ function render({ model, el }) {
     if (model.get('show_heatmap') && currentMap(heatmap)) {
       const [low, high] = heatmapRange(heatmap);
       drawMapOver(ctx, mapCanvas(heatmap, colormap(), low, high), heatmap, model.get('opacity'));
-      ui.scale.textContent = `heatmap of P(${heatmap.label}) with the square centred there: dark ${percent(low)}, bright ${percent(high)}`;
+      ui.scale.textContent = heatmap.kind === 'drop'
+        ? `score drop of ${heatmap.label} with a tube over frames ${heatmap.frames[0]}–${heatmap.frames[1] - 1} centred there: ` +
+          `dark ${low.toPrecision(3)}, bright ${high.toPrecision(3)}`
+        : `heatmap of P(${heatmap.label}) with the square centred there: dark ${percent(low)}, bright ${percent(high)}`;
     } else {
       ui.scale.textContent = '';
     }
@@ -266,6 +278,17 @@ function render({ model, el }) {
     ui.opacity.value = model.get('opacity');
     ui.opacityValue.textContent = Number(model.get('opacity')).toFixed(2);
     ui.showHeatmap.checked = model.get('show_heatmap');
+    const length = model.get('length') ?? 0;
+    [...ui.frameRow, ...ui.framesRow].forEach((element) => (element.hidden = !length));
+    ui.fill.disabled = length > 0; // a tube is filled with the baseline 0 only
+    if (length) {
+      ui.frame.max = length - 1;
+      ui.frame.value = model.get('frame');
+      ui.frameValue.textContent = `${model.get('frame')} / ${length - 1}`;
+      ui.frames.max = length;
+      ui.frames.value = model.get('frames');
+      ui.framesValue.textContent = `${model.get('frames')}`;
+    }
   }
 
   function drawTargets() {
@@ -340,6 +363,28 @@ function render({ model, el }) {
   listeners.onDom(ui.y, 'input', () => moveTo(position().x, Number(ui.y.value)));
 
   // --- settings ----------------------------------------------------------------------------------------------
+  const showFrame = (frame) => {
+    model.set('frame', frame);
+    model.set('request', base + requests.next()); // the readout under the tube changes with the frame
+    saveSoon();
+  };
+  const stopPlaying = () => {
+    if (playing === null) return;
+    clearInterval(playing);
+    playing = null;
+    ui.play.textContent = '▶';
+  };
+  listeners.onDom(ui.frame, 'input', () => {
+    stopPlaying();
+    showFrame(Number(ui.frame.value));
+  });
+  listeners.onDom(ui.play, 'click', () => {
+    if (playing !== null) return stopPlaying();
+    ui.play.textContent = '❚❚';
+    playing = setInterval(() => showFrame(((model.get('frame') ?? 0) + 1) % Math.max(1, model.get('length') ?? 1)), PLAY_INTERVAL_MS);
+  });
+  listeners.onDom(ui.frames, 'input', () => (ui.framesValue.textContent = `${ui.frames.value}`));
+  listeners.onDom(ui.frames, 'change', () => commit('frames', Number(ui.frames.value)));
   listeners.onDom(ui.patch, 'input', () => (ui.patchValue.textContent = `${ui.patch.value} px`));
   listeners.onDom(ui.stride, 'input', () => (ui.strideValue.textContent = `${ui.stride.value} px`));
   listeners.onDom(ui.patch, 'change', () => commit('patch', Number(ui.patch.value)));
@@ -383,7 +428,7 @@ function render({ model, el }) {
     drawLayers();
     drawFeatureMap();
   });
-  onModel('change:patch change:stride change:fill', () => {
+  onModel('change:patch change:stride change:fill change:frame change:frames change:length', () => {
     drawControls();
     drawMaps();
   });
@@ -403,6 +448,7 @@ function render({ model, el }) {
   drawReadout();
 
   return () => {
+    stopPlaying();
     listeners.removeAll();
     saveSoon.flush();
     ui.root.remove();

@@ -42,3 +42,8 @@ it('readoutText names the class, its probability and the top-1 label', () => {
   expect(text).toBe('P(tabby) = 10.0% under the square (unoccluded 50.0%); top-1 there: tiger cat 60.0%');
   expect(readoutText({})).toBe('');
 });
+
+it('readoutText names the tube\'s frames and the score drop on a clip', () => {
+  const text = readoutText({ label: 'left', probability: 0.25, unoccluded: 0.5, drop: 0.731, frames: [3, 7], top_label: 'up', top_probability: 0.4 });
+  expect(text).toBe('P(left) = 25.0% under the tube (frames 3–6) (unoccluded 50.0%, score drop 0.731); top-1 there: up 40.0%');
+});

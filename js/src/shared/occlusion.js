@@ -81,6 +81,8 @@ export function percent(probability) {
 /** The readout line of an answer from Python. */
 export function readoutText(readout) {
   if (!readout || readout.probability === undefined) return '';
-  return `P(${readout.label}) = ${percent(readout.probability)} under the square (unoccluded ${percent(readout.unoccluded)}); ` +
+  const under = readout.frames ? `the tube (frames ${readout.frames[0]}–${readout.frames[1] - 1})` : 'the square';
+  const drop = readout.drop === undefined ? '' : `, score drop ${Number(readout.drop).toPrecision(3)}`;
+  return `P(${readout.label}) = ${percent(readout.probability)} under ${under} (unoccluded ${percent(readout.unoccluded)}${drop}); ` +
     `top-1 there: ${readout.top_label} ${percent(readout.top_probability)}`;
 }
