@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -12,6 +13,7 @@ import traitlets
 
 from .. import render
 from ..backend.index import Index
+from ..backend.index.builder import filmstrip_frames
 from ..errors import InputError
 from ..methods.embed import DEFAULT_METHOD, FIT_SAMPLE, MAX_GRID, METHODS, embed, grid_layout, grid_shape, normalize, pca
 from .base import CnnWidget, array_message, front_end
@@ -27,6 +29,22 @@ REQUEST_THUMB = 64
 LIVE_UPDATES_PER_S = 4
 """How often a running t-SNE sends its current layout to the browser."""
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+
+def clip_mosaic(filmstrips: np.ndarray) -> np.ndarray:
+    """[N, t, t, 3] square thumbnails of clips from [N, F, t', t', 3] filmstrips: the F frames shrunk and tiled in
+    reading order (2×2 for the index's 4), so a dot's thumbnail shows how its clip moves."""
+    count, frames, side = filmstrips.shape[0], filmstrips.shape[1], filmstrips.shape[2]
+    across = math.ceil(math.sqrt(frames))
+    cell = side // across
+    small = F.interpolate(torch.from_numpy(np.ascontiguousarray(filmstrips)).flatten(0, 1).permute(0, 3, 1, 2).float(),
+                          size=(cell, cell), mode="bilinear", antialias=True, align_corners=False)
+    small = small.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).reshape(count, frames, cell, cell, 3).numpy()
+    mosaic = np.full((count, side, side, 3), 255, np.uint8)
+    for frame in range(frames):
+        row, column = divmod(frame, across)
+        mosaic[:, row * cell:(row + 1) * cell, column * cell:(column + 1) * cell] = small[:, frame]
+    return mosaic
 
 
 def sprite_sheet(thumbnails: np.ndarray, max_bytes: int = SPRITE_BYTES) -> tuple[np.ndarray, int, int]:
@@ -112,7 +130,8 @@ class EmbeddingScatter(CnnWidget):
         self.first_id = index.offset
         has_images = index.thumbnails is not None or (index.source is not None and index.source.random_access)
         if index.thumbnails is not None and len(index) <= SPRITE_MAX_IMAGES:
-            sheet, side, columns = sprite_sheet(index.thumbnails.numpy())
+            own = index.thumbnails.numpy()
+            sheet, side, columns = sprite_sheet(clip_mosaic(own) if index.is_video else own)
             self.sprite = array_message(sheet, thumb=side, columns=columns, count=len(index), offset=index.offset)
         else:
             self.thumbnails_on_request = has_images
@@ -144,9 +163,15 @@ class EmbeddingScatter(CnnWidget):
         self.thumbnails = array_message(self._thumbnails(wanted), request=request.get("request"), images=wanted)
 
     def _thumbnails(self, image_ids: list[int]) -> np.ndarray:
-        """[n, t, t, 3] uint8 thumbnails of `image_ids`: the index's own, else cut from the dataset's images."""
+        """[n, t, t, 3] uint8 thumbnails of `image_ids`: the index's own, else cut from the dataset's images (clips:
+        mosaics of their filmstrip frames)."""
         if self.index.thumbnails is not None:
-            return self.index.thumbnails[torch.as_tensor(image_ids) - self.index.offset].numpy()
+            own = self.index.thumbnails[torch.as_tensor(image_ids) - self.index.offset].numpy()
+            return clip_mosaic(own) if self.index.is_video else own
+        if self.index.is_video:
+            length = self.index.input_shape[1]
+            strips = np.stack([self.index.image(i)[filmstrip_frames(length)] for i in image_ids])
+            return clip_mosaic(strips)
         pictures = torch.stack([torch.from_numpy(np.ascontiguousarray(self.index.image(i))).permute(2, 0, 1).float()
                                 for i in image_ids])
         small = F.interpolate(pictures, size=(REQUEST_THUMB, REQUEST_THUMB), mode="bilinear", antialias=True, align_corners=False)

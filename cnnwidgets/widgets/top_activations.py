@@ -354,7 +354,7 @@ class TopActivations(CnnWidget):
         rows = max(1, -(-count // columns))
         with_full = bool(self.full)
         figure = plt.figure(figsize=(1.4 * columns * aspect + (3.2 if with_full else 0), 1.6 * rows + 0.6))
-        grid = figure.add_gridspec(rows, columns + (3 if with_full else 0))
+        grid = figure.add_gridspec(rows, columns + with_full, width_ratios=[aspect] * columns + ([3] if with_full else []))
         for i in range(count):
             axis = figure.add_subplot(grid[i // columns, i % columns])
             axis.imshow(crops[i], interpolation="nearest")
@@ -366,9 +366,10 @@ class TopActivations(CnnWidget):
             axis.imshow(image)
             top, left, bottom, right = self.full["box"]
             axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, edgecolor="#00e5ff", linewidth=2))
-            axis.set_title(f"image #{self.full['id']}: {self.full['value']:.3g}", fontsize=9)
+            what = f"clip #{self.full['id']}, frame {self.full['position'][0]}" if self.index.is_video else f"image #{self.full['id']}"
+            axis.set_title(f"{what}: {self.full['value']:.3g}", fontsize=9)
             axis.axis("off")
-        title = f"{self.layer}, channel {self.channel}: top {count} images — {self.crops['note']}"
+        title = f"{self.layer}, channel {self.channel}: top {count} {'clips' if self.index.is_video else 'images'} — {self.crops['note']}"
         if self.show != "image" and self.projections:
             shown = f"overlay at opacity {self.opacity:.2f}" if self.show == "overlay" else "projection"
             title += f"\n{shown} — {self.projections['note']}"
