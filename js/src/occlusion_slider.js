@@ -222,6 +222,7 @@ function render({ model, el }) {
   }
 
   function drawFeatureMap() {
+    ui.featurePanel.hidden = (model.get('length') ?? 0) > 0; // the channel panel is for image models
     const feature = model.get('feature_map');
     const ok = model.get('show_heatmap') && currentMap(feature) && feature.layer === model.get('layer') && feature.channel === model.get('channel');
     ui.featureCanvas.hidden = !ok;
@@ -428,6 +429,7 @@ function render({ model, el }) {
     drawLayers();
     drawFeatureMap();
   });
+  onModel('change:length', drawFeatureMap);
   onModel('change:patch change:stride change:fill change:frame change:frames change:length', () => {
     drawControls();
     drawMaps();

@@ -32,6 +32,7 @@ const CSS = `
 .cnnw-top-activations figure { margin: 0; display: flex; flex-direction: column; align-items: center; cursor: pointer; }
 .cnnw-top-activations figure canvas { height: ${CELL}px; outline: 2px solid transparent; outline-offset: 1px; }
 .cnnw-top-activations .cnnw-crops.cnnw-strips { grid-template-columns: 1fr; }
+.cnnw-top-activations .cnnw-crops.cnnw-strips figcaption { max-width: none; }
 .cnnw-top-activations figure.cnnw-selected canvas { outline-color: ${HIGHLIGHT_COLOR}; }
 .cnnw-top-activations figcaption { font-size: 11px; text-align: center; max-width: ${CELL + 8}px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .cnnw-top-activations .cnnw-value { font-variant-numeric: tabular-nums; font-weight: 600; }
