@@ -12,7 +12,6 @@ units; the user's model is not touched.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 from ..errors import InputError
 from .hooks import StopForward, forward_hooks
 from .layers import LayerInfo
-from .receptive_field import ACTIVATIONS, NORMS
+from .receptive_field import ACTIVATIONS, NORMS, _positive_copy
 
 ClipBox = tuple[int, int, int, int, int, int]
 """(first frame, top, left, end frame, bottom, right) in input voxels, ends exclusive."""
@@ -48,24 +47,13 @@ class _SpaceTimeWiring(TorchFunctionMode):
 
 
 def _positive_twin(model: nn.Module, generator: torch.Generator) -> nn.Module:
-    """A copy of `model` in eval mode with random positive weights (mean 1 / fan-in), zero biases, identity norms."""
-    twin = copy.deepcopy(model).eval()
+    """`receptive_field`'s positive copy (weights 1 / fan-in, zero biases, identity norms, nothing in place) with every
+    weight scaled by a random factor in [0.5, 1.5), so no two paths cancel."""
+    twin = _positive_copy(model)
     with torch.no_grad():
-        for name, parameter in twin.named_parameters():
+        for parameter in twin.parameters():
             if parameter.dim() >= 2:
-                values = torch.rand(parameter.shape, generator=generator) + 0.5
-                parameter.copy_(values / parameter[0].numel())
-            else:
-                parameter.fill_(0.0 if name.endswith("bias") else 1.0)
-        for name, buffer in twin.named_buffers():
-            if name.endswith("running_mean"):
-                buffer.zero_()
-            elif name.endswith("running_var"):
-                buffer.fill_(1.0)
-    for module in twin.modules():
-        if getattr(module, "inplace", False):
-            setattr(module, "inplace", False)  # noqa: B010 - not every module declares the attribute
-        module.requires_grad_(False)
+                parameter.mul_(torch.rand(parameter.shape, generator=generator).to(parameter) + 0.5)
     return twin
 
 
