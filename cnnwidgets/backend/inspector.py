@@ -107,7 +107,7 @@ class Inspector:
         if self.is_video:
             batch = preprocess_clip(image, self.transform, self.in_channels)
             self._input_shape = tuple(batch.shape)
-            return batch.to(self.device)
+            return batch.to(device or self.device)
         reject_clip(image)
         if isinstance(image, torch.Tensor) and (image.is_floating_point() or image.is_complex()):
             small = image.dim() >= 2 and min(image.shape[-2:]) < PROBE_SIDE  # no stride exceeds PROBE_SIDE
