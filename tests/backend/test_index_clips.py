@@ -151,3 +151,15 @@ def test_channels_last_and_token_layers_are_indexed_as_the_maps_users_see(name, 
         for (_image_id, value, (row, col)), i in zip(found, order):
             assert value == pytest.approx(float(values[i, channel]), rel=1e-4, abs=1e-5)
             assert (row, col) == (int(where[i, channel]) // width, int(where[i, channel]) % width)
+
+
+def test_clips_of_another_frame_size_are_resized_and_a_damaged_clip_index_is_refused(c3d, clips, tmp_path):
+    mixed = [clips[0], torch.nn.functional.interpolate(clips[1], size=(20, 20), mode="nearest")]  # [C,T,20,20]
+    with pytest.warns(UserWarning, match="mixed sizes; each is resized to 16×16"):
+        index = build_index(c3d, mixed, LAYERS, k=2, thumbnails=8, progress=False)
+    assert len(index) == 2 and index.layer_shape("4") == (5, 3, 8, 8)
+    state = index.state_dict()
+    state["top"]["4"]["times"] = state["top"]["4"]["times"] + 3  # frames past the layer's 3
+    torch.save(state, tmp_path / "damaged.idx")
+    with pytest.raises(InputError, match=r"damaged index .*positions fall outside its 3×8×8 maps"):
+        Index.load(tmp_path / "damaged.idx")

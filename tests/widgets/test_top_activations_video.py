@@ -82,3 +82,12 @@ def test_to_png_draws_the_filmstrips(index, tmp_path):
     widget.selected = 1
     png = widget.to_png(tmp_path / "top.png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "top.png").stat().st_size > 1000
+
+
+def test_a_loaded_clip_index_without_its_model_shows_whole_filmstrips(index, tmp_path):
+    from cnnwidgets.backend.index import Index
+
+    index.save(tmp_path / "clips.idx")
+    widget = TopActivations(Index.load(tmp_path / "clips.idx"), "4", 1)  # no model: no field to measure
+    assert "whole clips shown" in widget.crops["note"]
+    assert widget.crops["shape"][0] == 3 and widget.crops["shape"][2] > 3 * widget.crops["shape"][1]

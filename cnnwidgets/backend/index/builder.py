@@ -362,7 +362,7 @@ def build_index(
                 if resized and not resized_note:
                     resized_note = True
                     warnings.warn(
-                        f"the images have mixed sizes; each is resized to {input_shape[1]}×{input_shape[2]} "
+                        f"the images have mixed sizes; each is resized to {input_shape[-2]}×{input_shape[-1]} "
                         "(pass a transform that crops to one size to choose how)", stacklevel=2)
                 reduced.clear()
                 captured_codes.clear()
