@@ -113,7 +113,11 @@ class OcclusionSlider(CnnWidget):
                     self.frame = self.length // 2
                 if "patch" not in kwargs:
                     self.patch, self.stride = VIDEO_PATCH, VIDEO_PATCH // 2
-                self.frames = min(self.frames, self.length)
+                if "frames" not in kwargs:
+                    self.frames = min(self.frames, self.length)
+                for name, low, high in (("frame", 0, self.length - 1), ("frames", 1, self.length)):
+                    if not low <= getattr(self, name) <= high:
+                        raise InputError(f"{name}={getattr(self, name)} does not fit the clip; pass {low}..{high}")
             self.image = array_message(self._shown_picture())
             self.predictions = top_predictions(self.inspector, probabilities)
             self.labels = [self.inspector.label(i) for i in range(len(probabilities))]

@@ -102,6 +102,8 @@ def test_a_clip_of_the_wrong_length_size_or_channels_is_one_input_error():
         assert "\n" not in str(caught.value)
     with pytest.raises(InputError, match="needs a clip"):
         OcclusionSlider(inspector)
+    with pytest.raises(InputError, match="frames=17 does not fit the clip; pass 1..16"):
+        OcclusionSlider(inspector, clip, frames=17)
 
 
 def test_to_png_shows_the_frame_and_the_tube(slider, tmp_path):
