@@ -32,12 +32,12 @@ from .defaults import as_inspector, default_image
 from .jobs import Jobs, Steps
 
 FILLS: dict[str, float | str] = {"gray": 0.0, "mean": "mean", "blur": "blur"}
-VIDEO_FRAMES = 4
-"""Default tube length in frames: a quarter of a 16-frame clip, as long as the zoo's motion networks' first
-temporal convolutions see."""
-VIDEO_PATCH = 8
-"""Default tube side on clips: a quarter of the zoo's 32-px frames (the motion stream's units see 17 px)."""
 """What the square shows: gray is 0.0 in the model's input space (the dataset mean colour)."""
+VIDEO_FRAMES = 4
+"""Default tube length in frames: a quarter of a 16-frame clip, and what a first unit of the zoo's motion stream
+sees (a frame difference, then a 3-frame convolution: 4 frames, `backend.clip_field`)."""
+VIDEO_PATCH = 8
+"""Default tube side on clips: a quarter of the zoo's 32-px frames (the motion stream's last units see 17 px)."""
 PUSH_INTERVAL_S = 0.25
 """Partial heatmaps go to the browser at most this often (and whenever a coarse level completes)."""
 
