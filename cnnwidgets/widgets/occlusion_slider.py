@@ -321,7 +321,9 @@ class OcclusionSlider(CnnWidget):
         if self._tubes is None:
             return
         first, _end = self.tube_frames()
-        drops = self._tubes.drops[self._tubes.starts[0].index(first)].numpy().astype(np.float32)
+        ny, nx = grid_shape(self._size(), self.patch, self.stride)  # the regular grid the map is drawn on (the
+        # method adds a last row / column reaching the border where the stride does not divide the size)
+        drops = self._tubes.drops[self._tubes.starts[0].index(first), :ny, :nx].numpy().astype(np.float32)
         self.heatmap = array_message(drops, run=run, patch=self.patch, stride=self.stride, level=1, fraction=1.0, done=True,
                                      kind="drop", frames=[first, first + self.frames], target=self.target,
                                      label=self.inspector.label(self.target))

@@ -106,6 +106,13 @@ def test_a_clip_of_the_wrong_length_size_or_channels_is_one_input_error():
         OcclusionSlider(inspector, clip, frames=17)
 
 
+def test_a_stride_that_does_not_divide_the_frame_keeps_the_regular_grid(inspector, clip):
+    widget = OcclusionSlider(inspector, clip, patch=PATCH, stride=5, frames=FRAMES)  # tubes at 0, 5, 10 (and 12)
+    first = widget.tube_frames()[0]
+    assert widget.heatmap["shape"] == [3, 3] and widget._tubes.starts[1] == [0, 5, 10, 12]
+    np.testing.assert_array_equal(heatmap_of(widget), widget._tubes.drops[first, :3, :3].numpy())
+
+
 def test_to_png_shows_the_frame_and_the_tube(slider, tmp_path):
     png = slider.to_png(tmp_path / "tube.png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
