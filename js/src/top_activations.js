@@ -278,7 +278,7 @@ function render({ model, el }) {
   // setting a trait redraws at once through its change listener; projection <-> overlay and the opacity need
   // nothing new from Python
   listeners.onDom(ui.show, 'change', () => commit({ show: ui.show.value }));
-  listeners.onDom(ui.opacity, 'input', () => commit({ opacity: Number(ui.opacity.value) }));
+  listeners.onDom(ui.opacity, 'input', () => traits.commit('opacity', Number(ui.opacity.value))); // drawn here: no request
   listeners.onDom(ui.full, 'mousemove', (event) => {
     const { x, y } = canvasPoint(ui.full, event);
     ui.full.title = `(${Math.round(y)}, ${Math.round(x)}) on screen`;
