@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 import traitlets
@@ -10,6 +12,7 @@ from torch import nn
 from .. import render
 from ..backend import Inspector
 from ..backend.clips import ClipLike
+from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods import video
 from ..methods.temporal import evidence_display
@@ -49,15 +52,15 @@ class ConfusionView(CnnWidget):
     probabilities, scores, scales, per-frame totals and the request id it answers."""
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, clip: ClipLike | None = None,
-                 first: int | str | None = None, second: int | str | None = None, **kwargs: object) -> None:
+                 first: int | str | None = None, second: int | str | None = None, *, layer: str | None = None,
+                 **kwargs: object) -> None:
         self.inspector = as_inspector(inspector)
         if not self.inspector.is_video:
             raise InputError("ConfusionView compares two classes in space-time and needs a video model (Conv3d); "
                              "for an image model compare two classes in SaliencyOverlay(inspector, image, side_by_side=True)")
         if clip is None:
             raise InputError("ConfusionView needs a clip: ConfusionView(inspector, clip), e.g. a clip of zoo.motion_clips()")
-        self._batch = self.inspector.preprocess(clip)
-        layer = kwargs.pop("layer", None)
+        self._batch = self.inspector.preprocess(cast(ImageLike, clip))  # a video model's preprocess takes clips
         super().__init__(**kwargs)
         self._ready = False
         probabilities = self.inspector.logits(self._batch).softmax(-1)
