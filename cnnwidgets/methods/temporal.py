@@ -66,12 +66,11 @@ def clip_display_map(raw: torch.Tensor, how: str = "abs") -> torch.Tensor:
 
 
 def evidence_display(first: torch.Tensor, second: torch.Tensor, difference: torch.Tensor) -> tuple[torch.Tensor, float, float]:
-    """uint8 [3,T,H,W] pictures of two classes' evidence maps and their difference: the positive parts of the first
-    two on one shared scale (255 = the larger map's maximum, so they compare), the difference centred at 128 (0)
-    and scaled symmetrically (0 and 255 = ∓ its largest magnitude). Returns (pictures, evidence scale, difference
-    scale): the values that 255 and ±127 stand for."""
-    evidence = torch.stack([first, second]).float().clamp(min=0)
-    scale = float(evidence.max().clamp_min(1e-12))
-    bound = float(difference.abs().max().clamp_min(1e-12))
-    pictures = torch.cat([(evidence / scale * 255).round(), (128 + difference.float()[None] / bound * 127).round()])
-    return pictures.clamp(0, 255).to(torch.uint8), scale, bound
+    """uint8 [3,T,H,W] pictures of two classes' unrectified evidence maps and their difference, signed around 128
+    (= 0): the first two on one symmetric scale (0 and 255 = ∓ the larger of their largest magnitudes, so the two
+    classes compare), the difference on its own. Returns (pictures, evidence bound, difference bound): the values
+    that ±127 stand for."""
+    bound = float(torch.stack([first, second]).abs().max().clamp_min(1e-12))
+    difference_bound = float(difference.abs().max().clamp_min(1e-12))
+    signed = torch.stack([first / bound, second / bound, difference / difference_bound]).float()
+    return (128 + signed * 127).round().clamp(0, 255).to(torch.uint8), bound, difference_bound

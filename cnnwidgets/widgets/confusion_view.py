@@ -21,18 +21,21 @@ from .base import CnnWidget, front_end, top_predictions
 from .defaults import as_inspector
 from .frames import check_frame
 
+EVIDENCE_COLORMAP = "coolwarm"
+"""Signed maps: blue against, white none, red for (the view draws them with the same map)."""
+
 
 class ConfusionView(CnnWidget):
     """Two classes of a video model on one clip, side by side frame by frame (after Feichtenhofer et al., CVPR 2018,
     who explain PlayingViolin vs PlayingCello this way): where the evidence for each lies in space and time
-    (`methods.video.class_evidence`: each class's Grad-CAM, unrectified, at `layer`), and their difference (the
-    Grad-CAM of the score difference: red where the clip speaks for `first` over `second`, blue the other way),
-    with both probabilities and, per frame, how much evidence each class has.
+    (`methods.video.class_evidence`: each class's Grad-CAM, unrectified, at `layer`: red where the clip speaks for
+    the class, blue where against), and their difference (the Grad-CAM of the score difference: red where the clip
+    speaks for `first` over `second`, blue the other way), with both probabilities and, per frame, each map's mean.
 
     `first` and `second` are class indices (names work in the constructor and `set_classes`); the default is the
     clip's top two predictions. `frame` picks the frame shown; the view has a slider and a play button, and every
-    frame is in the browser, so moving through time needs no round trip. Evidence maps share one scale (255 =
-    the larger of the two maps' maxima), so the two classes compare; the difference has its own symmetric scale.
+    frame is in the browser, so moving through time needs no round trip. The two classes' maps share one symmetric
+    scale, so they compare; the difference has its own (`methods.temporal.evidence_display`).
     """
 
     _esm = front_end("confusion_view")
@@ -46,10 +49,9 @@ class ConfusionView(CnnWidget):
     layers = traitlets.List().tag(sync=True)
     frame = traitlets.Int(0).tag(sync=True)
     opacity = traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True)
-    colormap = traitlets.Enum(list(render.COLORMAPS), "inferno").tag(sync=True)
     evidence = Array().tag(sync=True)
-    """uint8 [3,T,H,W]: evidence for `first`, for `second` (one scale), and their difference (128 = 0), with the
-    probabilities, scores, scales, per-frame totals and the request id it answers."""
+    """uint8 [3,T,H,W]: evidence for `first`, for `second` (one scale) and their difference, 128 = 0, with the
+    probabilities, scores, scales, per-frame means and the request id it answers."""
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, clip: ClipLike | None = None,
                  first: int | str | None = None, second: int | str | None = None, *, layer: str | None = None,
@@ -121,7 +123,7 @@ class ConfusionView(CnnWidget):
         with self._working():
             found = self.result()
             pictures, scale, bound = evidence_display(found.first_map, found.second_map, found.difference)
-            totals = torch.stack([found.first_map.clamp(min=0), found.second_map.clamp(min=0), found.difference]).mean((2, 3))
+            totals = torch.stack([found.first_map, found.second_map, found.difference]).mean((2, 3))
             probabilities = [float(self._probabilities[self.first]), float(self._probabilities[self.second])]
             self.evidence = array_message(pictures.numpy(), **self.answer(
                 first=self.first, second=self.second, names=[found.first, found.second], layer=found.layer,
@@ -138,20 +140,20 @@ class ConfusionView(CnnWidget):
         frame = frames[self.frame].astype(np.float32)
         figure, axes = plt.subplots(1, 4, figsize=(15, 3.9), gridspec_kw={"width_ratios": [1, 1, 1, 1.5]})
         names = shown["names"]
-        titles = [f"for {names[0]} (p {shown['probabilities'][0]:.2f})", f"for {names[1]} (p {shown['probabilities'][1]:.2f})",
+        titles = [f"{names[0]} (p {shown['probabilities'][0]:.2f})", f"{names[1]} (p {shown['probabilities'][1]:.2f})",
                   "difference (red: first, blue: second)"]
         for index, (axis, title) in enumerate(zip(axes[:3], titles)):
-            colors = render.colorize(pictures[index, self.frame], self.colormap if index < 2 else "coolwarm").astype(np.float32)
+            colors = render.colorize(pictures[index, self.frame], EVIDENCE_COLORMAP).astype(np.float32)
             axis.imshow(((1 - self.opacity) * frame + self.opacity * colors).round().clip(0, 255).astype(np.uint8))
             axis.set_title(title, fontsize=9)
             axis.axis("off")
         totals = np.asarray(shown["totals"])
-        axes[3].plot(totals[0], label=f"evidence for {names[0]}", color="#e53935")
-        axes[3].plot(totals[1], label=f"evidence for {names[1]}", color="#1976d2")
+        axes[3].plot(totals[0], label=names[0], color="#e53935")
+        axes[3].plot(totals[1], label=names[1], color="#1976d2")
         axes[3].plot(totals[2], label="difference", color="#444", linestyle="--")
         axes[3].axvline(self.frame, color="#999", linewidth=1)
         axes[3].axhline(0, color="#ccc", linewidth=0.8)
         axes[3].set_xlabel("frame")
         axes[3].legend(fontsize=8)
-        figure.suptitle(f"frame {self.frame} of {len(frames)}, Grad-CAM at {shown['layer']}", fontsize=10)
+        figure.suptitle(f"frame {self.frame} of {len(frames)}, Grad-CAM at {shown['layer']}; red: for, blue: against", fontsize=10)
         return render.figure_png(figure)

@@ -1,10 +1,9 @@
 // Confusion view widget (anywidget front end): two classes of a video model on one clip, frame by frame — where
-// the evidence for each lies (Grad-CAM per class, one shared scale), their difference (red: the first class, blue:
-// the second), both probabilities, and per frame how much evidence each has. Python sends every frame's maps as
-// uint8 once per class / layer pick (answers echo the request id); the frame slider, play, opacity and colormap
-// redraw here.
+// the evidence for and against each lies (Grad-CAM per class, signed, one shared scale), their difference (red: the
+// first class, blue: the second), both probabilities, and each map's mean per frame. Python sends every frame's
+// maps as uint8 (128 = 0) once per class / layer pick (answers echo the request id); the frame slider, play and
+// opacity redraw here.
 import { isEmptyArray, toTypedArray } from './shared/arrays.js';
-import { colormapNames } from './shared/colormaps.js';
 import { h, setOptions } from './shared/dom.js';
 import { clampFrame, FRAMES_CSS, frameControls, itemOf } from './shared/frames.js';
 import { Listeners } from './shared/listeners.js';
@@ -17,7 +16,7 @@ import { ViewRequests } from './shared/view_requests.js';
 
 const PANEL_SIZE = 200;
 const SEND_INTERVAL_MS = 33;
-const DIFFERENCE_COLORMAP = 'coolwarm';
+const EVIDENCE_COLORMAP = 'coolwarm'; // signed maps: blue against, white none, red for
 const FIRST_COLOR = '#e53935';
 const SECOND_COLOR = '#1976d2';
 const PANELS = ['first', 'second', 'difference'];
@@ -37,7 +36,6 @@ function buildView(onFrame) {
     first: select('cnnw-first'),
     second: select('cnnw-second'),
     layer: select('cnnw-layer'),
-    colormap: select('cnnw-colormap'),
     opacity: h('input', { className: 'cnnw-opacity', type: 'range', min: 0, max: 1, step: 0.01 }),
     computing: h('span', { className: 'cnnw-note', textContent: 'computing…' }),
     error: h('div', { className: 'cnnw-error' }),
@@ -61,9 +59,8 @@ function buildView(onFrame) {
     h('div', { className: 'cnnw-row' }, ui.two, h('div', {}, h('div', { className: 'cnnw-caption', textContent: 'top predictions' }), ui.predictions)),
     ui.panels,
     ui.frames.root,
-    h('div', { className: 'cnnw-row cnnw-controls' }, labelled('opacity', ui.opacity), labelled('colormap', ui.colormap)),
+    h('div', { className: 'cnnw-row cnnw-controls' }, labelled('opacity', ui.opacity)),
     ui.caption);
-  setOptions(ui.colormap, colormapNames.map((name) => [name, name]), colormapNames[0]);
   return ui;
 }
 
@@ -76,7 +73,6 @@ function render({ model, el }) {
   let shown = null; // the evidence message on screen (kept while a newer one is computing)
   let clip = null; // decoded frames
 
-  const colormap = () => (colormapNames.includes(model.get('colormap')) ? model.get('colormap') : colormapNames[0]);
   const showError = () => drawError(ui.error, model.get('error'));
 
   function acceptImage() {
@@ -99,7 +95,6 @@ function render({ model, el }) {
     setOptions(ui.second, pairs, model.get('second'));
     setOptions(ui.layer, (model.get('layers') ?? []).map((name) => [name, name]), model.get('layer'));
     ui.opacity.value = model.get('opacity');
-    ui.colormap.value = colormap();
     drawPredictions(ui.predictions, model.get('predictions'));
   }
 
@@ -117,11 +112,11 @@ function render({ model, el }) {
       canvas.width = width;
       canvas.height = height;
       const gray = itemOf(values, [3 * steps, height, width], index * steps + frame);
-      const map = index < 2 ? colormap() : DIFFERENCE_COLORMAP;
-      canvas.getContext('2d').putImageData(new ImageData(blendOverlay(rgb, gray, width, height, map, model.get('opacity')), width, height), 0, 0);
+      const rgba = blendOverlay(rgb, gray, width, height, EVIDENCE_COLORMAP, model.get('opacity'));
+      canvas.getContext('2d').putImageData(new ImageData(rgba, width, height), 0, 0);
     });
-    ui.titles[0].textContent = `evidence for ${first}`;
-    ui.titles[1].textContent = `evidence for ${second}`;
+    ui.titles[0].textContent = `${first}: red for, blue against`;
+    ui.titles[1].textContent = `${second}: red for, blue against`;
     ui.titles[2].textContent = `${first} (red) vs ${second} (blue)`;
     ui.two.replaceChildren(...message.names.flatMap((name, index) => [
       h('span', { textContent: name, style: `color: ${index ? SECOND_COLOR : FIRST_COLOR}` }),
@@ -129,8 +124,8 @@ function render({ model, el }) {
       h('span', { className: 'cnnw-percent', textContent: `${(message.probabilities[index] * 100).toFixed(1)}%` }),
     ]));
     const series = [
-      { label: `evidence for ${first}`, values: message.totals[0], color: FIRST_COLOR },
-      { label: `evidence for ${second}`, values: message.totals[1], color: SECOND_COLOR },
+      { label: `${first} (mean per frame)`, values: message.totals[0], color: FIRST_COLOR },
+      { label: second, values: message.totals[1], color: SECOND_COLOR },
       { label: 'difference', values: message.totals[2], color: '#444', dashed: true },
     ];
     drawLines(ui.timeline, { series, width: 280, height: PANEL_SIZE - 40, marker: frame, xLabel: 'frame' });
@@ -140,7 +135,7 @@ function render({ model, el }) {
     const peak = message.totals[2].reduce((best, value, index, all) => (Math.abs(value) > Math.abs(all[best]) ? index : best), 0);
     ui.caption.textContent = `Grad-CAM at ${message.layer}; scores ${message.scores[0].toFixed(2)} vs ${message.scores[1].toFixed(2)} `
       + `(${first} ${margin >= 0 ? 'ahead' : 'behind'} by ${Math.abs(margin).toFixed(2)}); the evidence differs most at frame ${peak}. `
-      + `Evidence maps share one scale (bright = ${Number(message.scale).toPrecision(3)}); the difference spans \u00b1${Number(message.bound).toPrecision(3)}.`;
+      + `The two classes' maps share one scale (\u00b1${Number(message.scale).toPrecision(3)}); the difference spans \u00b1${Number(message.bound).toPrecision(3)}.`;
   }
 
   const onModel = (events, fn) => events.split(' ').forEach((event) => listeners.onModel(model, event, fn));
@@ -158,9 +153,8 @@ function render({ model, el }) {
     requests.settle();
     drawEvidence();
   });
-  onModel('change:frame change:opacity change:colormap change:busy', () => {
+  onModel('change:frame change:opacity change:busy', () => {
     ui.opacity.value = model.get('opacity');
-    ui.colormap.value = colormap();
     drawEvidence();
   });
 
@@ -172,7 +166,6 @@ function render({ model, el }) {
   listeners.onDom(ui.second, 'change', () => request('second', Number(ui.second.value)));
   listeners.onDom(ui.layer, 'change', () => request('layer', ui.layer.value));
   listeners.onDom(ui.opacity, 'input', () => commit('opacity', Number(ui.opacity.value)));
-  listeners.onDom(ui.colormap, 'change', () => commit('colormap', ui.colormap.value));
 
   showError();
   acceptImage();

@@ -174,7 +174,7 @@ def test_confusion_defaults_to_the_top_two_and_shows_class_evidence(confusion, t
     np.testing.assert_allclose(message["probabilities"], [float(probabilities[5]), float(probabilities[4])], rtol=1e-6)
     np.testing.assert_allclose(message["scores"], found.scores, rtol=1e-6)
     np.testing.assert_allclose(message["totals"][2], found.difference.mean((1, 2)).numpy(), rtol=1e-5, atol=1e-9)
-    assert (scale, bound) == pytest.approx((float(torch.stack([found.first_map, found.second_map]).max()),
+    assert (scale, bound) == pytest.approx((float(torch.stack([found.first_map, found.second_map]).abs().max()),
                                             float(found.difference.abs().max())))
 
 
@@ -187,10 +187,11 @@ def test_the_motion_stream_speaks_for_the_true_class_and_appearance_for_the_wron
 
 
 def test_evidence_display_by_hand():
-    first, second = torch.tensor([[[2.0, -1.0]]]), torch.tensor([[[4.0, 1.0]]])
+    first, second = torch.tensor([[[2.0, -1.0]]]), torch.tensor([[[-4.0, 1.0]]])
     pictures, scale, bound = evidence_display(first, second, first - second)
-    assert (scale, bound) == (4.0, 2.0)
-    assert pictures.tolist() == [[[[128, 0]]], [[[255, 64]]], [[[1, 1]]]]  # 255·2/4, clamp; 128 + 127·(-2)/2
+    assert (scale, bound) == (4.0, 6.0)
+    # 128 + 127·v/4 for the classes (one scale), 128 + 127·v/6 for the difference [6, -2]
+    assert pictures.tolist() == [[[[192, 96]]], [[[1, 160]]], [[[255, 86]]]]
 
 
 def test_confusion_classes_are_checked(confusion):
