@@ -40,7 +40,7 @@ const CSS = `
 .cnnw-side, .cnnw-filter-section { display: flex; flex-direction: column; align-items: flex-start; gap: 4px; }
 .cnnw-side { width: 240px; }
 .cnnw-filter-slice input { width: 5em; }
-.cnnw-input-side { display: flex; flex-direction: column; gap: 4px; }
+.cnnw-input-side { display: flex; flex-direction: column; align-items: flex-start; gap: 4px; }
 ${FRAMES_CSS}`;
 
 function buildView(onFrame) {
