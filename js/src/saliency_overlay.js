@@ -33,7 +33,7 @@ const CSS = `
 .cnnw-maps { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
 .cnnw-panel { display: flex; flex-direction: column; align-items: center; gap: 2px; }
 .cnnw-panel canvas { image-rendering: auto; }
-.cnnw-title, .cnnw-note, .cnnw-caption { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
+.cnnw-title, .cnnw-note, .cnnw-caption, .cnnw-methods-note { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
 .cnnw-title { font-weight: 600; color: inherit; }
 .cnnw-matches { display: flex; flex-wrap: wrap; gap: 4px; }
 .cnnw-matches button { font-size: 11px; padding: 1px 6px; cursor: pointer; }
@@ -46,7 +46,7 @@ ${FRAMES_CSS}`;
 function buildView(onFrame) {
   const ui = {
     frames: frameControls(onFrame),
-    methodsNote: h('div', { className: 'cnnw-caption cnnw-methods-note' }),
+    methodsNote: h('div', { className: 'cnnw-methods-note' }), // not .cnnw-caption: the caption below is the first one
     classSelect: h('select', { className: 'cnnw-class' }),
     search: h('input', { className: 'cnnw-search', type: 'search', placeholder: 'any class…', size: 16 }),
     matches: h('div', { className: 'cnnw-matches' }),
