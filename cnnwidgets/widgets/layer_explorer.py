@@ -84,6 +84,7 @@ class LayerExplorer(CnnWidget):
             state = self._image_state(image)
         self._images = [image, *self._images[1:]]
         self._spans = {}
+        self.frame = min(self.frame, self._steps() - 1)  # a shorter clip has fewer time steps
         self.image, self.predictions = state["image"], state["predictions"]
         self._show_layer()
 

@@ -158,10 +158,7 @@ function render({ model, el }) {
     drawEvidence();
   });
 
-  const request = (name, value) => {
-    requests.stamp();
-    commit(name, value);
-  };
+  const request = requests.committing(commit);
   listeners.onDom(ui.first, 'change', () => request('first', Number(ui.first.value)));
   listeners.onDom(ui.second, 'change', () => request('second', Number(ui.second.value)));
   listeners.onDom(ui.layer, 'change', () => request('layer', ui.layer.value));

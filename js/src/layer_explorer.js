@@ -322,10 +322,7 @@ function render({ model, el }) {
   });
   onModel('change:filter_slice change:filter_in_channels', drawFilterSlice);
 
-  const request = (name, value) => {
-    requests.stamp();
-    commit(name, value);
-  };
+  const request = requests.committing(commit);
   listeners.onDom(ui.layer, 'change', () => request('layer', ui.layer.value));
   listeners.onDom(ui.normalize, 'change', () => request('normalize', ui.normalize.value));
   listeners.onDom(ui.colormap, 'change', () => commit('colormap', ui.colormap.value));

@@ -333,10 +333,7 @@ function render({ model, el }) {
   });
   onModel('change:sanity', drawSanity);
 
-  const request = (name, value) => {
-    requests.stamp();
-    commit(name, value);
-  };
+  const request = requests.committing(commit);
   listeners.onDom(ui.classSelect, 'change', () => request('target', Number(ui.classSelect.value)));
   listeners.onDom(ui.search, 'input', drawMatches);
   listeners.onDom(ui.search, 'keydown', (event) => {

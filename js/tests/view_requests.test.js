@@ -22,6 +22,14 @@ it('ViewRequests stamps ids after the model\u2019s and draws only the newest ans
   expect(requests.pending()).toBe(false);
 });
 
+it('ViewRequests.committing stamps a request before the trait it sends', () => {
+  const model = fakeModel({ request: 2 });
+  const sent = [];
+  const request = new ViewRequests(model).committing((name, value) => sent.push([name, value, model.get('request')]));
+  request('layer', 'conv2');
+  expect(sent).toEqual([['layer', 'conv2', 3]]);
+});
+
 it('ViewRequests settles when Python rolls a refused request back', () => {
   const model = fakeModel({ request: 0 });
   const requests = new ViewRequests(model);

@@ -234,11 +234,16 @@ def test_a_clip_to_an_image_model_is_one_line(lite0, clip, make):
         ConfusionView(lite0, clip)
 
 
-def test_set_image_with_a_picture_keeps_the_clip(explorer, cat):
-    shape = explorer.image["shape"]
+def test_set_image_with_a_picture_keeps_the_clip_and_a_shorter_clip_moves_the_frame(two_stream, clip, cat):
+    widget = LayerExplorer(two_stream, clip, layer="motion.conv1.1", frame=14)
     with pytest.raises(InputError):
-        explorer.set_image(cat)
-    assert explorer.image["shape"] == shape and "pass a clip" in explorer.error
+        widget.set_image(cat)
+    assert widget.image["shape"] == [16, 32, 32, 3] and "pass a clip" in widget.error
+    short = zoo.motion_cnn("two_stream")  # a model taking clips of any length: the transform fixes none
+    short.transform = ClipPreprocess(resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3)
+    widget = LayerExplorer(short, clip, layer="motion.conv1.1", frame=14)
+    widget.set_image(clip[:8])
+    assert widget.frame == 6 and widget.maps["shape"][1] == 7 and widget.maps["spans"][6] == [5, 7]
 
 
 def test_the_model_leaves_as_it_came(clip):

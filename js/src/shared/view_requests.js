@@ -26,6 +26,15 @@ export class ViewRequests {
     return this.#issued;
   }
 
+  /** `commit(name, value)` (from throttledTraits) for a control that needs Python work: a new request is stamped
+   * first, so the id travels in the same message as the trait. */
+  committing(commit) {
+    return (name, value) => {
+      this.stamp();
+      commit(name, value);
+    };
+  }
+
   /** True when an answer carrying `request` may be drawn: the answer to this view's newest request so far, or,
    * before this view sent any, an answer Python made on its own (changes from Python echo the current id). */
   accept(request) {
