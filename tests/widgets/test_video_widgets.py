@@ -70,6 +70,24 @@ def test_frame_spans_of_a_strided_hand_built_network():
     assert hooks_left(model) == 0
 
 
+class FixedSize(nn.Module):
+    """Takes 40-px frames only (like a model with a fixed input size)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[-1] == 40, "this model takes 40 px frames"
+        return x
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["cropped", "fixed size: probed at full size"])
+def test_frame_spans_on_large_frames_are_measured_on_a_crop_or_at_full_size(fixed):
+    layers = [nn.Conv3d(1, 2, (3, 1, 1), padding=(1, 0, 0)), nn.ReLU(), nn.Conv3d(2, 2, (3, 3, 3), padding=1)]
+    model = nn.Sequential(*([FixedSize()] if fixed else []), *layers)
+    inspector = Inspector(model, ClipPreprocess(resize=None, crop=None, mean=(0.0,), std=(1.0,)))
+    batch = inspector.preprocess(torch.randn(1, 1, 6, 40, 40, generator=torch.Generator().manual_seed(0)))
+    last = str(len(model) - 1)
+    assert frame_spans(inspector, batch, last) == [[max(t - 2, 0), min(t + 2, 5)] for t in range(6)]
+
+
 def test_frame_follows_the_layers_time_steps_and_needs_no_round_trip(explorer, monkeypatch):
     explorer.layer = "appearance.conv2.1"
     explorer.frame = 15
