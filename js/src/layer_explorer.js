@@ -150,8 +150,8 @@ function render({ model, el }) {
   const ui = buildView((frame) => commit('frame', frame)); // the change event redraws
   el.append(ui.root);
   const requests = new ViewRequests(model); // maps answers echo the request id of the layer / normalize pick
-  let shown = null;
-  let decoded = { message: null, canvases: new Map() }; // the input image's (or each clip frame's) canvas // decoded maps on screen (kept while a newer layer is computing)
+  let shown = null; // decoded maps on screen (kept while a newer layer is computing)
+  let decoded = { message: null, canvases: new Map() }; // the input image's (or each clip frame's) canvas
   let decodeError = '';
 
   const selectedChannel = () => {
