@@ -268,16 +268,16 @@ class SaliencyOverlay(CnnWidget):
     def run_sanity_check(self, steps: int | None = None) -> faithfulness.SanityCheck:
         """Run the cascading randomization check for the shown methods and class; shows it in the panel."""
         with self._working():
-            if self._video:
-                raise InputError("the sanity check runs on image models for now; pass one frame to an image model")
             names = [name for name in self.shown_methods if name != "score_cam"] or ["saliency"]
             order = faithfulness.randomization_steps(self.inspector.model)
             if steps is not None:
                 order = order[:steps]
-            functions = [_with_layer(name, self.layer) for name in names]
+            functions = [_with_layer(name, self.layer, self._table, self.reduce if self._video else None) for name in names]
             result = faithfulness.sanity_check(self.inspector, self._batch, self.target, methods=functions, steps=order)
+            frames = self._frames()
             thumbnails = np.stack([
-                np.stack([_thumbnail(step_map) for step_map in result.maps[function.__name__]]) for function in functions
+                np.stack([_thumbnail(step_map.view(frames, -1, step_map.shape[-1]).mean(0)) for step_map in result.maps[function.__name__]])
+                for function in functions
             ])
             self.sanity = array_message(
                 thumbnails, methods=names, titles=[METHODS[name][0] for name in names], steps=result.steps,
@@ -326,13 +326,20 @@ def _known_method(name: str) -> str:
     return name
 
 
-def _with_layer(name: str, layer: str):
-    _, function, takes_layer = METHODS[name]
-    if not takes_layer:
+def _with_layer(name: str, layer: str, table: dict = METHODS, clip_reduce: str | None = None):
+    """Method `name` of `table` as function(inspector, image, target), its layer bound. With `clip_reduce` (video):
+    its [T,H,W] display map laid out as one [1, T·H, W] map, so the sanity check compares whole space-time volumes
+    (rank correlation over every voxel), not one frame."""
+    _, function, takes_layer = table[name]
+    if not takes_layer and clip_reduce is None:
         return function
 
     def bound(inspector, image, target):
-        return function(inspector, image, target, layer=layer)
+        values = function(inspector, image, target, **({"layer": layer} if takes_layer else {}))
+        if clip_reduce is None:
+            return values
+        volume = clip_display_map(values, clip_reduce)
+        return volume.reshape(1, -1, volume.shape[-1])
 
     bound.__name__ = name
     return bound

@@ -95,7 +95,7 @@ function buildView(onFrame) {
     ui.maps,
     ui.frames.root,
     ui.caption,
-    ui.sanity = h('div', { className: 'cnnw-sanity' },
+    h('div', { className: 'cnnw-sanity' },
       h('div', { className: 'cnnw-row' }, ui.sanityRun, ui.sanityNote),
       ui.sanityCurve, ui.sanityMaps));
   setOptions(ui.reduce, [['abs', '|value| (max over channels)'], ['positive', 'positive part']], 'abs');
@@ -267,7 +267,6 @@ function render({ model, el }) {
   }
 
   function drawSanity() {
-    ui.sanity.hidden = (photo?.steps ?? 1) > 1; // the sanity check runs on image models only
     ui.methodsNote.textContent = model.get('methods_note') ?? '';
     ui.methodsNote.hidden = !ui.methodsNote.textContent;
     const sanity = model.get('sanity');

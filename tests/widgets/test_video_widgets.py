@@ -149,8 +149,6 @@ def test_overlay_offers_the_space_time_methods_only(overlay):
     browser_update(overlay, method="score_cam")
     assert overlay.method == "saliency"
     assert overlay.error == "Score-CAM is 2-D only and not defined for this video model; pick one of saliency, grad_cam"
-    with pytest.raises(InputError, match="image models"):
-        overlay.run_sanity_check()
 
 
 def test_overlay_maps_are_the_space_time_methods(overlay, two_stream, clip):
@@ -166,6 +164,17 @@ def test_overlay_maps_are_the_space_time_methods(overlay, two_stream, clip):
     cam = methods.grad_cam_3d(two_stream, clip, "rotate clockwise", layer="appearance.conv3")
     assert overlay.maps["request"] == 7
     np.testing.assert_array_equal(overlay.maps.array[1], to_uint8(normalize_map(cam)).numpy())
+
+
+def test_the_sanity_check_compares_whole_space_time_volumes(overlay, two_stream, clip):
+    overlay.side_by_side, overlay.method, overlay.layer = False, "grad_cam", "motion.conv3"
+    result = overlay.run_sanity_check(steps=2)
+    assert result.steps == ["fusion", "motion.conv3.0"] and result.correlations["grad_cam"][0] == 1.0
+    trained = result.maps["grad_cam"][0]
+    assert trained.shape == (16 * 32, 32)  # the [T,H,W] volume as one map: every voxel is ranked
+    expected = normalize_map(methods.grad_cam_3d(two_stream, clip, overlay.target, layer="motion.conv3"))
+    torch.testing.assert_close(trained, expected.reshape(16 * 32, 32))
+    assert overlay.sanity["shape"] == [1, 3, 56, 56] and overlay.sanity["titles"] == ["Grad-CAM"]
 
 
 def test_overlay_frame_is_checked_against_the_clip(overlay, tmp_path):
