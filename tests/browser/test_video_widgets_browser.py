@@ -3,11 +3,9 @@ SaliencyOverlay and ConfusionView in the browser, and a layer pick is answered b
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, NOTEBOOKS, canvas_pixels, open_notebook, run_cells
+from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, canvas_pixels, open_notebook, run_cells
 
 pytestmark = pytest.mark.browser
 
@@ -26,11 +24,6 @@ WAIT_PIXELS_JS = """([selector, index, minColors, notHash]) => {
 }""" % CANVAS_PIXELS_JS
 
 MOVE_SLIDER_JS = "(el, value) => { el.value = String(value); el.dispatchEvent(new Event('input', { bubbles: true })); }"
-
-
-@pytest.fixture(scope="session")
-def notebooks_to_serve() -> list[Path]:
-    return [NOTEBOOKS / NOTEBOOK]
 
 
 def wait_pixels(page, selector: str, index: int = 0, *, min_colors: int = 8, not_hash: int | None = None,
