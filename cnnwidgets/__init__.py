@@ -7,6 +7,7 @@ from .widgets import (
     ActivationMaximization,
     AdversarialExplorer,
     CodeInversion,
+    ConfusionView,
     CorrespondenceExplorer,
     EmbeddingScatter,
     FeatureEvolution,
@@ -19,6 +20,7 @@ from .widgets import (
 )
 
 __all__ = [
+    "ConfusionView",
     "ActivationMaximization", "AdversarialExplorer", "CodeInversion", "CorrespondenceExplorer", "EmbeddingScatter",
     "FeatureEvolution", "Index", "Inspector", "InputError", "InvarianceProbe", "LayerExplorer", "LayerInfo",
     "LayerNotFoundError", "NetworkMap", "OcclusionSlider", "Preprocess", "SaliencyOverlay", "TopActivations", "methods",

@@ -3,6 +3,7 @@
 from .activation_maximization import ActivationMaximization
 from .adversarial_explorer import AdversarialExplorer
 from .code_inversion import CodeInversion
+from .confusion_view import ConfusionView
 from .correspondence_explorer import CorrespondenceExplorer
 from .embedding_scatter import EmbeddingScatter
 from .feature_evolution import FeatureEvolution
@@ -14,6 +15,7 @@ from .saliency_overlay import SaliencyOverlay
 from .top_activations import TopActivations
 
 __all__ = [
+    "ConfusionView",
     "ActivationMaximization", "AdversarialExplorer", "CodeInversion", "CorrespondenceExplorer", "EmbeddingScatter",
     "FeatureEvolution", "InvarianceProbe", "LayerExplorer", "NetworkMap", "OcclusionSlider", "SaliencyOverlay",
     "TopActivations",

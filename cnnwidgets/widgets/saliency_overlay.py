@@ -1,6 +1,9 @@
-"""SaliencyOverlay: an attribution map over the image, any class, any method, several side by side."""
+"""SaliencyOverlay: an attribution map over the image (or each frame of a clip), any class, any method, several
+side by side."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -11,13 +14,15 @@ from .. import render
 from ..backend import Inspector
 from ..backend.images import ImageLike
 from ..errors import InputError
-from ..methods import cam, faithfulness, gradients
+from ..methods import cam, faithfulness, gradients, video
 from ..methods.image_params import ModelInput
 from ..methods.occlusion import fill_image
 from ..methods.reduce import REDUCTIONS, display_map, to_uint8
+from ..methods.temporal import clip_display_map
 from .arrays import Array, array_message
 from .base import CnnWidget, front_end, top_predictions
 from .defaults import as_inspector, default_image
+from .frames import check_frame
 
 METHODS = {
     "saliency": ("Gradient", gradients.saliency, False),
@@ -32,6 +37,17 @@ METHODS = {
     "layer_cam": ("Layer-CAM", cam.layer_cam, True),
 }
 """name -> (title, function, takes a layer)."""
+
+VIDEO_METHODS = {
+    "saliency": ("Gradient", gradients.saliency, False),
+    "grad_cam": ("Grad-CAM", video.grad_cam_3d, True),
+}
+"""On a video model, the methods defined in space-time (`methods.video`): the input gradient [C,T,H,W] and Grad-CAM
+with its weights averaged over T, H and W, resized to the clip. The rest are 2-D only for now and left out, with a
+note (VIDEO_NOTE)."""
+VIDEO_NOTE = ("on this video model: gradient and Grad-CAM in space-time; "
+              + ", ".join(title for name, (title, _, _) in METHODS.items() if name not in VIDEO_METHODS)
+              + " are 2-D only and left out")
 
 OPTION_TRAITS = ("smoothgrad_samples", "smoothgrad_noise", "ig_steps", "ig_baseline")
 
@@ -53,6 +69,11 @@ class SaliencyOverlay(CnnWidget):
 
     With no arguments it looks at the embedded EfficientNet-Lite0 and a photo of a cat. Maps are kept per
     (method, class, layer), and CAM methods reuse the forward pass across classes.
+
+    On a video model `image` is a clip: the gradient and Grad-CAM are computed in space-time (`methods.video`;
+    Grad-CAM's channel weights are averaged over T, H and W), each map is one [T,H,W] volume on one colour scale
+    for the whole clip, and `frame` (a slider and a play button in the view) picks the frame it is drawn over.
+    Methods not defined in space-time are left out of `methods`, and `methods_note` says so.
     """
 
     _esm = front_end("saliency_overlay")
@@ -77,6 +98,8 @@ class SaliencyOverlay(CnnWidget):
     ig_baseline = traitlets.Enum(list(IG_BASELINES), "zero").tag(sync=True)
     maps = Array().tag(sync=True)
     sanity = Array().tag(sync=True)
+    frame = traitlets.Int(0).tag(sync=True)
+    methods_note = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
         self.inspector = as_inspector(inspector)
@@ -85,7 +108,11 @@ class SaliencyOverlay(CnnWidget):
                                                        *OPTION_TRAITS) if name in kwargs}
         super().__init__(**kwargs)
         self._ready = False
-        self.methods = [{"name": name, "title": title, "cam": takes_layer} for name, (title, _, takes_layer) in METHODS.items()]
+        self._video = self.inspector.is_video
+        self.methods = [{"name": name, "title": title, "cam": takes_layer} for name, (title, _, takes_layer) in self._table.items()]
+        if self._video:
+            self.methods_note = VIDEO_NOTE
+            self.compare = list(VIDEO_METHODS)
         self._set_image(default_image(image))
         with self.hold_trait_notifications():
             for name, value in initial.items():
@@ -105,16 +132,17 @@ class SaliencyOverlay(CnnWidget):
         inspector = self.inspector
         batch = inspector.preprocess(image)
         probabilities = inspector.logits(batch).softmax(-1)
-        layers = [layer.name for layer in cam.cam_layers(inspector)]
+        layers = _video_cam_layers(inspector) if self._video else [layer.name for layer in cam.cam_layers(inspector)]
         ready, self._ready = self._ready, False
         self._batch, self._raw = batch, {}
         with self.hold_trait_notifications():
             self.image = array_message(inspector.display_image(batch))
+            self.frame = min(self.frame, self._frames() - 1)
             self.labels = [inspector.label(i) for i in range(len(probabilities))]
             self.predictions = top_predictions(inspector, probabilities)
             self.layers = layers
             if self.layer not in layers:
-                self.layer = cam.default_cam_layer(inspector)
+                self.layer = video.default_video_cam_layer(inspector) if self._video else cam.default_cam_layer(inspector)
             self.target = int(probabilities.argmax())
             self.sanity = {}
         self._ready = ready
@@ -125,13 +153,32 @@ class SaliencyOverlay(CnnWidget):
 
     # --- validation ----------------------------------------------------------------------------------------------
 
+    @property
+    def _table(self) -> dict:
+        """The methods this model offers: all of them on an image model, those defined in space-time on a video one."""
+        return VIDEO_METHODS if self._video else METHODS
+
+    def _known(self, name: str) -> str:
+        name = _known_method(name)
+        if name not in self._table:
+            raise InputError(f"{METHODS[name][0]} is 2-D only and not defined for this video model; pick one of {', '.join(self._table)}")
+        return name
+
+    def _frames(self) -> int:
+        """Frames of the clip (1 for an image)."""
+        return int(self._batch.shape[2]) if self._video else 1
+
+    @traitlets.validate("frame")
+    def _check_frame(self, proposal: dict) -> int:
+        return check_frame(proposal["value"], self._frames(), "the clip" if self._video else "an image")
+
     @traitlets.validate("method")
     def _check_method(self, proposal: dict) -> str:
-        return _known_method(proposal["value"])
+        return self._known(proposal["value"])
 
     @traitlets.validate("compare")
     def _check_compare(self, proposal: dict) -> list:
-        names = [_known_method(name) for name in proposal["value"]]
+        names = [self._known(name) for name in proposal["value"]]
         if not names:
             raise InputError("compare needs at least one method, e.g. ['saliency', 'grad_cam']")
         return names
@@ -147,6 +194,11 @@ class SaliencyOverlay(CnnWidget):
     def _check_layer(self, proposal: dict) -> str:
         if not proposal["value"] and not self.layers:
             return proposal["value"]
+        if self._video:
+            name = self.inspector.layer(proposal["value"]).name
+            if name not in self.layers:
+                raise InputError(f"layer {name!r} has no space-time map for Grad-CAM; pick one of {', '.join(self.layers[-3:])}, …")
+            return name
         return cam.cam_layer(self.inspector, proposal["value"]).name
 
     @traitlets.observe("method", "target", "layer", "reduce", "side_by_side", "compare", *OPTION_TRAITS)
@@ -176,13 +228,13 @@ class SaliencyOverlay(CnnWidget):
             elif self.ig_baseline == "blur":
                 baseline = fill_image(self._batch, "blur")
             return {"steps": self.ig_steps, "baseline": baseline}
-        if METHODS[method][2]:
+        if self._table[method][2]:
             return {"layer": self.layer}
         return {}
 
     def attribution(self, method: str) -> torch.Tensor:
         """The raw map of `method` for the current class, layer and options; kept, so asking again is free."""
-        _, function, takes_layer = METHODS[_known_method(method)]
+        _, function, takes_layer = self._table[self._known(method)]
         settings = tuple(self.options) if method in ("smoothgrad", "integrated_gradients") else None
         key = (method, self.target, self.layer if takes_layer else None, settings)
         if key not in self._raw:
@@ -203,14 +255,15 @@ class SaliencyOverlay(CnnWidget):
                     notes.append(f"{METHODS[name][0]} left out: {str(error).splitlines()[0]}")
                     continue
                 names.append(name)
-                shown.append(to_uint8(display_map(values, self.reduce)).numpy())
+                display = clip_display_map(values, self.reduce) if self._video else display_map(values, self.reduce)
+                shown.append(to_uint8(display).numpy())
             if not shown:
                 raise InputError(notes[0])
-            self.maps = array_message(
-                np.stack(shown), methods=names, titles=[METHODS[name][0] for name in names], target=self.target,
+            self.maps = array_message(np.stack(shown), **self.answer(
+                methods=names, titles=[METHODS[name][0] for name in names], target=self.target,
                 label=self.inspector.label(self.target), layer=self.layer, reduce=self.reduce, options=self.options,
                 notes=notes,
-            )
+            ))
 
     def run_sanity_check(self, steps: int | None = None) -> faithfulness.SanityCheck:
         """Run the cascading randomization check for the shown methods and class; shows it in the panel."""
@@ -219,10 +272,12 @@ class SaliencyOverlay(CnnWidget):
             order = faithfulness.randomization_steps(self.inspector.model)
             if steps is not None:
                 order = order[:steps]
-            functions = [_with_layer(name, self.layer) for name in names]
+            functions = [_with_layer(name, self.layer, self._table, self.reduce if self._video else None) for name in names]
             result = faithfulness.sanity_check(self.inspector, self._batch, self.target, methods=functions, steps=order)
+            frames = self._frames()
             thumbnails = np.stack([
-                np.stack([_thumbnail(step_map) for step_map in result.maps[function.__name__]]) for function in functions
+                np.stack([_thumbnail(step_map.view(frames, -1, step_map.shape[-1]).mean(0)) for step_map in result.maps[function.__name__]])
+                for function in functions
             ])
             self.sanity = array_message(
                 thumbnails, methods=names, titles=[METHODS[name][0] for name in names], steps=result.steps,
@@ -237,8 +292,9 @@ class SaliencyOverlay(CnnWidget):
         import matplotlib.pyplot as plt
         from matplotlib import colors
 
-        image = self.image.array
-        maps = self.maps.array
+        image, maps, when = self.image.array, self.maps.array, ""
+        if image.ndim == 4:  # a clip: the shown frame
+            image, maps, when = image[self.frame], maps[:, self.frame], f", frame {self.frame} of {len(image)}"
         count = len(maps)
         figure, axes = plt.subplots(1, count, figsize=(3.4 * count + 0.8, 3.8), squeeze=False)
         for axis, values, title in zip(axes[0], maps, self.maps["titles"]):
@@ -248,10 +304,16 @@ class SaliencyOverlay(CnnWidget):
             axis.set_title(title, fontsize=10)
             axis.axis("off")
         notes = "".join(f"\n{note}" for note in self.maps.get("notes", []))
-        figure.suptitle(f"{self.maps['label']} (class {self.maps['target']}){notes}", fontsize=11)
+        figure.suptitle(f"{self.maps['label']} (class {self.maps['target']}){when}{notes}", fontsize=11)
         mappable = plt.cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap=self.colormap)
         figure.colorbar(mappable, ax=list(axes[0]), fraction=0.03, pad=0.02, label="attribution (shared scale)")
         return render.figure_png(figure)
+
+
+def _video_cam_layers(inspector: Inspector) -> list[str]:
+    """Layers of a video model with a space-time map to take Grad-CAM at ([C,T,H,W], more than one position)."""
+    return [layer.name for layer in inspector.layers
+            if len(layer.shape) == 4 and math.prod(layer.shape[1:]) > 1 and layer.kind != "other"]
 
 
 def _known_method(name: str) -> str:
@@ -264,13 +326,20 @@ def _known_method(name: str) -> str:
     return name
 
 
-def _with_layer(name: str, layer: str):
-    _, function, takes_layer = METHODS[name]
-    if not takes_layer:
+def _with_layer(name: str, layer: str, table: dict = METHODS, clip_reduce: str | None = None):
+    """Method `name` of `table` as function(inspector, image, target), its layer bound. With `clip_reduce` (video):
+    its [T,H,W] display map laid out as one [1, T·H, W] map, so the sanity check compares whole space-time volumes
+    (rank correlation over every voxel), not one frame."""
+    _, function, takes_layer = table[name]
+    if not takes_layer and clip_reduce is None:
         return function
 
     def bound(inspector, image, target):
-        return function(inspector, image, target, layer=layer)
+        values = function(inspector, image, target, **({"layer": layer} if takes_layer else {}))
+        if clip_reduce is None:
+            return values
+        volume = clip_display_map(values, clip_reduce)
+        return volume.reshape(1, -1, volume.shape[-1])
 
     bound.__name__ = name
     return bound

@@ -2,13 +2,17 @@
 // picker, every channel map of the chosen layer on one canvas grid (click a map to enlarge it), the
 // channel's stats, and the layer's filters. Python computes and scales maps and filters; this file
 // decodes, colours and draws them. Colormaps are applied here only, so switching them is instant.
+// On a video model the maps are [C,T',H,W] with every time step: the frame slider and play button redraw
+// here at once, and a filmstrip of the clip marks the input frames the shown time step covers.
 import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { applyColormap, colormapNames } from './shared/colormaps.js';
 import { canvasPoint, h, setOptions } from './shared/dom.js';
 import { cellAt, cellOrigin, gridLayout, packAtlas } from './shared/grid.js';
-import { drawFitted, rgbaToCanvas, rgbToImageData } from './shared/images.js';
+import { drawFitted, drawNearest, rgbaToCanvas, rgbToImageData } from './shared/images.js';
+import { centreFrame, clampFrame, FRAMES_CSS, frameControls, itemOf, spanText, timeSlice } from './shared/frames.js';
 import { Listeners } from './shared/listeners.js';
-import { RequestStamp, throttledTraits } from './shared/requests.js';
+import { throttledTraits } from './shared/requests.js';
+import { ViewRequests } from './shared/view_requests.js';
 import { drawFilterMessage, drawTileGrid, tileRect } from './shared/tiles.js';
 import { scopedStyle } from './shared/styles.js';
 import { drawError, drawPredictions } from './shared/panels.js';
@@ -21,6 +25,7 @@ const SEND_INTERVAL_MS = 33;
 const FILTER_COLORMAP = 'coolwarm';
 const HIGHLIGHT_COLOR = '#00e5ff'; // cyan: absent from all offered colormaps
 const DEAD_COLOR = '#e53935';
+const STRIP_FRAME = 28; // px per frame in the clip's filmstrip
 
 const CSS = `
 & canvas { image-rendering: pixelated; max-width: 100%; }
@@ -35,12 +40,14 @@ const CSS = `
 .cnnw-side, .cnnw-filter-section { display: flex; flex-direction: column; align-items: flex-start; gap: 4px; }
 .cnnw-side { width: 240px; }
 .cnnw-filter-slice input { width: 5em; }
-`;
+.cnnw-input-side { display: flex; flex-direction: column; align-items: flex-start; gap: 4px; }
+${FRAMES_CSS}`;
 
-function buildView() {
+function buildView(onFrame) {
   const select = (className) => h('select', { className });
   const ui = {
     input: h('canvas', { className: 'cnnw-input' }),
+    strip: h('canvas', { className: 'cnnw-strip', title: 'the clip; outlined: the input frames the shown time step covers' }),
     predictions: h('div', { className: 'cnnw-predictions' }),
     layer: select('cnnw-layer'),
     normalize: select('cnnw-normalize'),
@@ -55,15 +62,18 @@ function buildView() {
     filters: h('canvas', { className: 'cnnw-filters' }),
     filtersInfo: h('div', { className: 'cnnw-filters-info cnnw-caption' }),
   };
+  ui.frames = frameControls(onFrame);
+  ui.frameRow = ui.frames.root;
   ui.filterSlice = h('label', { className: 'cnnw-filter-slice', title: '-1 = mean over input channels' },
     'filter input channel', ui.filterSliceInput);
   const labelled = (text, control) => h('label', {}, text, control);
   ui.root = h('div', { className: 'cnnw-layer-explorer' },
     scopedStyle('cnnw-layer-explorer', CSS),
-    h('div', { className: 'cnnw-row' }, ui.input, ui.predictions),
+    h('div', { className: 'cnnw-row' }, h('div', { className: 'cnnw-input-side' }, ui.input, ui.strip), ui.predictions),
     h('div', { className: 'cnnw-row cnnw-controls' },
       labelled('layer', ui.layer), ui.computing, labelled('normalize', ui.normalize),
       labelled('colormap', ui.colormap), ui.filterSlice, ui.error),
+    ui.frameRow,
     h('div', { className: 'cnnw-row' },
       ui.grid,
       h('div', { className: 'cnnw-side' }, ui.channel, ui.channelInfo, ui.stats)),
@@ -86,21 +96,35 @@ function allImages(stats) {
   return stats.n_images ? `all ${stats.n_images} images` : 'all images';
 }
 
-/** Decoded maps message, laid out for drawing; colormapped atlases are cached per colormap. */
+/** Decoded maps message ([C,H,W], or [C,T',H,W] on a video model), laid out for drawing; each time step's
+ * atlas is packed when first shown, and coloured atlases are cached per time step and colormap. */
 function decodeMaps(maps) {
-  const [channels, height, width] = maps.shape;
+  const video = maps.shape.length === 4;
+  const [channels, steps, height, width] = video ? maps.shape : [maps.shape[0], 1, ...maps.shape.slice(1)];
   const grid = gridLayout({ count: channels, tileWidth: width, tileHeight: height, targetWidth: GRID_WIDTH });
-  const atlas = packAtlas(toTypedArray(maps), { count: channels, tileWidth: width, tileHeight: height, depth: 1, cols: grid.cols });
-  return { message: maps, layer: maps.layer, channels, grid, atlas, stats: maps.stats ?? {}, canvasByColormap: new Map() };
+  const values = toTypedArray(maps);
+  const atlases = new Map();
+  const atlasAt = (step) => {
+    if (!atlases.has(step)) {
+      const plane = video ? timeSlice(values, maps.shape, step) : values;
+      atlases.set(step, packAtlas(plane, { count: channels, tileWidth: width, tileHeight: height, depth: 1, cols: grid.cols }));
+    }
+    return atlases.get(step);
+  };
+  return {
+    message: maps, layer: maps.layer, channels, steps, spans: maps.spans ?? null, grid, atlasAt,
+    stats: maps.stats ?? {}, canvasByKey: new Map(),
+  };
 }
 
-/** drawImage source holding all channel tiles of `shown` in the given colormap. */
-function coloredAtlas(shown, colormap) {
-  if (!shown.canvasByColormap.has(colormap)) {
-    const { pixels, width, height } = shown.atlas;
-    shown.canvasByColormap.set(colormap, rgbaToCanvas(applyColormap(pixels, width, height, colormap), width, height));
+/** drawImage source holding all channel tiles of `shown` at time step `step` in the given colormap. */
+function coloredAtlas(shown, step, colormap) {
+  const key = `${step} ${colormap}`;
+  if (!shown.canvasByKey.has(key)) {
+    const { pixels, width, height } = shown.atlasAt(step);
+    shown.canvasByKey.set(key, rgbaToCanvas(applyColormap(pixels, width, height, colormap), width, height));
   }
-  return shown.canvasByColormap.get(colormap);
+  return shown.canvasByKey.get(key);
 }
 
 function markDead(ctx, layout, index) {
@@ -121,17 +145,13 @@ function outlineCell(ctx, layout, index) {
 }
 
 function render({ model, el }) {
-  const ui = buildView();
-  el.append(ui.root);
   const listeners = new Listeners();
   const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
-
-  // Maps answers carry no request id, only their layer: each value `layer` takes is stamped, and an
-  // answer is current only if its layer holds the newest stamp.
-  const layerRequests = new RequestStamp();
-  const stampByLayer = new Map();
-  const stampLayer = () => stampByLayer.set(model.get('layer'), layerRequests.next());
+  const ui = buildView((frame) => commit('frame', frame)); // the change event redraws
+  el.append(ui.root);
+  const requests = new ViewRequests(model); // maps answers echo the request id of the layer / normalize pick
   let shown = null; // decoded maps on screen (kept while a newer layer is computing)
+  let decoded = { message: null, canvases: new Map() }; // the input image's (or each clip frame's) canvas
   let decodeError = '';
 
   const selectedChannel = () => {
@@ -139,6 +159,8 @@ function render({ model, el }) {
     return shown && channel >= 0 && channel < shown.channels ? channel : -1;
   };
   const colormap = () => (colormapNames.includes(model.get('colormap')) ? model.get('colormap') : colormapNames[0]);
+  const step = () => (shown ? clampFrame(model.get('frame'), shown.steps) : 0);
+  const span = () => shown?.spans?.[step()] ?? null;
 
   function showError() {
     drawError(ui.error, model.get('error') || decodeError);
@@ -147,10 +169,49 @@ function render({ model, el }) {
   function drawInput() {
     const image = model.get('image');
     ui.input.hidden = isEmptyArray(image);
+    ui.strip.hidden = ui.input.hidden || image.shape.length !== 4;
     if (ui.input.hidden) return;
-    const [height, width] = image.shape;
-    const source = rgbaToCanvas(rgbToImageData(toTypedArray(image), width, height), width, height);
-    drawFitted(ui.input, source, [0, 0, width, height], INPUT_BOX);
+    const clip = image.shape.length === 4;
+    const [height, width] = clip ? image.shape.slice(1) : image.shape;
+    if (decoded.message !== image) decoded = { message: image, canvases: new Map() };
+    const frameCanvas = (index) => {
+      if (!decoded.canvases.has(index)) {
+        const values = clip ? itemOf(toTypedArray(image), image.shape, index) : toTypedArray(image);
+        decoded.canvases.set(index, rgbaToCanvas(rgbToImageData(values, width, height), width, height));
+      }
+      return decoded.canvases.get(index);
+    };
+    drawFitted(ui.input, frameCanvas(clip ? centreFrame(span(), 0) : 0), [0, 0, width, height], INPUT_BOX);
+    if (clip) drawStrip(image.shape[0], frameCanvas, width, height);
+  }
+
+  /** The clip's frames in a row, the ones the shown time step covers outlined. */
+  function drawStrip(count, frameCanvas, width, height) {
+    const cell = Math.max(8, Math.min(STRIP_FRAME, Math.floor((GRID_WIDTH + INPUT_BOX) / count)));
+    const rowHeight = Math.round((cell * height) / width);
+    ui.strip.width = count * cell;
+    ui.strip.height = rowHeight + 4;
+    const ctx = ui.strip.getContext('2d');
+    for (let index = 0; index < count; index++) drawNearest(ctx, frameCanvas(index), [0, 0, width, height], [index * cell, 2, cell - 1, rowHeight]);
+    const covered = span();
+    if (!covered || covered.length !== 2) return;
+    ctx.strokeStyle = HIGHLIGHT_COLOR;
+    ctx.lineWidth = 2;
+    ctx.strokeRect(covered[0] * cell + 1, 1, (covered[1] - covered[0] + 1) * cell - 2, rowHeight + 2);
+  }
+
+  function drawFrameControls() {
+    const steps = shown?.steps ?? 1;
+    const covered = spanText(span());
+    ui.frames.show(step(), steps, `time step ${step()} of ${steps}${covered ? ` \u00b7 ${covered}` : ''}`);
+  }
+
+  /** Everything the shown time step changes: the grid, the enlarged channel, the input frame and the strip. */
+  function drawFrame() {
+    drawFrameControls();
+    drawInput();
+    drawGrid();
+    drawChannel();
   }
 
 
@@ -162,7 +223,7 @@ function render({ model, el }) {
   function acceptMaps() {
     const maps = model.get('maps');
     if (isEmptyArray(maps) || maps === shown?.message) return;
-    if (!layerRequests.isCurrent(stampByLayer.get(maps.layer))) return; // stale: keep the previous maps
+    if (!requests.accept(maps.request)) return; // an answer to an older request: keep the previous maps
     try {
       shown = decodeMaps(maps);
       decodeError = '';
@@ -175,8 +236,8 @@ function render({ model, el }) {
   function drawGrid() {
     ui.grid.hidden = !shown;
     if (!shown) return;
-    const { grid, atlas, stats } = shown;
-    const ctx = drawTileGrid(ui.grid, coloredAtlas(shown, colormap()), atlas, grid);
+    const { grid, stats } = shown;
+    const ctx = drawTileGrid(ui.grid, coloredAtlas(shown, step(), colormap()), shown.atlasAt(step()), grid);
     for (let index = 0; index < grid.count; index++) if (stats.dead?.[index]) markDead(ctx, grid, index);
     if (selectedChannel() >= 0) outlineCell(ctx, grid, selectedChannel());
   }
@@ -188,13 +249,14 @@ function render({ model, el }) {
       ui.channelInfo.replaceChildren(shown ? 'click a map to enlarge it' : '');
       return;
     }
-    drawFitted(ui.channel, coloredAtlas(shown, colormap()), tileRect(shown.atlas, channel), CHANNEL_BOX);
+    drawFitted(ui.channel, coloredAtlas(shown, step(), colormap()), tileRect(shown.atlasAt(step()), channel), CHANNEL_BOX);
     const { stats, message } = shown;
     const lines = [
       `channel ${channel}: min ${formatNumber(stats.min?.[channel])} max ${formatNumber(stats.max?.[channel])}, ` +
         `mean ${formatNumber(stats.mean?.[channel])}, zero ${formatNumber(100 * stats.zero_fraction?.[channel])} %`,
       `colours span ${formatNumber(message.low?.[channel])} … ${formatNumber(message.high?.[channel])}`,
     ];
+    if (shown.steps > 1) lines.push(`over all ${shown.steps} time steps; shown: time step ${step()}`);
     if (stats.dead?.[channel]) lines.push('dead on this image');
     if (stats.dead_all?.[channel]) lines.push(`dead on ${allImages(stats)}`);
     ui.channelInfo.replaceChildren(...lines.map((line) => h('div', { textContent: line })));
@@ -215,9 +277,8 @@ function render({ model, el }) {
   function drawMaps() {
     ui.layer.value = model.get('layer');
     ui.colormap.value = colormap();
-    ui.computing.hidden = !(model.get('busy') || shown?.layer !== model.get('layer'));
-    drawGrid();
-    drawChannel();
+    ui.computing.hidden = !(model.get('busy') || requests.pending());
+    drawFrame();
     drawStats();
   }
 
@@ -243,11 +304,12 @@ function render({ model, el }) {
   onModel('change:image', drawInput);
   onModel('change:predictions', () => drawPredictions(ui.predictions, model.get('predictions')));
   onModel('change:layers', drawLayerOptions);
-  onModel('change:layer', () => {
-    stampLayer();
-    acceptMaps();
+  onModel('change:layer', drawMaps);
+  onModel('change:request', () => {
+    requests.settle();
     drawMaps();
   });
+  onModel('change:frame', drawFrame);
   onModel('change:maps', () => {
     acceptMaps();
     drawMaps();
@@ -260,8 +322,9 @@ function render({ model, el }) {
   });
   onModel('change:filter_slice change:filter_in_channels', drawFilterSlice);
 
-  listeners.onDom(ui.layer, 'change', () => commit('layer', ui.layer.value));
-  listeners.onDom(ui.normalize, 'change', () => commit('normalize', ui.normalize.value));
+  const request = requests.committing(commit);
+  listeners.onDom(ui.layer, 'change', () => request('layer', ui.layer.value));
+  listeners.onDom(ui.normalize, 'change', () => request('normalize', ui.normalize.value));
   listeners.onDom(ui.colormap, 'change', () => commit('colormap', ui.colormap.value));
   listeners.onDom(ui.filterSliceInput, 'input', () => {
     const slice = Number(ui.filterSliceInput.value);
@@ -281,7 +344,6 @@ function render({ model, el }) {
     ui.grid.title = channel < 0 ? '' : `channel ${channel}${shown.stats.dead?.[channel] ? ' (dead)' : ''}`;
   });
 
-  stampLayer();
   ui.normalize.value = model.get('normalize');
   showError();
   drawInput();
@@ -293,6 +355,7 @@ function render({ model, el }) {
   drawFilterSlice();
 
   return () => {
+    ui.frames.dispose();
     listeners.removeAll();
     saveSoon.flush();
     ui.root.remove();

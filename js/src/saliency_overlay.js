@@ -2,15 +2,19 @@
 // a class picker (top-5 plus search over every class name), a method picker, and a side-by-side mode that
 // shows several methods on one shared 0..1 colour scale. Python sends each map as uint8 bytes; opacity and
 // colormap are applied here, so moving the slider or switching colormap needs no round trip.
-// Answers carry what they were computed for (methods, class, layer, reduction); only the newest is shown.
+// Answers echo the request id of the control change they answer; only the newest is shown.
+// On a video model the image is a clip [T,H,W,3] and each map a [T,H,W] volume: the frame slider and play
+// button blend frame by frame here.
 import { sendAction } from './shared/actions.js';
 import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { colormapNames } from './shared/colormaps.js';
 import { h, setOptions } from './shared/dom.js';
 import { rgbaToCanvas } from './shared/images.js';
+import { clampFrame, FRAMES_CSS, frameControls, itemOf } from './shared/frames.js';
 import { Listeners } from './shared/listeners.js';
-import { blendOverlay, colorbarPixels, labelIndex, searchLabels, viewKey } from './shared/overlay.js';
-import { RequestStamp, throttledTraits } from './shared/requests.js';
+import { blendOverlay, colorbarPixels, labelIndex, searchLabels } from './shared/overlay.js';
+import { throttledTraits } from './shared/requests.js';
+import { ViewRequests } from './shared/view_requests.js';
 import { scopedStyle } from './shared/styles.js';
 import { drawError } from './shared/panels.js';
 
@@ -29,7 +33,7 @@ const CSS = `
 .cnnw-maps { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
 .cnnw-panel { display: flex; flex-direction: column; align-items: center; gap: 2px; }
 .cnnw-panel canvas { image-rendering: auto; }
-.cnnw-title, .cnnw-note, .cnnw-caption { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
+.cnnw-title, .cnnw-note, .cnnw-caption, .cnnw-methods-note { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
 .cnnw-title { font-weight: 600; color: inherit; }
 .cnnw-matches { display: flex; flex-wrap: wrap; gap: 4px; }
 .cnnw-matches button { font-size: 11px; padding: 1px 6px; cursor: pointer; }
@@ -37,10 +41,12 @@ const CSS = `
 .cnnw-colorbar-row { display: flex; gap: 6px; align-items: center; }
 .cnnw-sanity { border-top: 1px solid var(--jp-border-color2, #ddd); padding-top: 6px; display: flex; flex-direction: column; align-items: flex-start; gap: 6px; }
 .cnnw-sanity-maps { display: grid; gap: 2px; align-items: center; }
-`;
+${FRAMES_CSS}`;
 
-function buildView() {
+function buildView(onFrame) {
   const ui = {
+    frames: frameControls(onFrame),
+    methodsNote: h('div', { className: 'cnnw-methods-note' }), // not .cnnw-caption: the caption below is the first one
     classSelect: h('select', { className: 'cnnw-class' }),
     search: h('input', { className: 'cnnw-search', type: 'search', placeholder: 'any class…', size: 16 }),
     matches: h('div', { className: 'cnnw-matches' }),
@@ -79,6 +85,7 @@ function buildView() {
     h('div', { className: 'cnnw-row' }, labelled('class', ui.classSelect), ui.search, ui.matches),
     h('div', { className: 'cnnw-row' }, ui.methodLabel, ui.layerLabel, labelled('map', ui.reduce),
       labelled('side by side', ui.sideBySide), ui.computing, ui.error),
+    ui.methodsNote,
     ui.compareRow,
     ui.smoothRow,
     ui.igRow,
@@ -86,6 +93,7 @@ function buildView() {
       h('div', { className: 'cnnw-colorbar-row' }, h('span', { className: 'cnnw-note', textContent: '0' }), ui.colorbar,
         h('span', { className: 'cnnw-note', textContent: '1 (each map\u2019s 99.5th percentile)' }))),
     ui.maps,
+    ui.frames.root,
     ui.caption,
     h('div', { className: 'cnnw-sanity' },
       h('div', { className: 'cnnw-row' }, ui.sanityRun, ui.sanityNote),
@@ -103,20 +111,13 @@ function shownMethods(model) {
   return model.get('side_by_side') ? model.get('compare') ?? [] : [model.get('method')];
 }
 
-/** The views the model state asks for right now. */
-function requestedView(model) {
-  return {
-    methods: shownMethods(model), target: model.get('target'), layer: model.get('layer'), reduce: model.get('reduce'),
-    options: OPTION_TRAITS.map((name) => model.get(name)),
-  };
-}
-
+/** Decoded maps: [K,H,W] for an image, [K,T,H,W] for a clip; `plane(k, t)` is method k's map at frame t. */
 function decodeMaps(maps) {
-  const [count, height, width] = maps.shape;
+  const video = maps.shape.length === 4;
+  const [count, steps, height, width] = video ? maps.shape : [maps.shape[0], 1, ...maps.shape.slice(1)];
   const values = toTypedArray(maps);
-  const frames = [];
-  for (let index = 0; index < count; index++) frames.push(values.subarray(index * height * width, (index + 1) * height * width));
-  return { message: maps, key: viewKey(maps), frames, width, height, titles: maps.titles ?? maps.methods };
+  const plane = (index, step) => itemOf(values, [count * steps, height, width], index * steps + step);
+  return { message: maps, count, steps, plane, width, height, titles: maps.titles ?? maps.methods };
 }
 
 function drawCurves(canvas, sanity) {
@@ -150,14 +151,11 @@ function drawCurves(canvas, sanity) {
 }
 
 function render({ model, el }) {
-  const ui = buildView();
-  el.append(ui.root);
   const listeners = new Listeners();
   const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
-
-  const requests = new RequestStamp();
-  const stampByKey = new Map();
-  const stampView = () => stampByKey.set(viewKey(requestedView(model)), requests.next());
+  const ui = buildView((frame) => commit('frame', frame)); // the change event redraws
+  el.append(ui.root);
+  const requests = new ViewRequests(model); // maps answers echo the request id of the control change
   let shown = null; // decoded maps on screen (kept while a newer view is computing)
   let photo = null; // decoded RGB image
   let decodeError = '';
@@ -171,13 +169,20 @@ function render({ model, el }) {
 
   function acceptImage() {
     const image = model.get('image');
-    photo = isEmptyArray(image) ? null : { rgb: toTypedArray(image), height: image.shape[0], width: image.shape[1] };
+    if (isEmptyArray(image)) {
+      photo = null;
+      return;
+    }
+    const clip = image.shape.length === 4;
+    const [steps, height, width] = clip ? image.shape : [1, ...image.shape];
+    const rgb = toTypedArray(image);
+    photo = { steps, height, width, frame: (step) => (clip ? itemOf(rgb, image.shape, step) : rgb) };
   }
 
   function acceptMaps() {
     const maps = model.get('maps');
     if (isEmptyArray(maps) || maps === shown?.message) return;
-    if (!requests.isCurrent(stampByKey.get(viewKey(maps)))) return; // stale: keep the previous maps
+    if (!requests.accept(maps.request)) return; // an answer to an older request: keep the previous maps
     try {
       shown = decodeMaps(maps);
       decodeError = '';
@@ -188,16 +193,18 @@ function render({ model, el }) {
   }
 
   function drawMaps() {
-    const fresh = shown && photo && shown.width === photo.width && shown.height === photo.height;
-    ui.computing.hidden = !(model.get('busy') || (shown && shown.key !== viewKey(requestedView(model))));
+    const fresh = shown && photo && shown.width === photo.width && shown.height === photo.height && shown.steps === photo.steps;
+    ui.computing.hidden = !(model.get('busy') || requests.pending());
+    ui.frames.show(model.get('frame'), photo?.steps ?? 1, `frame ${model.get('frame')} of ${photo?.steps ?? 1}`);
     if (!fresh) return;
-    const size = shown.frames.length > 1 ? SIDE_SIZE : SINGLE_SIZE;
+    const size = shown.count > 1 ? SIDE_SIZE : SINGLE_SIZE;
     const opacity = model.get('opacity');
-    const panels = shown.frames.map((frame, index) => {
+    const step = clampFrame(model.get('frame'), shown.steps);
+    const panels = shown.message.methods.map((method, index) => {
       const canvas = h('canvas', { className: 'cnnw-overlay', width: shown.width, height: shown.height });
       canvas.style.width = `${size}px`;
-      canvas.dataset.method = shown.message.methods[index];
-      const rgba = blendOverlay(photo.rgb, frame, shown.width, shown.height, colormap(), opacity);
+      canvas.dataset.method = method;
+      const rgba = blendOverlay(photo.frame(step), shown.plane(index, step), shown.width, shown.height, colormap(), opacity);
       canvas.getContext('2d').putImageData(new ImageData(rgba, shown.width, shown.height), 0, 0);
       return h('div', { className: 'cnnw-panel' }, h('div', { className: 'cnnw-title', textContent: shown.titles[index] }), canvas);
     });
@@ -260,6 +267,8 @@ function render({ model, el }) {
   }
 
   function drawSanity() {
+    ui.methodsNote.textContent = model.get('methods_note') ?? '';
+    ui.methodsNote.hidden = !ui.methodsNote.textContent;
     const sanity = model.get('sanity');
     const has = !isEmptyArray(sanity);
     ui.sanityCurve.hidden = !has;
@@ -295,15 +304,17 @@ function render({ model, el }) {
   onModel('change:image', () => {
     acceptImage();
     drawMaps();
+    drawSanity();
   });
   onModel('change:predictions change:labels change:target', drawClassOptions);
   const optionEvents = OPTION_TRAITS.map((name) => `change:${name}`).join(' ');
   onModel(`change:methods change:layers change:compare change:side_by_side change:method change:layer change:reduce ${optionEvents}`, drawControls);
-  onModel(`change:method change:target change:layer change:reduce change:side_by_side change:compare ${optionEvents}`, () => {
-    stampView();
-    acceptMaps();
+  onModel('change:request', () => {
+    requests.settle();
     drawMaps();
   });
+  onModel('change:frame', drawMaps);
+  onModel('change:methods_note', drawSanity);
   onModel('change:maps', () => {
     acceptMaps();
     drawMaps();
@@ -321,44 +332,44 @@ function render({ model, el }) {
   });
   onModel('change:sanity', drawSanity);
 
-  listeners.onDom(ui.classSelect, 'change', () => commit('target', Number(ui.classSelect.value)));
+  const request = requests.committing(commit);
+  listeners.onDom(ui.classSelect, 'change', () => request('target', Number(ui.classSelect.value)));
   listeners.onDom(ui.search, 'input', drawMatches);
   listeners.onDom(ui.search, 'keydown', (event) => {
     if (event.key !== 'Enter') return;
     const labels = model.get('labels') ?? [];
     const exact = labelIndex(labels, ui.search.value);
     const index = exact >= 0 ? exact : searchLabels(labels, ui.search.value, 1)[0];
-    if (index !== undefined && index >= 0) commit('target', index);
+    if (index !== undefined && index >= 0) request('target', index);
   });
   listeners.onDom(ui.matches, 'click', (event) => {
     const index = Number(event.target?.dataset?.index);
-    if (Number.isInteger(index)) commit('target', index);
+    if (Number.isInteger(index)) request('target', index);
   });
-  listeners.onDom(ui.method, 'change', () => commit('method', ui.method.value));
-  listeners.onDom(ui.layer, 'change', () => commit('layer', ui.layer.value));
-  listeners.onDom(ui.reduce, 'change', () => commit('reduce', ui.reduce.value));
-  listeners.onDom(ui.sideBySide, 'change', () => commit('side_by_side', ui.sideBySide.checked));
+  listeners.onDom(ui.method, 'change', () => request('method', ui.method.value));
+  listeners.onDom(ui.layer, 'change', () => request('layer', ui.layer.value));
+  listeners.onDom(ui.reduce, 'change', () => request('reduce', ui.reduce.value));
+  listeners.onDom(ui.sideBySide, 'change', () => request('side_by_side', ui.sideBySide.checked));
   listeners.onDom(ui.compare, 'change', () => {
     const picked = [...ui.compare.querySelectorAll('input:checked')].map((box) => box.value);
-    if (picked.length) commit('compare', picked);
+    if (picked.length) request('compare', picked);
     else drawControls(); // keep at least one method
   });
   const commitNumber = (name, input) => {
     const value = Number(input.value);
     const [low, high] = [Number(input.min), Number(input.max)];
-    if (Number.isFinite(value) && value >= low && value <= high) commit(name, value);
+    if (Number.isFinite(value) && value >= low && value <= high) request(name, value);
     else drawControls(); // out of range: show the current value again
   };
   listeners.onDom(ui.samples, 'change', () => commitNumber('smoothgrad_samples', ui.samples));
   listeners.onDom(ui.noise, 'change', () => commitNumber('smoothgrad_noise', ui.noise));
   listeners.onDom(ui.noise, 'input', () => { ui.noiseValue.textContent = `${Math.round(Number(ui.noise.value) * 100)}% of the input range`; });
   listeners.onDom(ui.steps, 'change', () => commitNumber('ig_steps', ui.steps));
-  listeners.onDom(ui.baseline, 'change', () => commit('ig_baseline', ui.baseline.value));
+  listeners.onDom(ui.baseline, 'change', () => request('ig_baseline', ui.baseline.value));
   listeners.onDom(ui.opacity, 'input', () => commit('opacity', Number(ui.opacity.value)));
   listeners.onDom(ui.colormap, 'change', () => commit('colormap', ui.colormap.value));
   listeners.onDom(ui.sanityRun, 'click', () => { saveSoon.flush(); sendAction(model, 'run_sanity_check'); });
 
-  stampView();
   showError();
   acceptImage();
   drawClassOptions();
@@ -369,6 +380,7 @@ function render({ model, el }) {
   drawSanity();
 
   return () => {
+    ui.frames.dispose();
     listeners.removeAll();
     saveSoon.flush();
     ui.root.remove();

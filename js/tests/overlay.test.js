@@ -1,6 +1,6 @@
 import { expect, it } from 'vitest';
 import { colormapTable } from '../src/shared/colormaps.js';
-import { blendOverlay, colorbarPixels, labelIndex, searchLabels, viewKey } from '../src/shared/overlay.js';
+import { blendOverlay, colorbarPixels, labelIndex, searchLabels } from '../src/shared/overlay.js';
 
 it('blendOverlay at opacity 0 is the image and at 1 the colormapped map', () => {
   const rgb = new Uint8Array([10, 20, 30, 200, 100, 0]);
@@ -35,16 +35,4 @@ it('searchLabels ranks exact, prefix, word prefix, then substring matches', () =
   expect(searchLabels(labels, 'cat', 2)).toEqual([3, 4]);
   expect(labelIndex(labels, 'egyptian CAT ')).toBe(2);
   expect(labelIndex(labels, 'lion')).toBe(-1);
-});
-
-it('viewKey names what an answer was computed for', () => {
-  const a = viewKey({ methods: ['grad_cam'], target: 3, layer: 'l4', reduce: 'abs' });
-  expect(a).toBe(viewKey({ methods: ['grad_cam'], target: 3, layer: 'l4', reduce: 'abs' }));
-  expect(a).not.toBe(viewKey({ methods: ['grad_cam'], target: 4, layer: 'l4', reduce: 'abs' }));
-  expect(a).not.toBe(viewKey({ methods: ['grad_cam', 'saliency'], target: 3, layer: 'l4', reduce: 'abs' }));
-  const options = [25, 0.15, 50, 'zero'];
-  const smooth = viewKey({ methods: ['smoothgrad'], target: 3, layer: 'l4', reduce: 'abs', options });
-  // the key Python sends back (options as a decoded JSON list) equals the one asked for
-  expect(smooth).toBe(viewKey({ methods: ['smoothgrad'], target: 3, layer: 'l4', reduce: 'abs', options: JSON.parse('[25, 0.15, 50, "zero"]') }));
-  expect(smooth).not.toBe(viewKey({ methods: ['smoothgrad'], target: 3, layer: 'l4', reduce: 'abs', options: [50, 0.15, 50, 'zero'] }));
 });

@@ -1,6 +1,5 @@
 // Attribution overlays: blending a colormapped 8-bit map over an RGB image at an opacity, a colorbar,
-// searching class labels, and the key an attribution answer is computed for. Pure functions over typed
-// arrays, so they run (and are tested) without a DOM.
+// searching class labels. Pure functions over typed arrays, so they run (and are tested) without a DOM.
 import { colormapTable } from './colormaps.js';
 
 /**
@@ -64,10 +63,4 @@ export function searchLabels(labels, query, limit = 20) {
 export function labelIndex(labels, text) {
   const q = String(text ?? '').trim().toLowerCase();
   return labels.findIndex((label) => String(label).toLowerCase() === q);
-}
-
-/** What an attribution answer was computed for, as one string: methods, class, layer, reduction, and the
- * SmoothGrad / integrated-gradients options (samples, noise, steps, baseline). */
-export function viewKey({ methods, target, layer, reduce, options }) {
-  return JSON.stringify([[...methods], target, layer, reduce, [...(options ?? [])]]);
 }
