@@ -6,10 +6,12 @@ from .errors import InputError, LayerNotFoundError
 from .widgets import (
     ActivationMaximization,
     AdversarialExplorer,
+    AttributeSlices,
     CodeInversion,
     CorrespondenceExplorer,
     EmbeddingScatter,
     FeatureEvolution,
+    HumanVsNetwork,
     InvarianceProbe,
     LayerExplorer,
     NetworkMap,
@@ -24,4 +26,5 @@ __all__ = [
     "LayerNotFoundError", "NetworkMap", "OcclusionSlider", "Preprocess", "SaliencyOverlay", "TopActivations", "methods",
     "zoo",
 ]
+__all__ += ["AttributeSlices", "HumanVsNetwork"]
 __version__ = "0.1.0"
