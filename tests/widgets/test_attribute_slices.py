@@ -14,7 +14,6 @@ from cnnwidgets import InputError, Inspector, zoo
 from cnnwidgets.backend import Preprocess
 from cnnwidgets.widgets.attribute_slices import THUMB, AttributeSlices
 from cnnwidgets.zoo.efficientnet_lite0 import MEAN, STD
-
 from tests.conftest import assert_same_state, hooks_left, model_state
 from tests.widgets.test_refused_values import browser_update
 

@@ -14,7 +14,6 @@ import pytest
 from cnnwidgets import InputError, Inspector, zoo
 from cnnwidgets.widgets.attribute_slices import THUMB
 from cnnwidgets.widgets.human_vs_network import HumanVsNetwork
-
 from tests.conftest import assert_same_state, hooks_left, model_state
 from tests.widgets.test_refused_values import browser_update
 
