@@ -23,7 +23,7 @@ const CSS = `
 .cnnw-hv-case { display: flex; flex-direction: column; align-items: center; font-size: 11px; width: ${THUMB_BOX + 40}px; text-align: center; }
 .cnnw-hv-right { color: var(--jp-success-color1, #2e7d32); }
 .cnnw-hv-wrong { color: var(--jp-error-color1, #c62828); }
-.cnnw-hv-failures { border-collapse: collapse; font-size: 12px; }
+.cnnw-hv-failures { align-self: flex-start; border-collapse: collapse; font-size: 12px; }
 .cnnw-hv-failures td, .cnnw-hv-failures th { padding: 1px 8px; text-align: right; }
 `;
 
