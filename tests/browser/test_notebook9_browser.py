@@ -34,6 +34,6 @@ def test_notebook9_first_widgets_render_and_react(jupyter_server, browser_page, 
     network.locator("canvas.cnnw-nm-canvas").click(position=box_point(BLOCKS_RANK))  # open the 16 MBConv blocks
     network.locator(".cnnw-nm-chip", has_text="_blocks").wait_for(timeout=TIMEOUT_MS)
     assert not network.locator(".cnnw-nm-error").is_visible()
-    page.locator(".jp-OutputArea").first.screenshot(path=str(artifacts_dir / "notebook9_network_map.png"))
+    network.screenshot(path=str(artifacts_dir / "notebook9_network_map.png"))
     errors = [error for error in page.console_errors if not IGNORED_CONSOLE_ERRORS.search(error)]
     assert not errors, errors
