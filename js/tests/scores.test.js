@@ -26,3 +26,12 @@ it('keeps only answers to the newest request of each kind', () => {
   expect(filter.accept('table', { request: 7 })).toBe(true); // a later answer (e.g. a change made from Python)
   expect(filter.accept('table', { request: 6 })).toBe(false); // older than the one shown
 });
+
+it('finds classes by a search in any case, at most a limit', async () => {
+  const { matchingClasses } = await import('../src/human_vs_network.js');
+  const classes = ['tabby', 'tiger cat', 'Egyptian cat', 'goldfish'];
+  expect(matchingClasses(classes, 'CAT')).toEqual([1, 2]);
+  expect(matchingClasses(classes, '')).toEqual([0, 1, 2, 3]);
+  expect(matchingClasses(classes, '', 2)).toEqual([0, 1]);
+  expect(matchingClasses(classes, 'zebra')).toEqual([]);
+});
