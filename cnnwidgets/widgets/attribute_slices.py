@@ -111,17 +111,16 @@ class AttributeSlices(CnnWidget):
         result = yield from slicing_steps(self.inspector, dataset, attributes, bins=self.edges or self.bins, masks=masks, limit=limit)
         if not result.bins:
             raise InputError("every attribute is constant on this dataset; pass attributes that vary")
-        self.result = result
+        if self.attribute and self.attribute not in result.bins:
+            raise InputError(f"no attribute {self.attribute!r}; pick one of {sorted(result.bins)}")
         correct = result.correct
-        with self.hold_trait_notifications():
+        with self.hold_trait_notifications():  # before `result` is set, so no observer bins yet: binned once below
             self.names = list(result.bins)
-            if self.attribute not in result.bins:
-                if self.attribute:
-                    raise InputError(f"no attribute {self.attribute!r}; pick one of {sorted(result.bins)}")
-                self.attribute = next(iter(result.bins))
+            self.attribute = self.attribute or next(iter(result.bins))
             self.summary = {"images": len(result.predictions), "labelled": correct is not None,
                             "accuracy": None if correct is None else float(correct.mean()),
                             "confidence": float(result.confidence.mean())}
+        self.result = result
         self.error = ""
         self._rebin()
 

@@ -23,9 +23,9 @@ def test_attribute_slices_in_jupyterlab(jupyter_server, browser_page, artifacts_
     widget = page.locator(".cnnw-attribute-slices")
     widget.wait_for(state="visible", timeout=TIMEOUT_MS)
     bins = widget.locator(".cnnw-as-bin")
-    page.wait_for_function("() => document.querySelectorAll('.cnnw-attribute-slices .cnnw-as-bin').length === 4",
+    page.wait_for_function("""() => document.querySelectorAll('.cnnw-attribute-slices .cnnw-as-bin').length === 4
+        && document.querySelector('.cnnw-attribute-slices .cnnw-as-summary').textContent.startsWith('96 images: accuracy')""",
                            timeout=TIMEOUT_MS)
-    assert "96 images: accuracy" in widget.locator(".cnnw-as-summary").inner_text()
     assert sum(int(text.split("n=")[1]) for text in widget.locator(".cnnw-as-count").all_inner_texts()) == 96
 
     bins.nth(2).click()  # the third brightness bin: its 24 images appear with their predictions
