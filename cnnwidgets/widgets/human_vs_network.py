@@ -21,6 +21,7 @@ from torch import nn
 from .. import render
 from ..backend import Inspector
 from ..backend.images import ImageLike
+from ..backend.index import Source
 from ..errors import InputError
 from ..methods.human_vs_network import Comparison, labelled_items, score_answers, shortlist
 from .arrays import Array, array_message
@@ -55,7 +56,9 @@ class HumanVsNetwork(CnnWidget):
         if dataset is None:
             raise InputError("HumanVsNetwork needs a labelled dataset; pass e.g. zoo.digits('test') with zoo.digits_cnn()")
         if indices is None:
-            size = len(dataset)  # type: ignore[arg-type]
+            size = Source(dataset).__len__()  # None for an iterable dataset
+            if size is None:
+                raise InputError("the human test needs images by position; pass a map-style Dataset, a list or a folder")
             if not isinstance(count, int) or not 1 <= count <= min(MAX_COUNT, size):
                 raise InputError(f"count={count!r}; pass 1..{min(MAX_COUNT, size)} images")
             indices = [int(i) for i in np.random.default_rng(seed).choice(size, count, replace=False)]

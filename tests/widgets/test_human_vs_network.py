@@ -101,3 +101,7 @@ def test_a_dataset_without_labels_is_one_line(digits_cnn):
         HumanVsNetwork(digits_cnn, zoo.digits("test"), count=0)
     free = HumanVsNetwork(digits_cnn, zoo.digits("test"), indices=[0, 1], mode="free")
     assert free.mode == "free" and free.classes == [str(i) for i in range(10)] and np.array(free.labels).shape == (2,)
+    sent = browser_update(free, mode="nope")  # an Enum refuses it; the browser gets "free" back
+    assert free.mode == "free" and "mode" in free.error and sent[-1]["state"]["mode"] == "free"
+    with pytest.raises(InputError, match="cannot index"):
+        HumanVsNetwork(digits_cnn, iter([]), count=1)
