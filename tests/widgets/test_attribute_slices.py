@@ -122,7 +122,7 @@ def test_refused_values_from_the_browser_are_rolled_back(digits_cnn, name, value
 
 def test_the_dataset_is_predicted_in_steps_on_the_event_loop(digits_cnn):
     async def build() -> tuple[AttributeSlices, bool, list[float]]:
-        widget = AttributeSlices(digits_cnn, zoo.digits("test"), limit=100)  # 4 chunks of 32
+        widget = AttributeSlices(digits_cnn, zoo.digits("test"), limit=100)  # 13 chunks of 8
         pending = widget.result is None and widget.busy
         seen: list[float] = []
         widget.observe(lambda change: seen.append(change["new"]), "progress")
@@ -132,7 +132,7 @@ def test_the_dataset_is_predicted_in_steps_on_the_event_loop(digits_cnn):
 
     widget, pending, seen = asyncio.run(build())
     assert pending  # the constructor returned before predicting: the view shows at once
-    assert seen == pytest.approx([0.32, 0.64, 0.96, 1.0])  # one value per chunk of 32 images
+    assert seen == pytest.approx([*(np.arange(8, 100, 8) / 100), 1.0])  # one value per chunk of 8 images
     assert widget.summary["images"] == 100 and not widget.busy
 
 
