@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import IGNORED_CONSOLE_ERRORS, NOTEBOOKS, open_notebook, run_cells
+from .conftest import IGNORED_CONSOLE_ERRORS, open_notebook, run_cells
 from .test_network_map_browser import BLOCKS_RANK, box_point
 
 pytestmark = pytest.mark.browser
@@ -13,11 +13,6 @@ pytestmark = pytest.mark.browser
 TIMEOUT_MS = 180_000
 NOTEBOOK = "09_the_rest_of_cs231n.ipynb"
 CELLS = 8  # title, imports, NetworkMap (markdown, map, totals, markdown), correspondence (markdown, explorer)
-
-
-@pytest.fixture(scope="session")
-def notebooks_to_serve():
-    return [NOTEBOOKS / NOTEBOOK]
 
 
 def test_notebook9_first_widgets_render_and_react(jupyter_server, browser_page, artifacts_dir):
