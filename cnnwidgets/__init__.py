@@ -6,11 +6,13 @@ from .errors import InputError, LayerNotFoundError
 from .widgets import (
     ActivationMaximization,
     AdversarialExplorer,
+    AttributeSlices,
     CodeInversion,
     ConfusionView,
     CorrespondenceExplorer,
     EmbeddingScatter,
     FeatureEvolution,
+    HumanVsNetwork,
     InvarianceProbe,
     LayerExplorer,
     NetworkMap,
@@ -26,4 +28,5 @@ __all__ = [
     "LayerNotFoundError", "NetworkMap", "OcclusionSlider", "Preprocess", "SaliencyOverlay", "TopActivations", "methods",
     "zoo",
 ]
+__all__ += ["AttributeSlices", "HumanVsNetwork"]
 __version__ = "0.1.0"

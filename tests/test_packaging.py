@@ -19,7 +19,7 @@ def test_wheel_contains_the_built_front_end(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for widget in ("layer_explorer", "feature_evolution", "top_activations", "embedding_scatter", "saliency_overlay",
                    "occlusion_slider", "activation_maximization", "code_inversion", "invariance_probe", "adversarial_explorer",
-                   "network_map", "correspondence_explorer"):
+                   "network_map", "correspondence_explorer", "attribute_slices", "human_vs_network"):
         assert f"cnnwidgets/static/{widget}.js" in names
     assert "cnnwidgets/zoo/data/digits_cnn.pt" in names and "cnnwidgets/zoo/data/digits_cnn.json" in names
     for weights in ("digits_generator.pt", "motion_two_stream.pt", "motion_c3d.pt", "motion.json"):
