@@ -48,7 +48,7 @@ def test_adversarial_explorer_without_labels(resnet, image):
 
 def test_activation_maximization_without_labels(resnet):
     widget = ActivationMaximization(resnet, target=0, size=32)
-    assert widget.error == "" and widget.target == "class 0" and "class 0" in widget.description
+    assert widget.error == "" and widget.target == 0 and "class 0" in widget.description
     assert widget.to_png()[:4] == b"\x89PNG"
 
 
