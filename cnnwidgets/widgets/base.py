@@ -22,8 +22,8 @@ The request protocol, which a new widget follows:
 
 One meaning per trait name, in every widget: `target` (and `fool_target`) is a class index, an Int, with -1 for
 the top class of the widget's image (an untargeted attack moves away from it); constructors also take a class name.
-`layers` lists the layers a widget offers to pick from (`layer_names` their plain names); the picked one is
-`layer`, several picked ones `selected_layers`.
+`layers` (or `layer_names`) lists the layers a widget offers to pick from; the picked one is `layer`, several
+picked ones `selected_layers` (a constructor's `layers=` argument may choose them).
 """
 
 from __future__ import annotations
