@@ -111,7 +111,8 @@ function drawMap(canvas, units, edges, theme) {
 }
 
 // Timing hooks (bench/network_map.py reads them with performance.getEntriesByType('mark')): the view's start,
-// each finished drawing of the graph (detail: how many boxes), and each click that expands a block.
+// each finished drawing of the graph (detail: how many boxes, whether receptive fields are in), and each click that
+// expands a block.
 const MARKS = { render: 'cnnw-nm-render', drawn: 'cnnw-nm-drawn', expand: 'cnnw-nm-expand' };
 
 function render({ model, el }) {
@@ -136,7 +137,8 @@ function render({ model, el }) {
 
   const drawGraph = () => {
     ({ boxes, scale } = drawMap(canvas, model.get('units'), model.get('edges'), theme()));
-    performance.mark(MARKS.drawn, { detail: { units: boxes.length } });
+    const units = model.get('units');
+    performance.mark(MARKS.drawn, { detail: { units: units.length, fields: units.some((unit) => unit.receptive_field != null) } });
   };
   // units and edges arrive in one message (Python holds them together) and fire two change events: draw once,
   // after both, so edges never index the boxes of the other layout

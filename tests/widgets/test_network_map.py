@@ -86,9 +86,9 @@ def test_a_300_layer_model_starts_small():
     assert len(network.units) == 10 + 23  # layer3 of ResNet-101 holds 23 bottlenecks
 
 
-def test_in_a_kernel_the_map_draws_first_and_its_receptive_fields_follow_on_the_event_loop():
-    """The receptive fields (one more traced forward) run as a job on the running event loop, after the map is
-    shown; they then equal what `network_graph(fields=True)` finds."""
+def test_in_a_kernel_the_map_draws_first_and_its_statistics_and_fields_follow_on_the_event_loop():
+    """The image's statistics and the receptive fields (one more traced forward each) run as a job on the running
+    event loop, after the map is shown; they then equal what `network_graph` finds in one go."""
     import asyncio
 
     from cnnwidgets.methods.network_graph import network_graph
@@ -98,7 +98,7 @@ def test_in_a_kernel_the_map_draws_first_and_its_receptive_fields_follow_on_the_
 
     async def in_a_kernel() -> tuple[list, list]:
         network = NetworkMap(inspector, image)
-        drawn_first = [unit["receptive_field"] for unit in network.units]
+        drawn_first = network.units
         for _ in range(600):
             if not network.busy:
                 break
@@ -106,9 +106,11 @@ def test_in_a_kernel_the_map_draws_first_and_its_receptive_fields_follow_on_the_
         return drawn_first, network.units
 
     drawn_first, units = asyncio.run(in_a_kernel())
-    assert all(field is None for field in drawn_first)
+    assert all(unit["receptive_field"] is None and unit["means"] == [] for unit in drawn_first)
     reference = network_graph(inspector, image, fields=True)
-    fields = {unit["name"]: unit["receptive_field"] for unit in units}
-    assert fields["conv1"] == reference.node("conv1").receptive_field == 7
-    assert fields["maxpool"] == reference.node("maxpool").receptive_field and fields["layer4"] is not None
+    shown = {unit["name"]: unit for unit in units}
+    assert shown["conv1"]["receptive_field"] == reference.node("conv1").receptive_field == 7
+    assert shown["maxpool"]["receptive_field"] == reference.node("maxpool").receptive_field and shown["layer4"]["receptive_field"]
+    assert shown["relu"]["means"] == [reference.node("relu").mean] and shown["relu"]["dead"] == [reference.node("relu").dead_fraction]
+    assert len(shown["layer1"]["means"]) == sum(1 for node in reference.nodes if node.block.startswith("layer1") and node.mean is not None)
     assert hooks_left(inspector.model) == 0
