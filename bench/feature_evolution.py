@@ -6,6 +6,7 @@ synchronous cost of one snapshot call, how long the view needs after training to
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -17,13 +18,15 @@ import torch.nn.functional as F
 from common import machine, median_ms
 
 EPOCHS = 5
-ROUNDS = 3
+ROUNDS = 5
 
 
-def train(model, x, y, epochs, after_epoch) -> float:
-    """Seconds for `epochs` epochs of Adam on (x, y), calling `after_epoch(epoch)` after each one."""
+def train(model, x, y, epochs, after_epoch) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for `epochs` epochs of Adam on (x, y), calling `after_epoch(epoch)`
+    after each one. The CPU seconds include the widget's background thread while training runs; other processes
+    on a loaded machine inflate the wall time but hardly the CPU time, so the CPU ratio is the steadier figure."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for epoch in range(1, epochs + 1):
         model.train()
         for batch in torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch)).split(32):
@@ -32,7 +35,7 @@ def train(model, x, y, epochs, after_epoch) -> float:
             loss.backward()
             optimizer.step()
         after_epoch(epoch)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def timed(call: Callable[[int], None], seconds: list[float]) -> Callable[[int], None]:
@@ -80,6 +83,7 @@ def run() -> dict:
     slider_ms = median_ms(lambda: setattr(widget, "epoch", epochs[next(step) % len(epochs)]), repeats=50)
 
     x, y = zoo.digits("train").tensors()
+    load_before = os.getloadavg()
     plain, tracked, snapshot_s, catch_up = [], [], [], []
     for _ in range(ROUNDS):  # alternated, so a load change on the machine hits both alike
         torch.manual_seed(0)
@@ -92,7 +96,10 @@ def run() -> dict:
         live.wait()  # not part of the training loop: the view catching up once training is over
         catch_up.append(time.perf_counter() - start)
         assert live.epochs == list(range(1, EPOCHS + 1))
-    plain_s, tracked_s = statistics.median(plain), statistics.median(tracked)
+    plain_s, tracked_s = statistics.median(w for w, _ in plain), statistics.median(w for w, _ in tracked)
+    plain_cpu, tracked_cpu = statistics.median(c for _, c in plain), statistics.median(c for _, c in tracked)
+    load_after = os.getloadavg()
+    ratios = [t[0] / p[0] for p, t in zip(plain, tracked)]  # each tracked run against the plain run just before it
     loaded_s = loaded_wait_s(features, test)
     return {
         "name": "feature_evolution",
@@ -105,7 +112,17 @@ def run() -> dict:
         "training_5_epochs_s": round(plain_s, 2),
         "training_5_epochs_with_snapshot_each_epoch_s": round(tracked_s, 2),
         "snapshot_slowdown": round(tracked_s / plain_s - 1, 3),
-        "snapshot_slowdown_note": f"median of {ROUNDS} alternated runs of each",
+        "snapshot_slowdown_note": f"median of {ROUNDS} alternated runs of each, in one run of the bench",
+        "snapshot_slowdown_per_pair": [round(r - 1, 3) for r in ratios],
+        "training_cpu_s": round(plain_cpu, 2),
+        "training_with_snapshots_cpu_s": round(tracked_cpu, 2),
+        "snapshot_cpu_overhead": round(tracked_cpu / plain_cpu - 1, 3),
+        "snapshot_cpu_overhead_note": "CPU seconds of the process (training + the background panels while training "
+                                      "runs), median of the same runs: the cost that a loaded machine does not blur",
+        "load_average_1_5_15_min_before": [round(v, 2) for v in load_before],
+        "load_average_1_5_15_min_after": [round(v, 2) for v in load_after],
+        "load_note": "the machine is shared (2 cores, other agents' tests running): the ratio of alternated runs "
+                     "is the figure to read, not the seconds",
         "snapshot_call_ms": round(1000 * statistics.median(snapshot_s), 3),
         "panels_ready_after_training_s": round(statistics.median(catch_up), 2),
         "wait_after_one_snapshot_with_both_cores_busy_s": round(loaded_s, 2),

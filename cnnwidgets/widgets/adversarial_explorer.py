@@ -23,8 +23,9 @@ MAX_EPSILON = 32
 
 class AdversarialExplorer(CnnWidget):
     """Attack the image: `method` "fgsm" or "pgd" (`steps` iterations), `epsilon` in pixel levels out of 255,
-    untargeted (`target` "") or toward class `target`. Shows original, magnified perturbation and adversarial
-    image with their top-5 and saliency maps. `fool()` (or the button) grows an image of `fool_target` from noise."""
+    untargeted (`target` -1: away from the top class) or toward class `target` (an index; the constructor also takes
+    a name). Shows original, magnified perturbation and adversarial image with their top-5 and saliency maps.
+    `fool()` (or the button) grows an image of class `fool_target` (an index, or a name to the constructor) from noise."""
 
     _esm = front_end("adversarial_explorer")
     ACTIONS = ("fool",)
@@ -32,7 +33,7 @@ class AdversarialExplorer(CnnWidget):
     method = traitlets.Enum(["fgsm", "pgd"], "pgd").tag(sync=True)
     epsilon = traitlets.Int(8).tag(sync=True)
     steps = traitlets.Int(10).tag(sync=True)
-    target = traitlets.Unicode("").tag(sync=True)
+    target = traitlets.Int(-1).tag(sync=True)
     labels = traitlets.List().tag(sync=True)
     original = Array().tag(sync=True)
     perturbation = Array().tag(sync=True)
@@ -42,16 +43,21 @@ class AdversarialExplorer(CnnWidget):
     original_top = traitlets.List().tag(sync=True)
     adversarial_top = traitlets.List().tag(sync=True)
     summary = traitlets.Dict().tag(sync=True)
-    fool_target = traitlets.Unicode("goldfish").tag(sync=True)
+    fool_target = traitlets.Int(0).tag(sync=True)
     fooling = Array().tag(sync=True)
     fooling_top = traitlets.List().tag(sync=True)
 
-    def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, **kwargs: object) -> None:
+    def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, *,
+                 target: int | str | None = None, fool_target: int | str | None = None, **kwargs: object) -> None:
         self.inspector = as_inspector(inspector)
         self._batch = self.inspector.preprocess(default_image(image)).clone()
         labels = [self.inspector.label(i) for i in range(len(self.inspector.logits(self._batch)))]
-        if kwargs.get("fool_target") is None and "goldfish" not in labels:
-            kwargs["fool_target"] = labels[0]
+        self._classes = len(labels)
+        if target is not None and target != -1:
+            kwargs["target"] = self.inspector.class_index(target, self._batch)
+        if fool_target is None:  # the embedded model's goldfish, else the first class
+            fool_target = "goldfish" if "goldfish" in labels else 0
+        kwargs["fool_target"] = self.inspector.class_index(fool_target, self._batch)
         self.result: AttackResult | None = None
         self.fool_result: AttackResult | None = None
         super().__init__(**kwargs)
@@ -72,10 +78,13 @@ class AdversarialExplorer(CnnWidget):
         return proposal["value"]
 
     @traitlets.validate("target", "fool_target")
-    def _check_target(self, proposal: dict) -> str:
+    def _check_target(self, proposal: dict) -> int:
         value = proposal["value"]
-        if value or proposal["trait"].name == "fool_target":
-            self.inspector.class_index(value)  # raises with close matches
+        if value == -1 and proposal["trait"].name == "target":
+            return value  # untargeted
+        if not 0 <= value < self._classes:
+            untargeted = "-1 (untargeted) or " if proposal["trait"].name == "target" else ""
+            raise InputError(f"{proposal['trait'].name}={value} is out of range; pick {untargeted}a class index 0..{self._classes - 1}")
         return value
 
     @traitlets.observe("method", "epsilon", "steps", "target")
@@ -84,8 +93,8 @@ class AdversarialExplorer(CnnWidget):
 
     def _attack(self) -> None:
         with self._working():
-            epsilon, targeted = self.epsilon / 255, bool(self.target)
-            target = self.target or None
+            epsilon, targeted = self.epsilon / 255, self.target != -1
+            target = self.target if targeted else None
             if self.method == "fgsm":
                 result = fgsm(self.inspector, self._batch, epsilon, target=target, targeted=targeted)
             else:

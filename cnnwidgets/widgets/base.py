@@ -19,6 +19,11 @@ The request protocol, which a new widget follows:
 * **Long work** runs on the widget's `Jobs` runner (`cnnwidgets.widgets.jobs`): a newer request cancels the older
   work, errors go to `error` with the last good view kept, `busy` and `progress` show it.
 * **Errors**: `error` holds one line, `busy` is true while Python works.
+
+One meaning per trait name, in every widget: `target` (and `fool_target`) is a class index, an Int, with -1 for
+the top class of the widget's image (an untargeted attack moves away from it); constructors also take a class name.
+`layers` (or `layer_names`) lists the layers a widget offers to pick from; the picked one is `layer`, several
+picked ones `selected_layers` (a constructor's `layers=` argument may choose them).
 """
 
 from __future__ import annotations

@@ -24,13 +24,14 @@ from .defaults import as_inspector, default_image
 
 
 class CodeInversion(BackgroundOptimization):
-    """Invert `image`'s code at each of `layers` (default: four from shallow to deep) at `size` px (smaller is
-    faster), all advancing together in the background: `steps` more per run, the view refreshed every `every`.
+    """Invert `image`'s code at each of `selected_layers` (the constructor's `layers=`; default: four from shallow
+    to deep; `layer_names` are the layers to pick from) at `size` px (smaller is faster), all advancing together in
+    the background: `steps` more per run, the view refreshed every `every`.
     `param`, `lr` and `tv` are the optimizer and total-variation prior of `cnnwidgets.methods.invert`."""
 
     _esm = front_end("code_inversion")
 
-    layers = traitlets.List().tag(sync=True)
+    selected_layers = traitlets.List().tag(sync=True)
     layer_names = traitlets.List().tag(sync=True)
     param = traitlets.Enum(list(PARAMETERIZATIONS), INVERSION_DEFAULTS.param).tag(sync=True)
     lr = traitlets.Float(INVERSION_DEFAULTS.lr).tag(sync=True)
@@ -41,13 +42,13 @@ class CodeInversion(BackgroundOptimization):
     psnr = traitlets.List().tag(sync=True)
     distances = traitlets.List().tag(sync=True)
 
-    SETTINGS = ("layers", "param", "lr", "tv", "size")
+    SETTINGS = ("selected_layers", "param", "lr", "tv", "size")
 
     def __init__(self, inspector: Inspector | nn.Module | None = None, image: ImageLike | None = None, *,
                  layers: Sequence[str] | None = None, **kwargs: object) -> None:
         self.inspector = as_inspector(inspector)
         self._batch = self.inspector.preprocess(default_image(image)).clone()
-        kwargs["layers"] = list(layers) if layers is not None else default_layers(self.inspector)
+        kwargs["selected_layers"] = list(layers) if layers is not None else default_layers(self.inspector)
         kwargs.setdefault("steps", 100)
         super().__init__(**kwargs)
         self._setup_background()
@@ -58,11 +59,11 @@ class CodeInversion(BackgroundOptimization):
             self._publish()
         self.observe(lambda _change: self.reset(), list(self.SETTINGS))
 
-    @traitlets.validate("layers")
+    @traitlets.validate("selected_layers")
     def _check_layers(self, proposal: dict) -> list:
         names = list(proposal["value"])
         if not names:
-            raise InputError("layers is empty; pass at least one layer name, e.g. ['_stem_act', '_head_act']")
+            raise InputError("selected_layers is empty; pass at least one layer name, e.g. ['_stem_act', '_head_act']")
         return [self.inspector.layer(name).name for name in names]
 
     @traitlets.validate("size")
@@ -81,7 +82,7 @@ class CodeInversion(BackgroundOptimization):
         if batch.shape[-1] != self.size or batch.shape[-2] != self.size:
             batch = F.interpolate(batch, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
         inspector = self._private_inspector()
-        self.inverters = [Inverter(inspector, batch, layer, param=self.param, lr=self.lr, tv=self.tv) for layer in self.layers]
+        self.inverters = [Inverter(inspector, batch, layer, param=self.param, lr=self.lr, tv=self.tv) for layer in self.selected_layers]
 
     def _advance(self, steps: int, stop: Callable[[], bool]) -> None:
         for inverter in self.inverters:

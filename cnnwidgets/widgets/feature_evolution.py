@@ -50,6 +50,12 @@ class FeatureEvolution(CnnWidget):
     background thread on one core working at most BACKGROUND_SHARE of the time while snapshots keep coming, so
     training keeps the processor and the view catches up as it can (the slider grows when an epoch is ready).
     `wait()` computes the rest without resting and blocks until every snapshot is shown.
+
+    Requests (`widgets.base`): the epoch slider needs no Python work (every epoch's panels are in the browser), so
+    its messages carry `epoch` and a `request` id, and the panels a snapshot publishes are the answer: `tiles`
+    carries the `request` it saw. A publish moves `epoch` to the newest epoch only when the user was on the newest;
+    the front end keeps the user's own epoch over a publish that answers an older request (the slider was moved
+    while the snapshot was computed), instead of jumping away from it.
     """
 
     _esm = front_end("feature_evolution")
@@ -188,7 +194,8 @@ class FeatureEvolution(CnnWidget):
                                      note=panels[0]["filters_note"])
         self.tiles = array_message(torch.stack([p["tiles"] for p in panels], 1).numpy(),
                                    values=torch.stack([p["values"] for p in panels], 1).tolist(),
-                                   images=torch.stack([p["images"] for p in panels], 1).tolist(), epochs=epochs)
+                                   images=torch.stack([p["images"] for p in panels], 1).tolist(), epochs=epochs,
+                                   request=self.request)
         weighted = [name for name, module in self.inspector.model.named_modules()
                     if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear))]
         changes = [None] + [weight_change(self._states[a], self._states[b], weighted) for a, b in itertools.pairwise(epochs)]

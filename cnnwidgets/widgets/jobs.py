@@ -13,9 +13,9 @@ Where the steps run (`thread=`):
   shared across threads; see `Inspector.private_copy` for why a copy and not a lock). `rest_share` keeps a
   background job to at most that share of the time (FeatureEvolution's live tracking beside a training loop);
   `wait()` ends the rests, so the remaining steps run at full speed.
-* **event loop** (OcclusionSlider): chunks of at most CHUNK_S on the kernel's asyncio loop, in the main thread,
-  so the kernel answers the browser between chunks and the user's own model may be used. Outside a running loop
-  (a script, a test) the job runs to the end at once.
+* **event loop** (OcclusionSlider; NetworkMap's statistics and receptive fields): chunks of at most CHUNK_S on the
+  kernel's asyncio loop, in the main thread, so the kernel answers the browser between chunks and the user's own
+  model may be used. Outside a running loop (a script, a test) the job runs to the end at once.
 
 `wait(timeout)` blocks until no job is left (a TimeoutError after `timeout` s); `finish()` runs what is left now,
 in the caller. At interpreter exit every runner cancels its job and joins its thread, so no thread is still inside

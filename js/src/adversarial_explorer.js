@@ -2,6 +2,7 @@
 // original, magnified perturbation and adversarial image with their top-5 and saliency maps; a button that
 // grows a fooling image of a chosen class from noise. Python attacks; this file draws and sends settings.
 import { sendAction } from './shared/actions.js';
+import { classIndexOf } from './shared/clips.js';
 import { h, setOptions } from './shared/dom.js';
 import { Listeners } from './shared/listeners.js';
 import { PANEL_CSS, drawError, drawMessage, drawPredictions, figure, setSlider, slider } from './shared/panels.js';
@@ -18,10 +19,10 @@ function render({ model, el }) {
   const epsilon = slider('ε', { min: 0, max: 32, step: 1, value: model.get('epsilon'), format: (v) => `${v}/255` });
   epsilon.input.className = 'cnnw-epsilon';
   const steps = h('input', { type: 'number', min: 1, max: 100, step: 1, value: model.get('steps'), className: 'cnnw-steps', style: 'width: 4em' });
-  const target = h('input', { type: 'text', className: 'cnnw-target', placeholder: 'untargeted', value: model.get('target') });
+  const target = h('input', { type: 'text', className: 'cnnw-target', placeholder: 'untargeted' });
   const labelList = h('datalist', { id: `cnnw-labels-${Math.random().toString(36).slice(2)}` });
   target.setAttribute('list', labelList.id);
-  const foolTarget = h('input', { type: 'text', className: 'cnnw-fool-target', value: model.get('fool_target') });
+  const foolTarget = h('input', { type: 'text', className: 'cnnw-fool-target' });
   foolTarget.setAttribute('list', labelList.id);
   const foolButton = h('button', { className: 'cnnw-fool', textContent: 'grow from noise' });
   const error = h('div', { className: 'cnnw-error' });
@@ -49,8 +50,20 @@ function render({ model, el }) {
   el.append(root);
   const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
 
+  let localError = '';
+  const labelOf = (index) => (index < 0 ? '' : (model.get('labels') ?? [])[index] ?? String(index));
   function drawLabels() {
     labelList.replaceChildren(...(model.get('labels') ?? []).map((label) => h('option', { value: label })));
+    target.value = labelOf(model.get('target'));
+    foolTarget.value = labelOf(model.get('fool_target'));
+  }
+  // a class typed by name or index is sent as its index (target: empty is -1, untargeted)
+  function commitClass(name, input, allowEmpty) {
+    const text = input.value.trim();
+    const index = allowEmpty && !text ? -1 : classIndexOf(text, model.get('labels'));
+    localError = index === null ? `no class named "${text}"; pick one from the list` : '';
+    drawState();
+    if (index !== null) commit(name, index);
   }
   function drawImages() {
     const captions = {
@@ -77,7 +90,7 @@ function render({ model, el }) {
     drawPredictions(tops.fooling, model.get('fooling_top'), fooling?.label);
   }
   function drawState() {
-    drawError(error, model.get('error'));
+    drawError(error, localError || model.get('error'));
     busy.hidden = !model.get('busy');
     foolButton.disabled = Boolean(model.get('busy'));
   }
@@ -91,8 +104,8 @@ function render({ model, el }) {
     const value = Number(steps.value);
     if (Number.isInteger(value) && value >= 1 && value <= 100) commit('steps', value);
   });
-  listeners.onDom(target, 'change', () => commit('target', target.value.trim()));
-  listeners.onDom(foolTarget, 'change', () => commit('fool_target', foolTarget.value.trim()));
+  listeners.onDom(target, 'change', () => commitClass('target', target, true));
+  listeners.onDom(foolTarget, 'change', () => commitClass('fool_target', foolTarget, false));
   listeners.onDom(foolButton, 'click', () => { saveSoon.flush(); sendAction(model, 'fool'); });
 
   listeners.onModel(model, 'change:labels', drawLabels);
@@ -106,8 +119,8 @@ function render({ model, el }) {
   listeners.onModel(model, 'change:epsilon', () => setSlider(epsilon, model.get('epsilon')));
   listeners.onModel(model, 'change:method', () => (method.value = model.get('method')));
   listeners.onModel(model, 'change:steps', () => (steps.value = model.get('steps')));
-  listeners.onModel(model, 'change:target', () => (target.value = model.get('target')));
-  listeners.onModel(model, 'change:fool_target', () => (foolTarget.value = model.get('fool_target')));
+  listeners.onModel(model, 'change:target', () => (target.value = labelOf(model.get('target'))));
+  listeners.onModel(model, 'change:fool_target', () => (foolTarget.value = labelOf(model.get('fool_target'))));
   drawLabels();
   drawImages();
   drawFooling();

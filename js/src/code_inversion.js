@@ -27,7 +27,7 @@ function render({ model, el }) {
   const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
 
   function drawLayerOptions() {
-    const chosen = new Set(model.get('layers') ?? []);
+    const chosen = new Set(model.get('selected_layers') ?? []);
     layers.replaceChildren(...(model.get('layer_names') ?? []).map((name) => h('option', { value: name, textContent: name, selected: chosen.has(name) })));
   }
   function drawReconstructions() {
@@ -48,12 +48,12 @@ function render({ model, el }) {
 
   listeners.onDom(layers, 'change', () => {
     const chosen = [...layers.selectedOptions].map((option) => option.value);
-    if (chosen.length) commit('layers', chosen);
+    if (chosen.length) commit('selected_layers', chosen);
   });
   listeners.onDom(tv.input, 'input', () => (tv.readout.textContent = tv.format(Number(tv.input.value))));
   listeners.onDom(tv.input, 'change', () => commit('tv', Number(tv.input.value)));
   listeners.onModel(model, 'change:tv', () => setSlider(tv, model.get('tv')));
-  listeners.onModel(model, 'change:layers', drawLayerOptions);
+  listeners.onModel(model, 'change:selected_layers', drawLayerOptions);
   listeners.onModel(model, 'change:layer_names', drawLayerOptions);
   for (const name of ['original', 'reconstructions', 'psnr', 'distances']) listeners.onModel(model, `change:${name}`, drawReconstructions);
   listeners.onModel(model, 'change:error', drawState);

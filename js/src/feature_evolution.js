@@ -6,7 +6,7 @@ import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { h } from './shared/dom.js';
 import { rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
-import { throttledTraits } from './shared/requests.js';
+import { RequestStamp, throttledTraits } from './shared/requests.js';
 import { drawFilterGrid } from './shared/tiles.js';
 import { scopedStyle } from './shared/styles.js';
 import { drawError } from './shared/panels.js';
@@ -130,6 +130,8 @@ function render({ model, el }) {
   const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
   let grid = null; // { canvas, cellWidth, size } of the current tiles message
   let timer = null;
+  const requests = new RequestStamp();
+  let chosen = null; // {epoch, request}: the user's newest epoch, until a publish answers its request
 
   const epochs = () => model.get('epochs') ?? [];
   const currentIndex = () => Math.max(0, epochs().indexOf(model.get('epoch')));
@@ -203,7 +205,21 @@ function render({ model, el }) {
   function setEpochIndex(index) {
     const list = epochs();
     if (!list.length) return;
-    commit('epoch', list[(index + list.length) % list.length]); // redraws through change:epoch, tells Python after
+    const epoch = list[(index + list.length) % list.length];
+    chosen = { epoch, request: requests.next() };
+    model.set('request', chosen.request); // one message with the epoch
+    commit('epoch', epoch); // redraws through change:epoch, tells Python after
+  }
+
+  /** A publish answering an older request than the user's newest (a snapshot computed while the slider moved)
+   * may have moved `epoch` to the newest epoch: keep the user's choice, which Python gets next. */
+  function keepChosenEpoch() {
+    const answered = model.get('tiles')?.request ?? 0;
+    if (chosen === null || answered >= chosen.request) {
+      chosen = null;
+      return;
+    }
+    if (model.get('epoch') !== chosen.epoch && epochs().includes(chosen.epoch)) model.set('epoch', chosen.epoch);
   }
 
   function stopPlaying() {
@@ -220,6 +236,7 @@ function render({ model, el }) {
   });
   listeners.onModel(model, 'change:tiles', () => {
     grid = isEmptyArray(model.get('tiles')) ? null : tilesCanvas(model.get('tiles'));
+    keepChosenEpoch();
     drawEpoch();
   });
   for (const event of ['change:epoch', 'change:epochs', 'change:filters', 'change:curves', 'change:features', 'change:colormap']) {

@@ -4,7 +4,7 @@
 // Click a block to expand it, a chip to collapse it again; click a layer to open it in the chosen view (Python
 // opens it). Hover shows every number. Styles are scoped under .cnnw-network-map and follow the JupyterLab theme.
 import { canvasPoint, h } from './shared/dom.js';
-import { BOX, boxLayout, edgeCurve, formatCount, unitAt } from './shared/graph.js';
+import { BOX, boxLayout, canvasScale, edgeCurve, formatCount, unitAt } from './shared/graph.js';
 import { Listeners } from './shared/listeners.js';
 import { drawMessage } from './shared/panels.js';
 
@@ -69,7 +69,7 @@ function drawSparkline(ctx, values, x, y, width, height, color) {
 
 function drawMap(canvas, units, edges, theme) {
   const { boxes, width, height } = boxLayout(units);
-  const scale = window.devicePixelRatio || 1;
+  const scale = canvasScale(width, height, window.devicePixelRatio);
   canvas.width = Math.ceil(width * scale);
   canvas.height = Math.ceil(height * scale);
   canvas.style.width = `${width}px`;
@@ -107,10 +107,16 @@ function drawMap(canvas, units, edges, theme) {
       ctx.fillRect(b.x + b.width - 4, b.y + b.height * (1 - dead), 3, b.height * dead);
     }
   });
-  return boxes;
+  return { boxes, scale };
 }
 
+// Timing hooks (bench/network_map.py reads them with performance.getEntriesByType('mark')): the view's start,
+// each finished drawing of the graph (detail: how many boxes, whether receptive fields are in), and each click that
+// expands a block.
+const MARKS = { render: 'cnnw-nm-render', drawn: 'cnnw-nm-drawn', expand: 'cnnw-nm-expand' };
+
 function render({ model, el }) {
+  performance.mark(MARKS.render);
   const listeners = new Listeners();
   const canvas = h('canvas', { className: 'cnnw-nm-canvas' });
   const tip = h('div', { className: 'cnnw-nm-tip', hidden: true });
@@ -126,9 +132,25 @@ function render({ model, el }) {
     chips, error, scroll);
   el.append(root);
   let boxes = [];
+  let scale = 1; // canvas pixels per CSS pixel of the last drawing
   const theme = () => ({ edge: themeColor(root, '--jp-border-color1', '#999'), font: themeColor(root, '--jp-ui-font-family', 'sans-serif') });
 
-  const drawGraph = () => { boxes = drawMap(canvas, model.get('units'), model.get('edges'), theme()); };
+  const drawGraph = () => {
+    ({ boxes, scale } = drawMap(canvas, model.get('units'), model.get('edges'), theme()));
+    const units = model.get('units');
+    performance.mark(MARKS.drawn, { detail: { units: units.length, fields: units.some((unit) => unit.receptive_field != null) } });
+  };
+  // units and edges arrive in one message (Python holds them together) and fire two change events: draw once,
+  // after both, so edges never index the boxes of the other layout
+  let drawQueued = false;
+  const drawSoon = () => {
+    if (drawQueued) return;
+    drawQueued = true;
+    queueMicrotask(() => {
+      drawQueued = false;
+      drawGraph();
+    });
+  };
   const drawTotals = () => {
     const t = model.get('totals');
     totals.textContent = `${model.get('title')}: ${t.layers ?? '?'} layers, ${(t.params ?? 0).toLocaleString()} parameters, ${(t.macs ?? 0).toLocaleString()} multiply-adds`;
@@ -162,17 +184,18 @@ function render({ model, el }) {
   });
   listeners.onDom(canvas, 'click', (event) => {
     const point = canvasPoint(canvas, event);
-    const scale = window.devicePixelRatio || 1;
     const index = unitAt(boxes, { x: point.x / scale, y: point.y / scale });
     if (index < 0) return;
     const unit = model.get('units')[index];
-    if (unit.block) model.set('expanded', [...model.get('expanded'), unit.name]);
+    if (unit.block) {
+      performance.mark(MARKS.expand);
+      model.set('expanded', [...model.get('expanded'), unit.name]);
+    }
     else model.set('selected', unit.name);
     model.save_changes();
   });
   listeners.onDom(canvas, 'mousemove', (event) => {
     const point = canvasPoint(canvas, event);
-    const scale = window.devicePixelRatio || 1;
     const index = unitAt(boxes, { x: point.x / scale, y: point.y / scale });
     tip.hidden = index < 0;
     if (index < 0) return;
@@ -182,8 +205,8 @@ function render({ model, el }) {
   });
   listeners.onDom(canvas, 'mouseleave', () => { tip.hidden = true; });
   listeners.onDom(view, 'change', () => { model.set('view', view.value); model.save_changes(); });
-  listeners.onModel(model, 'change:units', drawGraph);
-  listeners.onModel(model, 'change:edges', drawGraph);
+  listeners.onModel(model, 'change:units', drawSoon);
+  listeners.onModel(model, 'change:edges', drawSoon);
   listeners.onModel(model, 'change:expanded', drawChips);
   listeners.onModel(model, 'change:totals', drawTotals);
   listeners.onModel(model, 'change:error', drawState);

@@ -31,6 +31,16 @@ def test_adversarial_explorer_in_jupyterlab(jupyter_server, browser_page, artifa
     wait_canvas(page, ".cnnw-adversarial-explorer canvas.cnnw-adversarial", min_colors=100)
     assert "flipped" in widget.locator(".cnnw-summary").inner_text()
 
+    target = widget.locator("input.cnnw-target")  # a class typed by name travels as its index
+    target.fill("goldfish")
+    target.dispatch_event("change")
+    page.wait_for_function("() => document.querySelector('.cnnw-adversarial-explorer .cnnw-summary').textContent.includes('toward \"goldfish\"')",
+                           timeout=TIMEOUT_MS)
+    target.fill("")
+    target.dispatch_event("change")
+    page.wait_for_function("() => document.querySelector('.cnnw-adversarial-explorer .cnnw-summary').textContent.includes('away from')",
+                           timeout=TIMEOUT_MS)
+
     widget.locator("button.cnnw-fool").click()
     wait_canvas(page, ".cnnw-adversarial-explorer canvas.cnnw-fooling", min_colors=50)
     page.wait_for_function("() => document.querySelector('.cnnw-adversarial-explorer .cnnw-fooling + .cnnw-caption')?.textContent.includes('goldfish')",

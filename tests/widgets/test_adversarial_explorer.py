@@ -38,13 +38,24 @@ def test_epsilon_bounds_the_change_and_redraws(explorer):
 
 
 def test_targeted_attack_and_bad_target(explorer):
-    explorer.target = "c4"
+    assert explorer.target == -1 and not explorer.summary["targeted"]  # untargeted: away from the top class
+    explorer.target = 4  # a class index, as `target` is in every widget
     assert explorer.summary["targeted"] and explorer.summary["label"] == "c4"
     assert explorer.summary["after"] >= explorer.summary["before"]
+    with pytest.raises(InputError, match="out of range"):
+        explorer.target = 44
+    assert explorer.target == 4
+    explorer.target = -1
+
+
+def test_the_constructor_takes_class_names_or_indices():
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    by_name = AdversarialExplorer(small_inspector(), image, epsilon=4, steps=2, target="c3", fool_target="c2")
+    by_index = AdversarialExplorer(small_inspector(), image, epsilon=4, steps=2, target=3, fool_target=2)
+    assert (by_name.target, by_name.fool_target) == (by_index.target, by_index.fool_target) == (3, 2)
+    assert by_name.summary == by_index.summary and by_name.summary["label"] == "c3"
     with pytest.raises(InputError, match="no class named"):
-        explorer.target = "c44"
-    assert explorer.target == "c4"
-    explorer.target = ""
+        AdversarialExplorer(small_inspector(), image, target="c44")
 
 
 def test_fooling_image_from_the_button_counter(explorer):

@@ -31,9 +31,9 @@ def test_reconstructions_improve_while_running(widget):
 
 def test_layers_change_restarts_and_bad_layers_raise(widget):
     widget.run(steps=5)
-    widget.layers = ["conv1"]
+    widget.selected_layers = ["conv1"]
     assert widget.step == 0 and widget.reconstructions["layers"] == ["conv1"]
     with pytest.raises(InputError, match="did you mean"):
-        widget.layers = ["relu"]
-    with pytest.raises(InputError, match="layers is empty"):
-        widget.layers = []
+        widget.selected_layers = ["relu"]
+    with pytest.raises(InputError, match="selected_layers is empty"):
+        widget.selected_layers = []

@@ -89,6 +89,26 @@ def test_live_snapshots_keep_the_weights_of_that_moment(data):
     assert widget.curves["weight_change"]["0"][0] is None and widget.curves["weight_change"]["0"][1] > 0
 
 
+def test_the_users_epoch_request_wins_over_following_the_newest(data):
+    """The slider's message carries a request id; the next publish answers it (`tiles["request"]`) and, since the
+    user left the newest epoch, stays on the user's epoch instead of jumping to the new one."""
+    from tests.widgets.test_refused_values import browser_update
+
+    widget = FeatureEvolution.track(small_cnn(0), data, features=[("4", 1)])
+    for epoch in (0, 1):
+        widget.snapshot(epoch)
+    widget.wait(60)
+    assert widget.epoch == 1 and widget.tiles["request"] == 0  # on the newest: follows it
+    browser_update(widget, epoch=0, request=3)
+    widget.snapshot(2)
+    widget.wait(60)
+    assert widget.epochs == [0, 1, 2] and widget.epoch == 0 and widget.tiles["request"] == 3
+    browser_update(widget, epoch=2, request=4)
+    widget.snapshot(3)
+    widget.wait(60)
+    assert widget.epoch == 3 and widget.tiles["request"] == 4  # back on the newest: follows again
+
+
 def test_a_snapshot_only_copies_the_weights_and_the_panels_follow_in_the_background(data):
     model = small_cnn(0)
     widget = FeatureEvolution.track(model, data, features=[("4", 1)])

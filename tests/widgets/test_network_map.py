@@ -84,3 +84,33 @@ def test_a_300_layer_model_starts_small():
     assert network.units[1]["receptive_field"] is None  # fields=False
     network.expand("layer3")
     assert len(network.units) == 10 + 23  # layer3 of ResNet-101 holds 23 bottlenecks
+
+
+def test_in_a_kernel_the_map_draws_first_and_its_statistics_and_fields_follow_on_the_event_loop():
+    """The image's statistics and the receptive fields (one more traced forward each) run as a job on the running
+    event loop, after the map is shown; they then equal what `network_graph` finds in one go."""
+    import asyncio
+
+    from cnnwidgets.methods.network_graph import network_graph
+
+    inspector = Inspector(torchvision.models.resnet18(weights=None), Preprocess(resize=64, crop=64))
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+    async def in_a_kernel() -> tuple[list, list]:
+        network = NetworkMap(inspector, image)
+        drawn_first = network.units
+        for _ in range(600):
+            if not network.busy:
+                break
+            await asyncio.sleep(0.05)
+        return drawn_first, network.units
+
+    drawn_first, units = asyncio.run(in_a_kernel())
+    assert all(unit["receptive_field"] is None and unit["means"] == [] for unit in drawn_first)
+    reference = network_graph(inspector, image, fields=True)
+    shown = {unit["name"]: unit for unit in units}
+    assert shown["conv1"]["receptive_field"] == reference.node("conv1").receptive_field == 7
+    assert shown["maxpool"]["receptive_field"] == reference.node("maxpool").receptive_field and shown["layer4"]["receptive_field"]
+    assert shown["relu"]["means"] == [reference.node("relu").mean] and shown["relu"]["dead"] == [reference.node("relu").dead_fraction]
+    assert len(shown["layer1"]["means"]) == sum(1 for node in reference.nodes if node.block.startswith("layer1") and node.mean is not None)
+    assert hooks_left(inspector.model) == 0

@@ -81,16 +81,17 @@ CASES = {
                        ("smoothgrad_samples", 0, None), ("ig_steps", 1, None), ("ig_baseline", "nope", None)],
     top_activations: [("layer", "nope", "unknown layer"), ("channel", 10**6, "out of range"),
                       ("selected", 99, "out of range"), ("show", "nope", None), ("opacity", -1.0, None)],
-    activation_maximization: [("target", "nope", "no class named"), ("layer", "nope", "unknown layer"),
+    activation_maximization: [("target", 5000, "out of range"), ("param", "generator", "prior=zoo.digits_generator()"),
+                              ("temporal", -1.0, "temporal"), ("has_prior", True, "prior="), ("layer", "nope", "unknown layer"),
                               ("diversity_layer", "nope", "unknown layer"), ("count", 0, "count"), ("size", 4, "size"),
                               ("lr", -1.0, "lr"), ("jitter", 100.0, "jitter"), ("diversity", -2.0, "diversity"),
                               ("steps", 0, "steps"), ("every", 0, "every"), ("param", "nope", None)],
-    code_inversion: [("layers", ["nope"], "unknown layer"), ("layers", [], "layers is empty"), ("size", 4, "size"),
+    code_inversion: [("selected_layers", ["nope"], "unknown layer"), ("selected_layers", [], "selected_layers is empty"), ("size", 4, "size"),
                      ("lr", 0.0, "lr"), ("tv", -1.0, "tv"), ("steps", 0, "steps")],
     feature_evolution: [("epoch", 7, "pick one of"), ("colormap", "nope", None)],
     invariance_probe: [("shift", 1000.0, "out of range"), ("angle", 999.0, "out of range"), ("scale", 10.0, "out of range")],
-    adversarial_explorer: [("epsilon", 99, "out of range"), ("steps", 0, "out of range"), ("target", "nope", "no class named"),
-                           ("fool_target", "nope", "no class named"), ("method", "nope", None)],
+    adversarial_explorer: [("epsilon", 99, "out of range"), ("steps", 0, "out of range"), ("target", 5, "out of range"),
+                           ("target", -2, "out of range"), ("fool_target", -1, "out of range"), ("method", "nope", None)],
 }
 PARAMS = [pytest.param(make, name, value, message, id=f"{make.__name__}-{name}={value!r}"[:60])
           for make, cases in CASES.items() for name, value, message in cases]

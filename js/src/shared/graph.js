@@ -41,3 +41,14 @@ export function edgeCurve(from, to) {
   const bend = Math.max(start.x, end.x) + from.width / 2 + 30;
   return [start, { x: bend, y: start.y + 20 }, { x: bend, y: end.y - 20 }, end];
 }
+
+/** Chromium's largest canvas: 32,767 px a side and 268,435,456 px in all; a larger canvas silently stays blank. */
+export const MAX_CANVAS = { side: 32767, area: 268435456 };
+
+/** The pixel ratio to draw a width x height (CSS px) graph at: the screen's, lowered so the canvas stays within
+ * MAX_CANVAS (a fully expanded 400-layer map is 27,000 px tall: at a HiDPI ratio of 2 it would be blank). */
+export function canvasScale(width, height, devicePixelRatio = 1, limits = MAX_CANVAS) {
+  const bySide = limits.side / Math.max(width, height, 1);
+  const byArea = Math.sqrt(limits.area / Math.max(width * height, 1));
+  return Math.min(devicePixelRatio || 1, bySide, byArea);
+}
