@@ -103,7 +103,7 @@ def read_video(path: Path) -> np.ndarray:
     return np.stack(frames)
 
 
-def _frames_array(clip: ClipLike) -> np.ndarray | None:
+def _frames_array(clip: ClipLike | PIL.Image.Image) -> np.ndarray | None:
     """[T,H,W,C] uint8 for clips given as frames, arrays, uint8 tensors or files; None for a float tensor."""
     if isinstance(clip, (str, os.PathLike)):
         return read_video(Path(clip))
@@ -141,7 +141,7 @@ def _frames_array(clip: ClipLike) -> np.ndarray | None:
     return clip
 
 
-def preprocess_clip(clip: ClipLike, transform: Callable, channels: int) -> torch.Tensor:
+def preprocess_clip(clip: ClipLike | PIL.Image.Image, transform: Callable, channels: int) -> torch.Tensor:
     """The [1,C,T,H,W] float batch for `clip` (on the CPU), checked against the clip length a transform fixes (and
     then its frame size too: `ClipPreprocess(frames=...)`, the zoo's networks).
 

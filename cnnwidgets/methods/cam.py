@@ -22,7 +22,7 @@ from ..backend.device import batch_size_for, batches
 from ..backend.gradients import layer_forward
 from ..backend.hooks import eval_mode
 from ..backend.images import ImageLike
-from ..backend.inspector import _tensor_key, class_scores
+from ..backend.inspector import class_scores
 from ..backend.layers import LayerInfo
 from ..errors import InputError, LayerNotFoundError, model_errors
 from .gradients import guided_backprop, target_tensor
@@ -177,14 +177,14 @@ def score_cam_scores(inspector, image: ImageLike, layer: str | None = None, *, b
     Each channel's map is upsampled to the input (bilinear, corners aligned), scaled to [0, 1] and multiplied
     into the input, as pytorch-grad-cam does. The layer's activations come from the inspector's cache (no new
     forward when the layer was seen); channels whose map is constant give the all-zero mask, scored once.
-    The result is cached per (image, layer, weights).
+    The result is kept in the inspector's memo per (image, layer) while the weights stay the same.
     """
     batch = inspector.preprocess(image)
     info = cam_layer(inspector, layer)
-    key = ("score_cam", inspector._weights_key(), _tensor_key(batch), info.name)
-    cached = inspector._cache.get(key)
-    if cached is not None:
-        return cached
+    return inspector.memo(("score cam", info.name), lambda: _score_cam_scores(inspector, batch, info, batch_size, progress), image=batch)
+
+
+def _score_cam_scores(inspector, batch: torch.Tensor, info: LayerInfo, batch_size: int | None, progress: bool) -> torch.Tensor:
     activation = inspector.activations(batch, info.name).to(batch.device)  # [C,h,w], cached forward
     channels = len(activation)
     flat = activation.flatten(1)
@@ -207,9 +207,8 @@ def score_cam_scores(inspector, image: ImageLike, layer: str | None = None, *, b
             if scores is None:
                 scores = torch.empty((channels, logits.shape[1]), dtype=logits.dtype, device=logits.device)
             scores[picked] = logits
-    scores = scores.float().cpu()
-    inspector._cache.put(key, scores)
-    return scores
+    assert scores is not None  # every channel is constant or varying, and a layer has at least one
+    return scores.float().cpu()
 
 
 def score_cam(inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None, *,

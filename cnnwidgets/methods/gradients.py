@@ -143,10 +143,10 @@ def integrated_gradients(inspector, image: ImageLike, target: int | str | None =
     if baseline is None:
         base = torch.zeros_like(batch)
     elif isinstance(baseline, torch.Tensor):
-        base = baseline.detach().to(batch).reshape(1, *baseline.shape[-3:]) if baseline.dim() in (3, 4) else None
-        if base is None or base.shape != batch.shape:
+        if baseline.dim() not in (3, 4) or baseline.numel() != batch.numel() or baseline.shape[-3:] != batch.shape[1:]:
             raise InputError(f"a baseline of shape {tuple(baseline.shape)} does not fit the input {tuple(batch.shape[1:])}; "
                              "pass a number or a tensor of the input's shape")
+        base = baseline.detach().to(batch).reshape(batch.shape)
     else:
         base = torch.full_like(batch, float(baseline))
     target_index = _resolved_target(inspector, batch, target)
