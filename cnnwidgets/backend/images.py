@@ -5,8 +5,9 @@ Pixel values are read by their type, the same for PIL images, numpy arrays and t
 as black and white. Anything else is an InputError that says which call makes it a picture, never a silently
 dark or saturated one. Float tensors are not pictures here: they are model inputs, checked in `check_input`.
 
-Huge pictures are reduced while they are decoded (JPEG: Pillow's `draft`, a DCT-domain downscale) or before any
-float copy is made (arrays, other files: a box filter over row bands), so memory stays near the output size.
+Huge pictures are reduced while they are decoded (JPEG: Pillow's `draft`, a DCT-domain downscale; PNG: a band of
+rows at a time, `backend.png`) or before any float copy is made (arrays: a box filter over row bands; other files:
+Pillow's `reduce` after a whole decode), so memory stays near the output size.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import PIL.Image
 import torch
 
 from ..errors import InputError
+from .png import reduced_png
 
 ImageLike = PIL.Image.Image | np.ndarray | str | os.PathLike | torch.Tensor
 
@@ -116,23 +118,33 @@ def _open(location: str | os.PathLike) -> PIL.Image.Image:
     path = Path(text)
     if not path.is_file():
         raise InputError(f"no image file at {str(path)!r}; pass the path of an existing image file")
+    pil: PIL.Image.Image | None = None
     try:
         with PIL.Image.open(path) as opened:
             size = opened.size
             if max(size) > MAX_SIDE:
                 # JPEG: decode at 1/2, 1/4 or 1/8 scale, the smallest that keeps MAX_SIDE / 2 a side (plenty for
-                # any classifier's input); other formats: no-op
+                # any classifier's input); PNG: decode and reduce a band of rows at a time (`backend.png`)
                 opened.draft(opened.mode, (MAX_SIDE // 2, MAX_SIDE // 2))
-            opened.load()
-            pil = _from_pil(opened)
+                if opened.format == "PNG":
+                    pil = reduced_png(path, math.ceil(max(size) / MAX_SIDE), None if opened.mode in REDUCIBLE_MODES else _reducible(opened))
+            if pil is None:
+                opened.load()
+                pil = _from_pil(opened)
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
         raise InputError(f"cannot read {str(path)!r} as an image ({error}); pass a PNG or JPEG file") from None
-    if max(pil.size) > MAX_SIDE:
+    if max(size) > MAX_SIDE:
         warnings.warn(f"the image is {size[0]}×{size[1]}; downscaled to at most {MAX_SIDE} px a side", stacklevel=4)
+    if max(pil.size) > MAX_SIDE:
         if pil.mode not in REDUCIBLE_MODES:
-            pil = pil.convert("RGBA" if pil.has_transparency_data else "RGB")
+            pil = pil.convert(_reducible(pil))
         pil = pil.reduce(math.ceil(max(pil.size) / MAX_SIDE))  # a box filter, one pass, no full-size float copy
     return pil
+
+
+def _reducible(pil: PIL.Image.Image) -> str:
+    """The mode `Image.reduce` takes that a picture of another mode (palette, bilevel, HSV, LAB) converts to."""
+    return "RGBA" if pil.has_transparency_data else "RGB"
 
 
 def _from_pil(pil: PIL.Image.Image) -> PIL.Image.Image:
