@@ -77,28 +77,36 @@ def to_pil(image: ImageLike, mode: str = "RGB") -> PIL.Image.Image:
     return _convert(pil, mode)
 
 
-def check_input(tensor: torch.Tensor, channels: int, min_side: int) -> torch.Tensor:
-    """`tensor` ([C,H,W] or [1,C,H,W] float) as a [1,C,H,W] model input, checked like a picture: `channels`
-    channels, at least `min_side` on a side (the model's total stride, see `Inspector.min_input_side`), finite,
-    |values| <= MAX_INPUT_MAGNITUDE, not on the `meta` device."""
+def check_input(tensor: torch.Tensor, channels: int, min_side: int, map_dims: int = 2) -> torch.Tensor:
+    """`tensor`, a float model input of one image ([C,H,W] or [1,C,H,W], `map_dims` 2) or one clip ([C,T,H,W] or
+    [1,C,T,H,W], `map_dims` 3), as a batch of one, checked like a picture: not on the `meta` device, real, `channels`
+    channels, frames at least `min_side` on a side (for images the model's total stride, see
+    `Inspector.min_input_side`), at least one frame, finite, |values| <= MAX_INPUT_MAGNITUDE."""
+    kind, axes = ("image", "H,W") if map_dims == 2 else ("clip", "T,H,W")
     if tensor.device.type == "meta":
         raise InputError("the tensor is on the 'meta' device and holds no values; pass a real tensor (e.g. on 'cpu')")
     if tensor.is_complex():
-        raise InputError(f"a complex tensor ({tensor.dtype}) is not an image; pass its magnitude tensor.abs() or tensor.real")
+        raise InputError(f"a complex tensor ({tensor.dtype}) is not {'an image' if map_dims == 2 else 'a clip'}; "
+                         "pass its magnitude tensor.abs() or tensor.real")
     batch = tensor.detach()
-    if batch.dim() == 3:
+    if batch.dim() == map_dims + 1:
         batch = batch.unsqueeze(0)
-    if batch.dim() != 4 or batch.shape[0] != 1 or batch.shape[1] != channels:
+    if batch.dim() != map_dims + 2 or batch.shape[0] != 1 or batch.shape[1] != channels:
         raise InputError(
-            f"an input of shape {tuple(tensor.shape)} does not fit; this model takes one image as [{channels},H,W] or [1,{channels},H,W]"
+            f"an input of shape {tuple(tensor.shape)} does not fit; this {'' if map_dims == 2 else 'video '}model takes one "
+            f"{kind} as [{channels},{axes}] or [1,{channels},{axes}]{'' if map_dims == 2 else ' (or uint8 frames [T,H,W,3])'}"
         )
-    if min(batch.shape[2:]) < min_side:
+    height, width = batch.shape[-2:]
+    if min(height, width) < min_side:
         raise InputError(
-            f"the input is only {batch.shape[3]}×{batch.shape[2]} pixels, less than the model's total stride; "
-            f"pass one at least {min_side}×{min_side}"
+            f"the input is only {width}×{height} pixels, less than the model's total stride; pass one at least {min_side}×{min_side}"
+            if map_dims == 2 else f"the clip's frames are only {width}×{height} pixels; pass frames at least {min_side}×{min_side}"
         )
+    if batch.numel() == 0:
+        raise InputError(f"the clip has no frames (shape {tuple(tensor.shape)}); pass at least one")
     if not torch.isfinite(batch).all():
-        raise InputError("the input contains NaN or infinite values; pass a finite image")
+        raise InputError(f"the {'input' if map_dims == 2 else 'clip'} contains NaN or infinite values; "
+                         f"pass {'a finite image' if map_dims == 2 else 'finite frames'}")
     largest = float(batch.abs().max())
     if largest > MAX_INPUT_MAGNITUDE:
         raise InputError(
