@@ -329,7 +329,8 @@ class Inspector:
         return self.labels[index]
 
     def private_copy(self) -> Inspector:
-        """An Inspector over a deep copy of the model (same transform and labels), for work off the main thread.
+        """An Inspector over a deep copy of the model (same transform, labels, layouts and memo budget), for work off
+        the main thread.
 
         The model is never shared across threads: a widget's background work runs on its own copy, so the user's
         calls (and the eval-mode switches and hooks they make) never interleave with it. A copy, not one lock per
@@ -338,7 +339,7 @@ class Inspector:
         cover the methods that run the model themselves; the copy costs 19 MB and 32 ms, once per widget and
         again only when the user's weights change.
         """
-        return Inspector(copy.deepcopy(self.model), self.transform, self.labels)
+        return Inspector(copy.deepcopy(self.model), self.transform, self.labels, cache_bytes=self.memo.max_bytes, reshape=self.reshape)
 
     def weights_key(self) -> int:
         """Changes whenever any parameter or buffer is replaced or modified in place (training, load_state_dict)."""

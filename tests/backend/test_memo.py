@@ -126,3 +126,12 @@ def test_one_weights_key_for_the_inspector_and_its_memo(tiny):
     assert inspector.input_shape is None
     inspector.preprocess(torch.zeros(1, 1, 4, 4))
     assert inspector.input_shape == (1, 1, 4, 4)
+
+
+def test_a_private_copy_has_a_memo_of_its_own_with_the_same_budget_and_layouts(tiny, tiny_input):
+    inspector = Inspector(tiny, cache_bytes=12345, reshape={"relu": "nhwc"})  # read as channels-last on purpose
+    inspector.activations(tiny_input, "relu")
+    private = inspector.private_copy()
+    assert private.memo is not inspector.memo and len(private.memo) == 0 and private.memo.max_bytes == 12345
+    torch.testing.assert_close(private.activations(tiny_input, "relu"), inspector.activations(tiny_input, "relu"))
+    assert private.reshape == {"relu": "nhwc"} and private.layer("relu").layout.kind == "nhwc"
