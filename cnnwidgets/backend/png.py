@@ -32,6 +32,9 @@ CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 BAND_BYTES = 8 * 2**20
 """Scanline bytes per band: bounds each band's copies (inflated, stored, decoded, reduced) to a few tens of MB."""
 READ_BYTES = 2**20
+DECODING_CHUNKS = (b"PLTE", b"tRNS")
+"""The chunks before the image data that change the decoded pixels; others (text, colour profiles, an animation's
+frame controls, which would not fit a band) are left out of the bands."""
 
 
 def _head(file: BinaryIO) -> tuple[int, bytes]:
@@ -79,12 +82,14 @@ def reduced_png(path: Path, factor: int, reducible: str | None) -> PIL.Image.Ima
         width, height, depth, colour, _compression, _filter, interlace = struct.unpack(">IIBBBBB", ihdr)
         if depth != 8 or interlace != 0 or colour not in RAW_MODES:
             return None
-        header = []  # the chunks between IHDR and the image data (PLTE, tRNS, gAMA, …), copied into every band
+        header = []  # the palette and transparency chunks before the image data, copied into every band
         length, kind = _head(file)
         while kind != b"IDAT":
             if kind == b"IEND":
                 return None
-            header.append(_chunk(kind, file.read(length + 4)[:length]))
+            data = file.read(length + 4)[:length]
+            if kind in DECODING_CHUNKS:
+                header.append(_chunk(kind, data))
             length, kind = _head(file)
 
         def compressed() -> Iterator[bytes]:

@@ -75,3 +75,12 @@ def test_a_truncated_huge_png_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="cannot read") as raised:
         to_pil(path, "RGB")
     assert "\n" not in str(raised.value)
+
+
+def test_an_animated_png_gives_its_first_frame(tmp_path, monkeypatch):
+    path = tmp_path / "animated.png"
+    first, second = _picture("RGB"), _picture("RGB").transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT)
+    first.save(path, save_all=True, append_images=[second], duration=100)
+    monkeypatch.setattr(png, "BAND_BYTES", 500)
+    got = png.reduced_png(path, 2, None)
+    assert got is not None and np.array_equal(np.asarray(got), np.asarray(first.reduce(2)))
