@@ -93,6 +93,8 @@ class TensorCache:
         return entry[0]
 
     def put(self, key: Hashable, value: object, nbytes: int | None = None) -> None:
+        if nbytes is None and not isinstance(value, (torch.Tensor, tuple, list, dict)):
+            raise TypeError(f"a {type(value).__name__} is not sized by its tensors; pass nbytes=")
         size = tensor_bytes(value) if nbytes is None else nbytes
         if key in self._entries:
             self.bytes -= self._entries.pop(key)[1]

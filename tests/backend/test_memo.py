@@ -135,3 +135,10 @@ def test_a_private_copy_has_a_memo_of_its_own_with_the_same_budget_and_layouts(t
     assert private.memo is not inspector.memo and len(private.memo) == 0 and private.memo.max_bytes == 12345
     torch.testing.assert_close(private.activations(tiny_input, "relu"), inspector.activations(tiny_input, "relu"))
     assert private.reshape == {"relu": "nhwc"} and private.layer("relu").layout.kind == "nhwc"
+
+
+def test_a_value_that_is_not_tensors_must_say_its_size(tiny):
+    memo = Memo(tiny, max_bytes=1024)
+    with pytest.raises(TypeError, match="nbytes="):
+        memo("graph", lambda: object())
+    assert memo(("scores", "conv"), lambda: (torch.zeros(4), {"more": torch.zeros(2)})) is not None and memo.bytes == 24
