@@ -43,8 +43,9 @@ def test_a_weight_changed_in_place_makes_every_kind_of_entry_miss(tiny, tiny_inp
     assert inspector.activations(tiny_input, "conv") is first_activation
     assert backend_gradients.input_forward(inspector, inspector.preprocess(tiny_input)) is first_forward
     assert cam.score_cam_scores(inspector, tiny_input, "relu", progress=False) is first_scores
-    # two activations, the input forward, the scores, and the note that these weights were scored once
-    assert len(inspector.memo) == 5 and inspector.memo.get(("activation", "relu"), tiny_input) is not None
+    # two activations, the input forward and its graph's measured size, the scores, and the note that these weights
+    # were scored once
+    assert len(inspector.memo) == 6 and inspector.memo.get(("activation", "relu"), tiny_input) is not None
     assert_same_state(before, model_state(tiny))
 
     key = inspector.weights_key()
@@ -142,3 +143,17 @@ def test_a_value_that_is_not_tensors_must_say_its_size(tiny):
     with pytest.raises(TypeError, match="nbytes="):
         memo("graph", lambda: object())
     assert memo(("scores", "conv"), lambda: (torch.zeros(4), {"more": torch.zeros(2)})) is not None and memo.bytes == 24
+
+
+def test_a_graphs_size_is_measured_once_per_kind_and_input_shape(tiny, monkeypatch):
+    inspector = Inspector(tiny)
+    measured = []
+    real = backend_gradients.graph_bytes
+    monkeypatch.setattr(backend_gradients, "graph_bytes", lambda *args: measured.append(1) or real(*args))
+    for value in range(3):
+        gradients.saliency(inspector, torch.full((1, 1, 4, 4), float(value)), 1)
+    assert len(measured) == 1
+    gradients.guided_backprop(inspector, torch.zeros(1, 1, 4, 4), 1)  # another graph: the guided rule's
+    assert len(measured) == 2
+    first = inspector.memo.get(("input forward", None), torch.zeros(1, 1, 4, 4))
+    assert inspector.memo.get(("graph bytes", "input forward", None, (1, 1, 4, 4))) == real([first.scores, first.input], tiny.parameters())
