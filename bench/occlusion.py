@@ -94,7 +94,7 @@ def _single_position(inspector, image) -> dict:
 
     batch = inspector.preprocess(image)
     fill = fill_image(batch, 0.0)
-    engine = engine_for(inspector.model, batch)
+    engine = engine_for(inspector.memo, batch)
     engine.set_image(batch)
     scorer = inspector.scoring_model(batch, images=1000)
     box = [(96, 96, 128, 128)]

@@ -40,7 +40,6 @@ def run() -> dict:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     from cnnwidgets import zoo
-    from cnnwidgets.backend import gradients as backend_gradients
     from cnnwidgets.methods import cam, gradients
 
     warnings.filterwarnings("ignore")
@@ -59,7 +58,7 @@ def run() -> dict:
 
     def cold(method):
         def run():
-            backend_gradients._KEPT_FORWARDS.clear()  # no kept forward graph: a forward and a backward, like the peer
+            inspector.memo.discard("input forward")  # no kept forward graph: a forward and a backward, like the peer
             return method(inspector, batch, target)
         return run
 
@@ -86,7 +85,7 @@ def run() -> dict:
     layer = "_head_act"
 
     def grad_cam_cold():
-        backend_gradients._KEPT_FORWARDS.clear()
+        inspector.memo.discard("layer forward")
         return cam.grad_cam(inspector, batch, target, layer=layer)
 
     grad_cam_peer = GradCAM(model=peer_model, target_layers=[peer_model.get_submodule(layer)])
@@ -99,7 +98,8 @@ def run() -> dict:
     score_layer = "_blocks.15"
 
     def score_cam_cold():
-        inspector._cache.clear()
+        inspector.memo.discard("score cam")
+        inspector.memo.discard("activation")
         return cam.score_cam(inspector, batch, target, layer=score_layer, progress=False)
 
     score_cam_peer = ScoreCAM(model=peer_model, target_layers=[peer_model.get_submodule(score_layer)])

@@ -29,7 +29,6 @@ def run() -> dict:
     from torchvision.models.video import R3D_18_Weights, r3d_18
 
     from cnnwidgets import Inspector
-    from cnnwidgets.backend import gradients as backend_gradients
     from cnnwidgets.methods.video import grad_cam_3d
 
     warnings.filterwarnings("ignore")
@@ -56,7 +55,7 @@ def run() -> dict:
                                                                     repeats=REPEATS))
 
     def grad_cam_cold() -> torch.Tensor:
-        backend_gradients._KEPT_FORWARDS.clear()
+        inspector.memo.discard("layer forward")
         return grad_cam_3d(inspector, clip, target, layer="layer4")
 
     peer = GradCAM(model=peer_model, target_layers=[peer_model.layer4])

@@ -23,7 +23,7 @@ import torchvision.transforms.functional as TF
 from torch import nn
 
 from ..errors import InputError
-from .images import MIN_SIDE, to_pil
+from .images import MIN_SIDE, check_input, to_pil
 from .preprocess import display_batch
 
 ClipLike = np.ndarray | torch.Tensor | Sequence | str | os.PathLike
@@ -103,8 +103,9 @@ def read_video(path: Path) -> np.ndarray:
     return np.stack(frames)
 
 
-def _frames_array(clip: ClipLike) -> np.ndarray | None:
-    """[T,H,W,C] uint8 for clips given as frames, arrays, uint8 tensors or files; None for a float tensor."""
+def _frames_array(clip: ClipLike | PIL.Image.Image) -> np.ndarray | None:
+    """[T,H,W,C] uint8 for clips given as frames, arrays, uint8 tensors or files; None for a float (or complex, or
+    meta) tensor, a model input."""
     if isinstance(clip, (str, os.PathLike)):
         return read_video(Path(clip))
     if isinstance(clip, (list, tuple)):
@@ -116,8 +117,8 @@ def _frames_array(clip: ClipLike) -> np.ndarray | None:
             raise InputError(f"the frames differ in size ({sorted(sizes)}); pass frames of one size")
         return np.stack(frames)
     if isinstance(clip, torch.Tensor):
-        if clip.is_floating_point():
-            return None
+        if clip.is_floating_point() or clip.is_complex() or clip.device.type == "meta":
+            return None  # a model input, checked by check_input
         if clip.dtype != torch.uint8:
             raise InputError(f"a {clip.dtype} tensor is not a clip; pass uint8 frames [T,H,W,3] or a float [C,T,H,W] input")
         array = clip.detach().cpu().numpy()
@@ -141,25 +142,19 @@ def _frames_array(clip: ClipLike) -> np.ndarray | None:
     return clip
 
 
-def preprocess_clip(clip: ClipLike, transform: Callable, channels: int) -> torch.Tensor:
+def preprocess_clip(clip: ClipLike | PIL.Image.Image, transform: Callable, channels: int) -> torch.Tensor:
     """The [1,C,T,H,W] float batch for `clip` (on the CPU), checked against the clip length a transform fixes (and
     then its frame size too: `ClipPreprocess(frames=...)`, the zoo's networks).
 
-    A float tensor is taken as already preprocessed ([C,T,H,W] or [1,C,T,H,W]); anything else is decoded to uint8
+    A float tensor is taken as already preprocessed ([C,T,H,W] or [1,C,T,H,W]) and checked as image tensors are
+    (`images.check_input`: device, dtype, shape, size, finite, magnitude); anything else is decoded to uint8
     frames and goes through `transform`. Other models take preprocessed clips of any size their layers accept.
     """
     frames, height, width = clip_size(transform)
     array = _frames_array(clip)
     if array is None:
-        assert isinstance(clip, torch.Tensor)  # _frames_array gives None only for a float tensor
-        batch = clip.detach()
-        if batch.dim() == 4:
-            batch = batch.unsqueeze(0)
-        if batch.dim() != 5 or batch.shape[0] != 1 or batch.shape[1] != channels:
-            raise InputError(
-                f"an input of shape {tuple(clip.shape)} does not fit; this video model takes one clip as "
-                f"[{channels},T,H,W] or [1,{channels},T,H,W] (or uint8 frames [T,H,W,3])"
-            )
+        assert isinstance(clip, torch.Tensor)  # _frames_array gives None only for a tensor
+        batch = check_input(clip, channels, MIN_SIDE, map_dims=3)
         if frames is not None and height is not None and tuple(batch.shape[-2:]) != (height, width):  # a transform fixing the whole clip shape
             raise InputError(
                 f"the clip's frames are {batch.shape[-2]}×{batch.shape[-1]}; this model takes {height}×{width} frames "
@@ -172,12 +167,12 @@ def preprocess_clip(clip: ClipLike, transform: Callable, channels: int) -> torch
         if tensor.shape[1] != channels:
             tensor = tensor.expand(-1, 3, -1, -1) if channels == 3 else tensor.float().mean(1, keepdim=True).round().to(torch.uint8)
         batch = torch.as_tensor(transform(tensor)).unsqueeze(0)
+        if not torch.isfinite(batch).all():
+            raise InputError("the transform gave NaN or infinite values; check its mean and std")
     if frames is not None and batch.shape[2] != frames:
         raise InputError(
             f"the clip has {batch.shape[2]} frames; this model takes {frames}: pass {frames} frames (e.g. clip[:{frames}])"
         )
-    if not torch.isfinite(batch).all():
-        raise InputError("the clip contains NaN or infinite values; pass finite frames")
     return batch.float()
 
 
@@ -185,7 +180,7 @@ def reject_clip(image: object) -> None:
     """Raise for a clip given to an image model (a list of frames, a [T,H,W,3] array, a 5-D tensor, a video file)."""
     clip = (isinstance(image, (list, tuple))
             or (isinstance(image, np.ndarray) and image.ndim == 4)
-            or (isinstance(image, torch.Tensor) and (image.dim() == 5 or (image.dim() == 4 and not image.is_floating_point())))
+            or (isinstance(image, torch.Tensor) and (image.dim() == 5 or (image.dim() == 4 and not (image.is_floating_point() or image.is_complex()))))
             or (isinstance(image, (str, os.PathLike)) and Path(image).suffix.lower() in VIDEO_SUFFIXES))
     if clip:
         raise InputError("this is an image model and got a clip; pass one frame (e.g. clip[0]) or use a video model (Conv3d)")

@@ -105,6 +105,9 @@ def folded_copy(model: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:
     folded = copy.deepcopy(model).eval()
     for conv_name, norm_name in pairs:
         conv, norm = folded.get_submodule(conv_name), folded.get_submodule(norm_name)
+        # foldable_pairs pairs only Conv2d with BatchNorm2d tracking running statistics
+        assert isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
+        assert norm.running_mean is not None and norm.running_var is not None
         weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps,
                                             norm.weight, norm.bias)
         conv.weight, conv.bias = weight, bias

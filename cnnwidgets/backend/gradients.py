@@ -20,8 +20,6 @@ rules do not cover, raises an InputError instead of returning a silently wrong m
 
 from __future__ import annotations
 
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,8 +30,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import InputError, model_errors
+from .cache import graph_bytes
 from .hooks import eval_mode
-from .inspector import class_scores
+from .inspector import Inspector, class_scores
 
 RULES = ("guided", "deconv")
 
@@ -55,7 +54,7 @@ class _Deconv(torch.autograd.Function):
     """Forward: the activation's output. Backward: relu of the incoming gradient, with no forward mask."""
 
     @staticmethod
-    def forward(ctx, pre: torch.Tensor, output: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+    def forward(ctx, pre: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         return output.clone()
 
     @staticmethod
@@ -229,15 +228,16 @@ class LayerForward:
 
     def __init__(self, model: nn.Module, batch: torch.Tensor, module: nn.Module, call: int = 0,
                  to_map: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        state: dict[str, object] = {"calls": 0}
+        calls = [0]
+        leaves: list[torch.Tensor] = []
 
         def hook(_module: nn.Module, _inputs: tuple, output: object) -> torch.Tensor | None:
-            index = state["calls"]
-            state["calls"] = index + 1
+            index = calls[0]
+            calls[0] = index + 1
             if index != call or not isinstance(output, torch.Tensor):
                 return None
             leaf = output.detach().requires_grad_(True)
-            state["leaf"] = leaf
+            leaves.append(leaf)
             torch.set_grad_enabled(True)  # record the graph from here to the scores
             return leaf.clone()  # a non-leaf copy, so in-place ops after the layer leave `leaf` intact
 
@@ -250,9 +250,9 @@ class LayerForward:
                     torch.set_grad_enabled(False)
         finally:
             handle.remove()
-        if "leaf" not in state:
+        if not leaves:
             raise InputError("the chosen layer did not output a tensor in the forward pass; pick a conv layer or block")
-        self.output: torch.Tensor = state["leaf"]  # the layer's raw output, requires grad
+        self.output: torch.Tensor = leaves[0]  # the layer's raw output, requires grad
         self.to_map = to_map or (lambda output: output)
         self.activation: torch.Tensor = self.to_map(self.output.detach())  # [N, C, h, w]
         self.scores: torch.Tensor = scores  # [N, classes], with the graph back to `output`
@@ -267,43 +267,32 @@ class LayerForward:
         return self.to_map(grad.detach()), targets
 
 
-_KEPT_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-FORWARDS_KEPT = 4
-"""How many forward graphs (per image and layer or backward rule) each Inspector keeps for class switches."""
+def _graph_size(inspector: Inspector, purpose: tuple, shape: tuple[int, ...], held: list[torch.Tensor]) -> int:
+    """`graph_bytes` of a kept forward, measured once per purpose and input shape while the weights stay the same:
+    which tensors a forward saves depends on the model and the shapes, not on the values, and walking the graph
+    (20 ms for EfficientNet-Lite0's input gradient at 224 px) would otherwise add a tenth to every new image."""
+    model = inspector.model
+    return inspector.memo(("graph bytes", *purpose, shape), lambda: graph_bytes(held, model.parameters()), nbytes=lambda _: 0)
 
 
-def _kept(inspector, key: tuple, build: Callable[[], object]):
-    """The forward kept under `key` for `inspector`, built when missing; the oldest beyond FORWARDS_KEPT go."""
-    kept = _KEPT_FORWARDS.setdefault(inspector, OrderedDict())
-    found = kept.get(key)
-    if found is None:
-        found = build()
-        kept[key] = found
-        while len(kept) > FORWARDS_KEPT:
-            kept.popitem(last=False)
-    kept.move_to_end(key)
-    return found
-
-
-def layer_forward(inspector, batch: torch.Tensor, layer_name: str) -> LayerForward:
-    """The LayerForward of a preprocessed [1,C,H,W] batch at layer `layer_name`, reused while image, layer and
-    weights are unchanged."""
-    from .inspector import _tensor_key
-
+def layer_forward(inspector: Inspector, batch: torch.Tensor, layer_name: str) -> LayerForward:
+    """The LayerForward of a preprocessed [1,C,H,W] batch at layer `layer_name`, kept in the inspector's memo (sized by
+    the tensors its graph holds) while image, layer and weights are unchanged."""
     info = inspector.layer(layer_name)
-    key = ("layer", inspector._weights_key(), _tensor_key(batch), info.name)
-    return _kept(inspector, key, lambda: LayerForward(inspector.model, batch, inspector.model.get_submodule(info.module_name), info.call,
-                                                     info.to_map))
+    model = inspector.model
+    purpose = ("layer forward", info.name)
+    return inspector.memo(purpose, lambda: LayerForward(model, batch, model.get_submodule(info.module_name), info.call, info.to_map),
+                          image=batch,
+                          nbytes=lambda kept: _graph_size(inspector, purpose, tuple(batch.shape), [kept.scores, kept.output, kept.activation]))
 
 
-def input_forward(inspector, batch: torch.Tensor, rule: str | None = None, method: str = "saliency") -> InputForward:
-    """The InputForward of a preprocessed [1,C,H,W] batch under `rule`, reused while image and weights are
-    unchanged. It always runs the model itself, never the folded scoring copy (`backend.folded`): folding changes
+def input_forward(inspector: Inspector, batch: torch.Tensor, rule: str | None = None, method: str = "saliency") -> InputForward:
+    """The InputForward of a preprocessed [1,C,H,W] batch under `rule`, kept in the inspector's memo while image and
+    weights are unchanged. It always runs the model itself, never the folded scoring copy (`backend.folded`): folding changes
     float rounding, and a ReLU whose input sits within rounding of 0 flips, so a map would depend on whether an
     earlier call had made the copy (resnet18d: 8.3 % of the map's maximum at 9 pixels). The cost, EfficientNet-Lite0
     at 224 px on a loaded 2-core CPU (`bench/results/saliency.json`, one run): saliency 226 ms against 166 ms through
     the copy, guided backprop 278 against 165 ms; still 0.85× and 0.95× Captum's time."""
-    from .inspector import _tensor_key
-
-    key = ("input", inspector._weights_key(), _tensor_key(batch), rule)
-    return _kept(inspector, key, lambda: InputForward(inspector.model, batch, rule, method))
+    purpose = ("input forward", rule)
+    return inspector.memo(purpose, lambda: InputForward(inspector.model, batch, rule, method), image=batch,
+                          nbytes=lambda kept: _graph_size(inspector, purpose, tuple(batch.shape), [kept.scores, kept.input]))

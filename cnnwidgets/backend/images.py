@@ -5,8 +5,9 @@ Pixel values are read by their type, the same for PIL images, numpy arrays and t
 as black and white. Anything else is an InputError that says which call makes it a picture, never a silently
 dark or saturated one. Float tensors are not pictures here: they are model inputs, checked in `check_input`.
 
-Huge pictures are reduced while they are decoded (JPEG: Pillow's `draft`, a DCT-domain downscale) or before any
-float copy is made (arrays, other files: a box filter over row bands), so memory stays near the output size.
+Huge pictures are reduced while they are decoded (JPEG: Pillow's `draft`, a DCT-domain downscale; PNG: a band of
+rows at a time, `backend.png`) or before any float copy is made (arrays: a box filter over row bands; other files:
+Pillow's `reduce` after a whole decode), so memory stays near the output size.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import PIL.Image
 import torch
 
 from ..errors import InputError
+from .png import reduced_png
 
 ImageLike = PIL.Image.Image | np.ndarray | str | os.PathLike | torch.Tensor
 
@@ -75,28 +77,36 @@ def to_pil(image: ImageLike, mode: str = "RGB") -> PIL.Image.Image:
     return _convert(pil, mode)
 
 
-def check_input(tensor: torch.Tensor, channels: int, min_side: int) -> torch.Tensor:
-    """`tensor` ([C,H,W] or [1,C,H,W] float) as a [1,C,H,W] model input, checked like a picture: `channels`
-    channels, at least `min_side` on a side (the model's total stride, see `Inspector.min_input_side`), finite,
-    |values| <= MAX_INPUT_MAGNITUDE, not on the `meta` device."""
+def check_input(tensor: torch.Tensor, channels: int, min_side: int, map_dims: int = 2) -> torch.Tensor:
+    """`tensor`, a float model input of one image ([C,H,W] or [1,C,H,W], `map_dims` 2) or one clip ([C,T,H,W] or
+    [1,C,T,H,W], `map_dims` 3), as a batch of one, checked like a picture: not on the `meta` device, real, `channels`
+    channels, frames at least `min_side` on a side (for images the model's total stride, see
+    `Inspector.min_input_side`), at least one frame, finite, |values| <= MAX_INPUT_MAGNITUDE."""
+    kind, axes = ("image", "H,W") if map_dims == 2 else ("clip", "T,H,W")
     if tensor.device.type == "meta":
         raise InputError("the tensor is on the 'meta' device and holds no values; pass a real tensor (e.g. on 'cpu')")
     if tensor.is_complex():
-        raise InputError(f"a complex tensor ({tensor.dtype}) is not an image; pass its magnitude tensor.abs() or tensor.real")
+        raise InputError(f"a complex tensor ({tensor.dtype}) is not {'an image' if map_dims == 2 else 'a clip'}; "
+                         "pass its magnitude tensor.abs() or tensor.real")
     batch = tensor.detach()
-    if batch.dim() == 3:
+    if batch.dim() == map_dims + 1:
         batch = batch.unsqueeze(0)
-    if batch.dim() != 4 or batch.shape[0] != 1 or batch.shape[1] != channels:
+    if batch.dim() != map_dims + 2 or batch.shape[0] != 1 or batch.shape[1] != channels:
         raise InputError(
-            f"an input of shape {tuple(tensor.shape)} does not fit; this model takes one image as [{channels},H,W] or [1,{channels},H,W]"
+            f"an input of shape {tuple(tensor.shape)} does not fit; this {'' if map_dims == 2 else 'video '}model takes one "
+            f"{kind} as [{channels},{axes}] or [1,{channels},{axes}]{'' if map_dims == 2 else ' (or uint8 frames [T,H,W,3])'}"
         )
-    if min(batch.shape[2:]) < min_side:
+    height, width = batch.shape[-2:]
+    if min(height, width) < min_side:
         raise InputError(
-            f"the input is only {batch.shape[3]}×{batch.shape[2]} pixels, less than the model's total stride; "
-            f"pass one at least {min_side}×{min_side}"
+            f"the input is only {width}×{height} pixels, less than the model's total stride; pass one at least {min_side}×{min_side}"
+            if map_dims == 2 else f"the clip's frames are only {width}×{height} pixels; pass frames at least {min_side}×{min_side}"
         )
+    if batch.numel() == 0:
+        raise InputError(f"the clip has no frames (shape {tuple(tensor.shape)}); pass at least one")
     if not torch.isfinite(batch).all():
-        raise InputError("the input contains NaN or infinite values; pass a finite image")
+        raise InputError(f"the {'input' if map_dims == 2 else 'clip'} contains NaN or infinite values; "
+                         f"pass {'a finite image' if map_dims == 2 else 'finite frames'}")
     largest = float(batch.abs().max())
     if largest > MAX_INPUT_MAGNITUDE:
         raise InputError(
@@ -116,23 +126,33 @@ def _open(location: str | os.PathLike) -> PIL.Image.Image:
     path = Path(text)
     if not path.is_file():
         raise InputError(f"no image file at {str(path)!r}; pass the path of an existing image file")
+    pil: PIL.Image.Image | None = None
     try:
         with PIL.Image.open(path) as opened:
             size = opened.size
             if max(size) > MAX_SIDE:
                 # JPEG: decode at 1/2, 1/4 or 1/8 scale, the smallest that keeps MAX_SIDE / 2 a side (plenty for
-                # any classifier's input); other formats: no-op
+                # any classifier's input); PNG: decode and reduce a band of rows at a time (`backend.png`)
                 opened.draft(opened.mode, (MAX_SIDE // 2, MAX_SIDE // 2))
-            opened.load()
-            pil = _from_pil(opened)
+                if opened.format == "PNG":
+                    pil = reduced_png(path, math.ceil(max(size) / MAX_SIDE), None if opened.mode in REDUCIBLE_MODES else _reducible(opened))
+            if pil is None:
+                opened.load()
+                pil = _from_pil(opened)
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
         raise InputError(f"cannot read {str(path)!r} as an image ({error}); pass a PNG or JPEG file") from None
-    if max(pil.size) > MAX_SIDE:
+    if max(size) > MAX_SIDE:
         warnings.warn(f"the image is {size[0]}×{size[1]}; downscaled to at most {MAX_SIDE} px a side", stacklevel=4)
+    if max(pil.size) > MAX_SIDE:
         if pil.mode not in REDUCIBLE_MODES:
-            pil = pil.convert("RGBA" if pil.has_transparency_data else "RGB")
+            pil = pil.convert(_reducible(pil))
         pil = pil.reduce(math.ceil(max(pil.size) / MAX_SIDE))  # a box filter, one pass, no full-size float copy
     return pil
+
+
+def _reducible(pil: PIL.Image.Image) -> str:
+    """The mode `Image.reduce` takes that a picture of another mode (palette, bilevel, HSV, LAB) converts to."""
+    return "RGBA" if pil.has_transparency_data else "RGB"
 
 
 def _from_pil(pil: PIL.Image.Image) -> PIL.Image.Image:

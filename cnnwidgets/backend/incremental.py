@@ -20,7 +20,6 @@ pass up to float rounding; `IncrementalEngine.verify` checks that on real positi
 from __future__ import annotations
 
 import operator
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cache import Memo
 from .hooks import eval_mode
 
 aten = torch.ops.aten
@@ -458,15 +458,7 @@ def _as_layout(value: torch.Tensor, layout) -> torch.Tensor:
     return value.contiguous(memory_format=layout) if layout is not None and value.dim() == 4 else value
 
 
-# --- one engine per (model, input shape, weights), kept while the model lives ---------------------------------------
-
-_ENGINES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-
-
-def weights_key(model: nn.Module) -> int:
-    """Changes whenever a parameter or buffer is replaced or modified in place, or a module's structure changes."""
-    tensors = (*model.parameters(), *model.buffers())
-    return hash((tuple((t.data_ptr(), t._version) for t in tensors), tuple(type(m) for m in model.modules())))
+# --- one engine per (input shape, weights), kept in the inspector's memo ---------------------------------------------
 
 
 ENGINE_PAYS_AFTER = 200
@@ -476,30 +468,29 @@ each position then saves about a third to a half of a forward: below this many p
 (what Captum runs) are faster, so occlusion runs those until this many have been asked for on the same weights."""
 
 
-def engine_for(model: nn.Module, example: torch.Tensor, positions: int | None = None) -> IncrementalEngine | None:
-    """The engine for `model` on inputs shaped like `example`, traced once and reused while the weights stay the same.
+def engine_for(memo: Memo, example: torch.Tensor, positions: int | None = None) -> IncrementalEngine | None:
+    """The engine for `memo.model` on inputs shaped like `example`, traced once and kept in `memo` (the Inspector's
+    `inspector.memo`, one engine at a time, outside its byte budget) while the weights stay the same.
 
     With `positions` (the occluder positions a call is about to compute), None while tracing would not pay yet:
     the engine is built once this call's positions and those of earlier calls on the same weights reach
     ENGINE_PAYS_AFTER (a training loop that changes the weights between small calls never pays for a trace).
     Raises UnsupportedModel when the model cannot be traced or the engine's answer differs from a full forward.
     """
-    cache = _ENGINES.setdefault(model, {})
-    key = (tuple(example.shape), example.device, weights_key(model))
-    engine = cache.get(key)
+    model, shape = memo.model, (tuple(example.shape), example.device)
+    kept = memo.get("incremental engine")  # (shape, the engine, the error it raised, or the positions asked so far)
+    engine = kept[1] if isinstance(kept, tuple) and kept[0] == shape else None
     if engine is None or isinstance(engine, int):
         asked = (engine or 0) + (positions or 0)
         if positions is not None and asked < ENGINE_PAYS_AFTER:
-            cache.clear()
-            cache[key] = asked
+            memo.put("incremental engine", (shape, asked), nbytes=0)
             return None
-        cache.clear()
         try:
             engine = IncrementalEngine(model, example)
             verify(engine, model, example)
         except UnsupportedModel as error:
             engine = error
-        cache[key] = engine
+        memo.put("incremental engine", (shape, engine), nbytes=0)
     if isinstance(engine, UnsupportedModel):
         raise engine
     return engine

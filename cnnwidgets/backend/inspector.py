@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
 import re
 from collections.abc import Callable, Sequence
-from typing import overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import InputError, model_errors
-from .cache import TensorCache
+from .cache import Memo, image_key, weights_key
 from .clips import ClipPreprocess, display_clip, is_video_model, preprocess_clip, probe_shape, reject_clip
 from .device import batch_size_for, batches, device_of, unwrap
 from .hooks import capture_outputs, eval_mode
@@ -22,6 +21,9 @@ from .images import ImageLike, check_input, to_pil
 from .layers import LayerInfo, discover_layers, find_layer, has_conv
 from .layout import fixed_input_size
 from .preprocess import Preprocess, to_display
+
+if TYPE_CHECKING:
+    from .index import Index
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
 PROBE_SIDE = 224
@@ -74,14 +76,12 @@ class Inspector:
             side = self.input_size[0]
             transform = Preprocess(resize=round(side * 256 / 224), crop=side)  # the ImageNet recipe's ratio
         self.reshape = dict(reshape or {})
-        self.transform = transform if transform is not None else (ClipPreprocess() if self.is_video else Preprocess())
+        self.transform: Callable = transform if transform is not None else (ClipPreprocess() if self.is_video else Preprocess())
         self.labels = list(labels) if labels is not None else None
-        self._cache = TensorCache(cache_bytes)
+        self.memo = Memo(model, cache_bytes)  # everything computed from the current weights (see `backend.cache`)
         self._layers: dict[tuple[int, ...], list[LayerInfo]] = {}
         self._input_shape: tuple[int, ...] | None = None
         self._min_side: int | None = None  # smallest input side the model downsamples to at least one pixel
-        self._fast: tuple[int, nn.Module] | None = None  # (weights key, the scoring module for those weights)
-        self._weights_seen: int | None = None  # the weights of the last scoring call, while no copy is made for them
 
     # --- inputs -----------------------------------------------------------------------------------------------
 
@@ -137,6 +137,11 @@ class Inspector:
         if self.is_video:
             return display_clip(self.preprocess(image), self.transform)
         return to_display(self.preprocess(image), self.transform)
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The shape of the last batch preprocessed ([1,C,H,W], [1,C,T,H,W] for video), None before any."""
+        return self._input_shape
 
     # --- layers -----------------------------------------------------------------------------------------------
 
@@ -207,19 +212,19 @@ class Inspector:
     @overload
     def activations(self, image: ImageLike, layer: str) -> torch.Tensor: ...
     @overload
-    def activations(self, image: ImageLike, layer: Sequence[str]) -> dict[str, torch.Tensor]: ...
+    def activations(self, image: ImageLike, layer: list[str] | tuple[str, ...]) -> dict[str, torch.Tensor]: ...
 
     def activations(self, image, layer):
         """The [C,H,W] output of `layer` for `image` (on the CPU); for a list of layers, a dict of them.
 
-        All layers missing from the cache come from one forward pass; results are cached per (image, layer,
-        model weights), so asking again — another channel, a layer seen before — runs no forward.
+        All layers missing from the memo come from one forward pass; results are kept per (image, layer) while
+        the weights stay the same, so asking again — another channel, a layer seen before — runs no forward.
         """
         names = [layer] if isinstance(layer, str) else list(layer)
         batch = self.preprocess(image)
         infos = [self.layer(name) for name in names]
-        keys = {info.name: (self._weights_key(), _tensor_key(batch), info.name) for info in infos}
-        found = {name: self._cache.get(key) for name, key in keys.items()}
+        key = image_key(batch)
+        found = {info.name: self.memo.get(("activation", info.name), key) for info in infos}
         missing = {info.name: (self.model.get_submodule(info.module_name), info.call) for info in infos if found[info.name] is None}
         if missing:
             with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(batch.shape)):
@@ -227,10 +232,10 @@ class Inspector:
             by_name = {info.name: info for info in infos}
             for name, output in captured.items():
                 found[name] = by_name[name].to_map(output)[0].contiguous().cpu()
-                self._cache.put(keys[name], found[name])
+                self.memo.put(("activation", name), found[name], key)
         return found[names[0]] if isinstance(layer, str) else {name: found[name] for name in names}
 
-    def index(self, dataset: object, layers: Sequence[str] | None = None, engine: str = "local", **options: object) -> Index:  # noqa: F821
+    def index(self, dataset: object, layers: Sequence[str] | None = None, engine: str = "local", **options: Any) -> Index:
         """Stream `dataset` through the model once and return its `Index`: the top-k images of every channel of
         `layers` (default: every activation layer), and each image's pooled code, label and prediction. Options:
         k, codes, thumbnails, batch_size, num_workers, amp, offset, path, save_every, progress (see
@@ -274,15 +279,16 @@ class Inspector:
         """
         from .folded import fast_copy
 
-        weights = self._weights_key()
-        if self._fast is not None and self._fast[0] == weights:
-            return self._fast[1]
-        if weights != self._weights_seen and (len(example) if images is None else images) < FOLD_AFTER_IMAGES:
-            self._weights_seen = weights
+        found = self.memo.get("scoring model")
+        if isinstance(found, nn.Module):
+            return found
+        if found is None and (len(example) if images is None else images) < FOLD_AFTER_IMAGES:
+            self.memo.put("scoring model", "seen", nbytes=0)  # these weights were scored once
             return self.model
         with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(example.shape)):
-            self._fast = (weights, fast_copy(self.model, example) or self.model)
-        return self._fast[1]
+            scorer = fast_copy(self.model, example) or self.model
+        self.memo.put("scoring model", scorer, nbytes=0)  # one per weights, outside the byte budget like the model
+        return scorer
 
     def predict(self, image: ImageLike, k: int = 5) -> list[tuple[str, float]]:
         """The top-`k` (label, probability) pairs for `image`, most probable first."""
@@ -323,7 +329,8 @@ class Inspector:
         return self.labels[index]
 
     def private_copy(self) -> Inspector:
-        """An Inspector over a deep copy of the model (same transform and labels), for work off the main thread.
+        """An Inspector over a deep copy of the model (same transform, labels, layouts and memo budget), for work off
+        the main thread.
 
         The model is never shared across threads: a widget's background work runs on its own copy, so the user's
         calls (and the eval-mode switches and hooks they make) never interleave with it. A copy, not one lock per
@@ -332,20 +339,11 @@ class Inspector:
         cover the methods that run the model themselves; the copy costs 19 MB and 32 ms, once per widget and
         again only when the user's weights change.
         """
-        return Inspector(copy.deepcopy(self.model), self.transform, self.labels)
+        return Inspector(copy.deepcopy(self.model), self.transform, self.labels, cache_bytes=self.memo.max_bytes, reshape=self.reshape)
 
     def weights_key(self) -> int:
         """Changes whenever any parameter or buffer is replaced or modified in place (training, load_state_dict)."""
-        return self._weights_key()
-
-    def _weights_key(self) -> int:
-        """Changes whenever any parameter or buffer is replaced or modified in place (training, load_state_dict)."""
-        return hash(tuple((t.data_ptr(), t._version) for t in (*self.model.parameters(), *self.model.buffers())))
-
-
-def _tensor_key(batch: torch.Tensor) -> tuple:
-    data = batch.detach().cpu().contiguous().numpy().tobytes()
-    return tuple(batch.shape), hashlib.blake2b(data, digest_size=16).hexdigest()
+        return weights_key(self.model)
 
 
 def class_scores(output: object) -> torch.Tensor:

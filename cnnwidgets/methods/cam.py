@@ -22,7 +22,7 @@ from ..backend.device import batch_size_for, batches
 from ..backend.gradients import layer_forward
 from ..backend.hooks import eval_mode
 from ..backend.images import ImageLike
-from ..backend.inspector import _tensor_key, class_scores
+from ..backend.inspector import Inspector, class_scores
 from ..backend.layers import LayerInfo
 from ..errors import InputError, LayerNotFoundError, model_errors
 from .gradients import guided_backprop, target_tensor
@@ -35,7 +35,7 @@ SCORE_CAM_EPS = 1e-8
 """Score-CAM's masks are (A − min) / (max − min + eps), as in pytorch-grad-cam."""
 
 
-def default_cam_layer(inspector) -> str:
+def default_cam_layer(inspector: Inspector) -> str:
     """The layer whose map covers every channel of the model's final feature map.
 
     The final feature map is the last spatial map to be finished by a convolution, an activation, a block or a
@@ -63,12 +63,12 @@ def default_cam_layer(inspector) -> str:
     return chosen.name
 
 
-def cam_layers(inspector) -> list[LayerInfo]:
+def cam_layers(inspector: Inspector) -> list[LayerInfo]:
     """The layers a CAM can weight: convs, activations and blocks with a spatial [C,H,W] output, in forward order."""
     return [layer for layer in inspector.layers if layer.kind in CAM_KINDS and _spatial(layer)]
 
 
-def _feature_map(inspector, layer: LayerInfo) -> bool:
+def _feature_map(inspector: Inspector, layer: LayerInfo) -> bool:
     """Convolutions, activations, blocks, and norms (modules with weights of their own), not pools or reshapes."""
     if layer.kind in CAM_KINDS:
         return True
@@ -90,7 +90,7 @@ def _spatial(layer: LayerInfo) -> bool:
     return len(layer.shape) == 3 and layer.shape[1] * layer.shape[2] > 1
 
 
-def cam_layer(inspector, layer: str | None) -> LayerInfo:
+def cam_layer(inspector: Inspector, layer: str | None) -> LayerInfo:
     """The LayerInfo for a CAM: the default when None; an error for unknown or non-spatial layers."""
     if layer is None:
         return inspector.layer(default_cam_layer(inspector))
@@ -115,14 +115,14 @@ def upsample(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(cam[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
 
 
-def _gradient_cam(inspector, image: ImageLike, target, layer: str | None, weigh) -> torch.Tensor:
+def _gradient_cam(inspector: Inspector, image: ImageLike, target, layer: str | None, weigh) -> torch.Tensor:
     batch = inspector.preprocess(image)
     info = cam_layer(inspector, layer)
     forward = layer_forward(inspector, batch, info.name)
     grads, _ = forward.gradient(target_tensor(inspector, target))
     activation = forward.activation.detach()
     cam = weigh(activation[0], grads[0]).clamp(min=0)
-    return upsample(cam, tuple(batch.shape[-2:])).cpu()
+    return upsample(cam, (batch.shape[-2], batch.shape[-1])).cpu()
 
 
 def _grad_cam_map(activation: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
@@ -146,7 +146,7 @@ def _layer_cam_map(activation: torch.Tensor, grads: torch.Tensor) -> torch.Tenso
     return (grads.clamp(min=0) * activation).sum(0)
 
 
-def grad_cam(inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None) -> torch.Tensor:
+def grad_cam(inspector: Inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017), [H,W]: relu(Σ_c mean(∂score/∂A_c) · A_c), upsampled to the input.
 
     One forward (without a graph up to the layer) and one backward through the head; later classes on the
@@ -155,36 +155,36 @@ def grad_cam(inspector, image: ImageLike, target: int | str | None = None, layer
     return _gradient_cam(inspector, image, target, layer, _grad_cam_map)
 
 
-def grad_cam_plus_plus(inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None) -> torch.Tensor:
+def grad_cam_plus_plus(inspector: Inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None) -> torch.Tensor:
     """Grad-CAM++ (Chattopadhay et al. 2018), [H,W]: pixel-weighted positive gradients as channel weights."""
     return _gradient_cam(inspector, image, target, layer, _grad_cam_pp_map)
 
 
-def layer_cam(inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None) -> torch.Tensor:
+def layer_cam(inspector: Inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None) -> torch.Tensor:
     """Layer-CAM (Jiang et al. 2021), [H,W]: relu(Σ_c relu(∂score/∂A_c) ⊙ A_c), weighting every position."""
     return _gradient_cam(inspector, image, target, layer, _layer_cam_map)
 
 
-def guided_grad_cam(inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None) -> torch.Tensor:
+def guided_grad_cam(inspector: Inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None) -> torch.Tensor:
     """Guided Grad-CAM (Selvaraju et al. 2017), [C,H,W]: guided backprop times the upsampled Grad-CAM map."""
     return guided_backprop(inspector, image, target) * grad_cam(inspector, image, target, layer)
 
 
-def score_cam_scores(inspector, image: ImageLike, layer: str | None = None, *, batch_size: int | None = None,
+def score_cam_scores(inspector: Inspector, image: ImageLike, layer: str | None = None, *, batch_size: int | None = None,
                      progress: bool = True) -> torch.Tensor:
     """Score-CAM's class scores [channels, classes]: the model's logits for the input masked by each channel.
 
     Each channel's map is upsampled to the input (bilinear, corners aligned), scaled to [0, 1] and multiplied
     into the input, as pytorch-grad-cam does. The layer's activations come from the inspector's cache (no new
     forward when the layer was seen); channels whose map is constant give the all-zero mask, scored once.
-    The result is cached per (image, layer, weights).
+    The result is kept in the inspector's memo per (image, layer) while the weights stay the same.
     """
     batch = inspector.preprocess(image)
     info = cam_layer(inspector, layer)
-    key = ("score_cam", inspector._weights_key(), _tensor_key(batch), info.name)
-    cached = inspector._cache.get(key)
-    if cached is not None:
-        return cached
+    return inspector.memo(("score cam", info.name), lambda: _score_cam_scores(inspector, batch, info, batch_size, progress), image=batch)
+
+
+def _score_cam_scores(inspector: Inspector, batch: torch.Tensor, info: LayerInfo, batch_size: int | None, progress: bool) -> torch.Tensor:
     activation = inspector.activations(batch, info.name).to(batch.device)  # [C,h,w], cached forward
     channels = len(activation)
     flat = activation.flatten(1)
@@ -207,12 +207,11 @@ def score_cam_scores(inspector, image: ImageLike, layer: str | None = None, *, b
             if scores is None:
                 scores = torch.empty((channels, logits.shape[1]), dtype=logits.dtype, device=logits.device)
             scores[picked] = logits
-    scores = scores.float().cpu()
-    inspector._cache.put(key, scores)
-    return scores
+    assert scores is not None  # every channel is constant or varying, and a layer has at least one
+    return scores.float().cpu()
 
 
-def score_cam(inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None, *,
+def score_cam(inspector: Inspector, image: ImageLike, target: int | str | None = None, layer: str | None = None, *,
               batch_size: int | None = None, progress: bool = True) -> torch.Tensor:
     """Score-CAM (Wang et al. 2020), [H,W]: relu(Σ_c softmax_c(score of the input masked by A_c) · A_c).
 
@@ -229,4 +228,4 @@ def score_cam(inspector, image: ImageLike, target: int | str | None = None, laye
     weights = scores[:, index].softmax(0)
     activation = inspector.activations(batch, info.name)
     cam = torch.einsum("c,chw->hw", weights, activation.float()).clamp(min=0)
-    return upsample(cam, tuple(batch.shape[-2:]))
+    return upsample(cam, (batch.shape[-2], batch.shape[-1]))

@@ -27,7 +27,9 @@ def deconv_projections(
     activation — and sends it back down (Zeiler & Fergus 2014): max-pools unpool through the switches recorded
     in the forward pass (the positions of the maxima), ReLUs rectify the signal going down, and convolutions
     apply their transposed filters. That is the backward pass with the deconvnet ReLU rule, so it works for any
-    model whose activations are ReLUs; images do not interact (eval mode).
+    model whose activations are ReLUs (others, GELU or SiLU, are refused in one line); images do not interact (eval
+    mode). The layer's output is read through its layout (`backend.layout`), so channels and positions of NHWC
+    (ConvNeXt, Swin) and token (ViT) layers are those of its [C,H,W] map, as every view shows them.
     """
     info = inspector.layer(layer)
     module = inspector.model.get_submodule(info.module_name)
@@ -37,7 +39,7 @@ def deconv_projections(
     if int(channels.max()) >= info.shape[0] or int(channels.min()) < 0:
         raise InputError(f"channel {int(channels.max())} is out of range; layer {layer!r} has channels 0..{info.shape[0] - 1}")
     x = batch.detach().to(inspector.device).requires_grad_(True)
-    output = _output_with_graph(inspector.model, x, module, info.call)
+    output = info.to_map(_output_with_graph(inspector.model, x, module, info.call))
     if output.dim() != 4:
         raise InputError(f"layer {layer!r} has no spatial map; pick a conv, activation or pooling layer")
     maps = output[torch.arange(len(x)), channels.to(output.device)]  # [N, h, w]
@@ -88,6 +90,6 @@ def _output_with_graph(model: nn.Module, x: torch.Tensor, module: nn.Module, cal
                 pass
     if len(captured) <= call:
         raise InputError("the layer was not reached in the forward pass; pick a layer the image flows through")
-    if report.applied:
+    if report.applied or report.unsupported:  # no activation at all (a linear model) is fine: transposed filters
         check_rule_report(report, "deconv_projection")
     return captured[call]

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..backend.device import batch_size_for, batches
 from ..backend.gradients import input_forward, input_gradients
 from ..backend.images import ImageLike
+from ..backend.inspector import Inspector
 from ..errors import InputError
 
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
@@ -24,19 +25,19 @@ PROGRESS_AFTER = 64
 """Show a progress bar when a method runs more than this many forward-backward passes."""
 
 
-def target_tensor(inspector, target: int | str | None) -> torch.Tensor | None:
+def target_tensor(inspector: Inspector, target: int | str | None) -> torch.Tensor | None:
     """[1] class index for a given target (no forward pass needed), None to take the top class in the same pass."""
     if target is None:
         return None
     return torch.tensor([inspector.class_index(target)])
 
 
-def saliency(inspector, image: ImageLike, target: int | str | None = None) -> torch.Tensor:
+def saliency(inspector: Inspector, image: ImageLike, target: int | str | None = None) -> torch.Tensor:
     """The gradient of the class score w.r.t. the input pixels (Simonyan et al. 2013), [C,H,W]."""
     return _input_gradient(inspector, image, target, None, "saliency")
 
 
-def guided_backprop(inspector, image: ImageLike, target: int | str | None = None) -> torch.Tensor:
+def guided_backprop(inspector: Inspector, image: ImageLike, target: int | str | None = None) -> torch.Tensor:
     """Guided backpropagation (Springenberg et al. 2014), [C,H,W].
 
     At each ReLU the gradient passes only where the forward input was positive and the gradient is positive
@@ -46,32 +47,32 @@ def guided_backprop(inspector, image: ImageLike, target: int | str | None = None
     return _input_gradient(inspector, image, target, "guided", "guided_backprop")
 
 
-def deconvnet(inspector, image: ImageLike, target: int | str | None = None) -> torch.Tensor:
+def deconvnet(inspector: Inspector, image: ImageLike, target: int | str | None = None) -> torch.Tensor:
     """The deconvnet map (Zeiler & Fergus 2014), [C,H,W]: backward through each ReLU (and ReLU6) passes only the
     positive part of the gradient and ignores the forward mask."""
     return _input_gradient(inspector, image, target, "deconv", "deconvnet")
 
 
-def _input_gradient(inspector, image: ImageLike, target: int | str | None, rule: str | None, method: str) -> torch.Tensor:
+def _input_gradient(inspector: Inspector, image: ImageLike, target: int | str | None, rule: str | None, method: str) -> torch.Tensor:
     """[C,H,W]: the target score's gradient w.r.t. the image under ReLU `rule`, from the image's kept forward graph."""
     batch = inspector.preprocess(image)
     grad, _ = input_forward(inspector, batch, rule, method).gradient(target_tensor(inspector, target))
     return grad[0].cpu()
 
 
-def _resolved_target(inspector, image: ImageLike, target: int | str | None) -> torch.Tensor:
+def _resolved_target(inspector: Inspector, image: ImageLike, target: int | str | None) -> torch.Tensor:
     """The target as a [1] tensor; None becomes the top class of the clean image (noisy copies may disagree)."""
     return torch.tensor([inspector.class_index(target, image)])
 
 
-def _batch_size(inspector, batch_size: int | None) -> int:
+def _batch_size(inspector: Inspector, batch_size: int | None) -> int:
     size = batch_size or batch_size_for(inspector.device)
     if size < 1:
         raise InputError(f"batch_size must be at least 1, not {size}")
     return size
 
 
-def _summed_gradients(inspector, inputs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+def _summed_gradients(inspector: Inspector, inputs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
                       batch_size: int, desc: str) -> torch.Tensor:
     """Σ_i weights[i] · ∂score/∂inputs[i] over an [N,C,H,W] stack, computed in batches."""
     total = torch.zeros_like(inputs[0])
@@ -84,7 +85,7 @@ def _summed_gradients(inspector, inputs: torch.Tensor, target: torch.Tensor, wei
     return total
 
 
-def smoothgrad(inspector, image: ImageLike, target: int | str | None = None, *, samples: int = 25,
+def smoothgrad(inspector: Inspector, image: ImageLike, target: int | str | None = None, *, samples: int = 25,
                noise: float = 0.15, seed: int = 0, batch_size: int | None = None) -> torch.Tensor:
     """SmoothGrad (Smilkov et al. 2017), [C,H,W]: the mean gradient over `samples` noisy copies of the input.
 
@@ -126,7 +127,7 @@ def _ig_points(steps: int, method: str) -> tuple[torch.Tensor, torch.Tensor]:
     return alphas, deltas
 
 
-def integrated_gradients(inspector, image: ImageLike, target: int | str | None = None, *,
+def integrated_gradients(inspector: Inspector, image: ImageLike, target: int | str | None = None, *,
                          baseline: float | torch.Tensor | None = None, steps: int = 50,
                          method: str = "gausslegendre", batch_size: int | None = None) -> torch.Tensor:
     """Integrated gradients (Sundararajan et al. 2017), [C,H,W]: (input − baseline) × the path-averaged gradient.
@@ -143,10 +144,10 @@ def integrated_gradients(inspector, image: ImageLike, target: int | str | None =
     if baseline is None:
         base = torch.zeros_like(batch)
     elif isinstance(baseline, torch.Tensor):
-        base = baseline.detach().to(batch).reshape(1, *baseline.shape[-3:]) if baseline.dim() in (3, 4) else None
-        if base is None or base.shape != batch.shape:
+        if baseline.dim() not in (3, 4) or baseline.numel() != batch.numel() or baseline.shape[-3:] != batch.shape[1:]:
             raise InputError(f"a baseline of shape {tuple(baseline.shape)} does not fit the input {tuple(batch.shape[1:])}; "
                              "pass a number or a tensor of the input's shape")
+        base = baseline.detach().to(batch).reshape(batch.shape)
     else:
         base = torch.full_like(batch, float(baseline))
     target_index = _resolved_target(inspector, batch, target)

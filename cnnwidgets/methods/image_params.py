@@ -67,7 +67,7 @@ def default_size(inspector) -> int:
         crop = crop[0]
     if isinstance(crop, int) and crop > 0:
         return crop
-    return inspector._input_shape[-1] if inspector._input_shape else 224
+    return inspector.input_shape[-1] if inspector.input_shape else 224
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

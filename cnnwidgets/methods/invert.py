@@ -1,7 +1,8 @@
 """Code inversion: reconstruct an image from its representation at one layer (Mahendran & Vedaldi 2015).
 
 Find x minimizing ‖φ(x) − φ(x₀)‖² / ‖φ(x₀)‖² + tv·TV(x) + l2·‖x − ½‖², starting from noise, where φ is the
-layer's output. What survives in the reconstruction is what the layer keeps: early layers give the photo back
+layer's output read as its [N,C,H,W] map (`backend.layout`: NHWC layers permuted, a ViT's class token left out,
+as every view shows the layer). What survives in the reconstruction is what the layer keeps: early layers give the photo back
 almost exactly, deep layers keep the object's parts and lose position, colour and detail.
 
 `Inverter` advances one reconstruction a few steps at a time (for the live widget); `invert` runs one to the
@@ -52,12 +53,12 @@ class Inverter:
         self.settings = with_options(settings or INVERSION_DEFAULTS, options)
         info = inspector.layer(layer)
         self.layer = info.name
-        self._module, self._call = inspector.model.get_submodule(info.module_name), info.call
+        self._module, self._call, self._to_map = inspector.model.get_submodule(info.module_name), info.call, info.to_map
         batch = inspector.preprocess(image).clone()
         self.to_model = ModelInput.of(inspector)
         self.original = self.to_model.to_display(batch)[0]
         with eval_mode(inspector.model), torch.no_grad(), model_errors(tuple(batch.shape)):
-            self.code = layer_output(inspector.model, self._module, self._call, batch).detach().clone()
+            self.code = self._to_map(layer_output(inspector.model, self._module, self._call, batch)).detach().clone()
         self._norm = self.code.pow(2).sum().clamp_min(1e-12)
         self.generator = torch.Generator().manual_seed(seed)
         _, _, height, width = batch.shape
@@ -71,7 +72,7 @@ class Inverter:
 
     def distance(self, images: torch.Tensor) -> torch.Tensor:
         """‖φ(x) − φ(x₀)‖² / ‖φ(x₀)‖², with the autograd graph."""
-        code = layer_output(self.inspector.model, self._module, self._call, self.to_model(images))
+        code = self._to_map(layer_output(self.inspector.model, self._module, self._call, self.to_model(images)))
         return (code - self.code).pow(2).sum() / self._norm
 
     def step(self, steps: int = 1, stop: Callable[[], bool] | None = None) -> list[float]:

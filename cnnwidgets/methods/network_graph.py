@@ -233,7 +233,7 @@ def network_graph(inspector, image: object | None = None, fields: bool = True, s
     if image is not None:
         batch = inspector.preprocess(image)
     else:
-        size = (inspector._input_shape or (1, 1, 224, 224))[-2:]
+        size = (inspector.input_shape or (1, 1, 224, 224))[-2:]
         batch = torch.zeros((1, inspector.in_channels, *size), device=inspector.device)
     names = {module: name for name, module in model.named_modules() if name}
     leaves = {module for module in names if not any(True for _ in module.children())}

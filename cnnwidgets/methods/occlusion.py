@@ -13,7 +13,6 @@ of the time. Elsewhere, or for models the incremental engine cannot trace, posit
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..backend.cache import image_key
 from ..backend.device import batch_size_for
 from ..backend.hooks import capture_outputs, eval_mode
 from ..backend.images import ImageLike
@@ -191,14 +191,14 @@ def _engine(inspector: Inspector, batch: torch.Tensor, method: str, positions: i
         return None
     try:
         with model_errors(tuple(batch.shape)):
-            engine = engine_for(inspector.model, batch, positions if method == "auto" else None)
+            engine = engine_for(inspector.memo, batch, positions if method == "auto" else None)
         if engine is None:
             return None
     except UnsupportedModel as error:
         if method == "incremental":
             raise InputError(f"incremental occlusion does not work on this model ({error}); pass method='full'") from None
         return None
-    engine.set_image(batch, key=_content_key(batch))
+    engine.set_image(batch, key=image_key(batch))
     return engine
 
 
@@ -209,11 +209,6 @@ def _chunk_logits(inspector, runner, batch, filled, chunk) -> torch.Tensor:
     occluded = occlude(batch, filled, chunk)
     with eval_mode(inspector.model), torch.inference_mode():
         return class_scores(runner(occluded)).float().cpu()
-
-
-def _content_key(batch: torch.Tensor) -> tuple:
-    data = batch.detach().cpu().contiguous().numpy().tobytes()
-    return tuple(batch.shape), hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 # --- the experiment ------------------------------------------------------------------------------------------------

@@ -221,7 +221,7 @@ def _normalization(inspector) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _probe(inspector) -> tuple[int, int, int]:
     """(T, H, W) of the clips the model takes: the last input seen, else the transform's, else the probe shape."""
-    return tuple((inspector._input_shape or probe_shape(inspector.transform, inspector.in_channels))[-3:])
+    return tuple((inspector.input_shape or probe_shape(inspector.transform, inspector.in_channels))[-3:])
 
 
 class ClipMaximizer:

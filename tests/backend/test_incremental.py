@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnwidgets.backend.cache import Memo
 from cnnwidgets.backend.incremental import IncrementalEngine, UnsupportedModel, engine_for, verify
 from cnnwidgets.zoo.efficientnet_lite0 import Conv2dSame
 
@@ -96,7 +97,7 @@ def test_random_boxes_and_a_box_covering_everything():
     torch.manual_seed(1)
     model = Zoo().eval()
     x = torch.randn(1, 3, 32, 30)
-    engine = engine_for(model, x)
+    engine = engine_for(Memo(model, 0), x)
     engine.set_image(x)
     generator = torch.Generator().manual_seed(2)
     boxes = []
@@ -112,7 +113,7 @@ def test_random_boxes_and_a_box_covering_everything():
 
 def test_efficientnet_lite0_positions_including_borders(lite0, cat):
     x = lite0.preprocess(cat)
-    engine = engine_for(lite0.model, x)
+    engine = engine_for(lite0.memo, x)
     engine.set_image(x)
     boxes = [(0, 0, 32, 32), (192, 192, 224, 224), (0, 184, 40, 224), (96, 100, 128, 132), (200, 0, 224, 48), (13, 77, 14, 78)]
     fill = torch.zeros_like(x)
@@ -128,7 +129,7 @@ def test_resnet18_random_weights_positions():
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
     x = torch.randn(1, 3, 96, 96)
-    engine = engine_for(model, x)
+    engine = engine_for(Memo(model, 0), x)
     engine.set_image(x)
     boxes = [(0, 0, 24, 24), (72, 72, 96, 96), (40, 8, 64, 40), (0, 80, 96, 96)]
     fill = torch.zeros_like(x)
@@ -156,11 +157,12 @@ def test_the_cache_notices_changed_weights():
     torch.manual_seed(0)
     model = Plain().eval()
     x = torch.randn(1, 3, 16, 16)
-    first = engine_for(model, x)
-    assert engine_for(model, x) is first
+    memo = Memo(model, 0)
+    first = engine_for(memo, x)
+    assert engine_for(memo, x) is first
     with torch.no_grad():
         model.features[0].weight.mul_(2)
-    second = engine_for(model, x)
+    second = engine_for(memo, x)
     assert second is not first
     second.set_image(x)
     fill = torch.zeros_like(x)
@@ -202,14 +204,15 @@ def test_the_engine_is_traced_only_once_it_pays(monkeypatch):
     model = Plain().eval()
     x = torch.randn(1, 3, 16, 16)
     step = incremental.ENGINE_PAYS_AFTER // 2
-    assert engine_for(model, x, positions=step) is None and not traced
-    assert engine_for(model, x, positions=step - 1) is None and not traced
-    engine = engine_for(model, x, positions=1)
+    memo = Memo(model, 0)
+    assert engine_for(memo, x, positions=step) is None and not traced
+    assert engine_for(memo, x, positions=step - 1) is None and not traced
+    engine = engine_for(memo, x, positions=1)
     assert isinstance(engine, IncrementalEngine) and len(traced) == 1
-    assert engine_for(model, x, positions=1) is engine and len(traced) == 1
+    assert engine_for(memo, x, positions=1) is engine and len(traced) == 1
     with torch.no_grad():
         model.features[0].weight.mul_(2)
-    assert engine_for(model, x, positions=step) is None and len(traced) == 1
+    assert engine_for(memo, x, positions=step) is None and len(traced) == 1
 
 
 def test_occlusion_traces_the_engine_only_for_grids_where_it_pays(monkeypatch):

@@ -105,7 +105,7 @@ def test_cache_stays_within_its_byte_bound(tiny):
     inspector = Inspector(tiny, cache_bytes=2 * 9 * 4 * 3)  # room for three [2,3,3] float maps
     for offset in range(10):
         inspector.activations(torch.full((1, 1, 4, 4), float(offset)), "conv")
-    assert inspector._cache.bytes <= inspector._cache.max_bytes and len(inspector._cache) == 3
+    assert inspector.memo.bytes <= inspector.memo.max_bytes and len(inspector.memo) == 3
 
 
 def test_unknown_layer_lists_close_matches(lite0):

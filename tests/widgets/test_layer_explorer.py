@@ -137,7 +137,7 @@ def test_memory_stays_bounded_over_many_switches(lite0, cat):
         widget.channel = step % widget.maps["shape"][0]
     growth = process.memory_info().rss - start
     assert growth < 64 * 2**20, f"memory grew by {growth / 2**20:.0f} MiB over 500 switches"
-    assert lite0._cache.bytes <= lite0._cache.max_bytes
+    assert lite0.memo.bytes <= lite0.memo.max_bytes
 
 
 def test_a_bare_model_is_wrapped_in_an_inspector(tiny, tiny_input):
