@@ -179,6 +179,8 @@ class IncrementalEngine:
         self._input = [n for n in self.nodes if n.op == "placeholder"]
         if len(self._input) != 1:
             raise UnsupportedModel("the traced model takes more than one input")
+        self._varying = _depending_on(self.nodes, self._input[0])
+        self._constants: dict[torch.fx.Node, Const] = {}
         self._full: dict[torch.fx.Node, object] = {}
         self._padded: dict[tuple, torch.Tensor] = {}
         self._channels_last_weights: dict[torch.fx.Node, torch.Tensor] = {}
@@ -240,6 +242,7 @@ class IncrementalEngine:
                 else:
                     raise UnsupportedModel(f"unsupported graph node {node.op}")
         self._full = values
+        self._constants = {node: Const(value) for node, value in values.items() if node not in self._varying}
         self._padded = {}
         self._image_key = key
 
@@ -258,8 +261,9 @@ class IncrementalEngine:
             data = _crop(x, ys, xs, h, w)
             for b, (y0, x0, y1, x1) in enumerate(boxes_np.tolist()):
                 data[b, :, y0 - ys[b]:y1 - ys[b], x0 - xs[b]:x1 - xs[b]] = fill[0, :, y0:y1, x0:x1]
-            states: dict[torch.fx.Node, object] = {self._input[0]: Patch(x, ys, xs, data)}
-            for node in self.nodes:
+            states: dict[torch.fx.Node, object] = dict(self._constants)
+            states[self._input[0]] = Patch(x, ys, xs, data)
+            for node in self._varying:
                 if node.op == "placeholder":
                     continue
                 if node.op == "output":
@@ -267,9 +271,6 @@ class IncrementalEngine:
                     out = out[0] if isinstance(out, (tuple, list)) else out
                     self.kinds = {n.name: type(s).__name__ for n, s in states.items()}
                     return self._dense(states[out])
-                if not any(isinstance(states.get(a), (Patch, Dense, Many)) for a in node.all_input_nodes):
-                    states[node] = Const(self._full[node])
-                    continue
                 states[node] = self._step(node, states)
         raise UnsupportedModel("the traced graph has no output")
 
@@ -293,8 +294,8 @@ class IncrementalEngine:
                 return picked
             raise UnsupportedModel(f"indexing the output of {args[0].target} is not supported")
         first = state(args[0]) if args else None
-        if target in BATCH_NORM_OPS and node in self._folded and isinstance(first, Patch):
-            return Many((first, None, None))  # a batch norm folded into the convolution before it
+        if target in BATCH_NORM_OPS and node in self._folded and isinstance(first, (Patch, Dense)):
+            return Many((first, None, None))  # a batch norm folded into the convolution before it (patch or batched)
         if isinstance(first, Patch) and self._covers(first):
             first = None  # fall through to the dense path below
         if isinstance(first, Patch):
@@ -443,6 +444,9 @@ class IncrementalEngine:
             return s.value
 
         args, kwargs = torch.fx.node.map_aggregate((node.args, node.kwargs), value)
+        if self._folded.get(node) is not None:  # a convolution with the batch norm after it folded in
+            weight, bias = self._folded[node]
+            args = (args[0], self._channels_last(node, weight), bias, *args[3:])
         if node.target in VIEW_OPS and isinstance(args[0], torch.Tensor) and isinstance(args[1], (list, tuple)):
             traced = self._full[node.args[0]].shape[0]
             size = list(args[1])
@@ -452,6 +456,16 @@ class IncrementalEngine:
         if isinstance(out, (tuple, list)):
             return Many(Dense(o) if isinstance(o, torch.Tensor) else Const(o) for o in out)
         return Dense(out)
+
+
+def _depending_on(nodes: list[torch.fx.Node], source: torch.fx.Node) -> list[torch.fx.Node]:
+    """The nodes whose value depends on `source` (with it, and the output), in graph order: the rest are the same
+    for every occluder and are taken from the unoccluded pass."""
+    varying = {source}
+    for node in nodes:
+        if node.op == "output" or any(arg in varying for arg in node.all_input_nodes):
+            varying.add(node)
+    return [node for node in nodes if node in varying]
 
 
 def _as_layout(value: torch.Tensor, layout) -> torch.Tensor:
