@@ -19,7 +19,6 @@ import statistics
 import time
 
 import torch
-
 from common import machine
 
 PATCH = 32
@@ -103,7 +102,8 @@ def _single_position(inspector, image) -> dict:
         for _ in range(12):
             times["engine"].append(1000 * _timed(lambda: engine.logits(box, fill))[0])
             times["folded_forward"].append(1000 * _timed(lambda: scorer(occlude(batch, fill, box)))[0])
-    return {name: round(statistics.median(values[2:]), 2) for name, values in times.items()} | {"unit": "ms, median of 10"}
+    return ({f"{name}_median": round(statistics.median(values[2:]), 2) for name, values in times.items()}
+            | {f"{name}_min": round(min(values[2:]), 2) for name, values in times.items()} | {"unit": "ms, over 10 calls"})
 
 
 def _drag_latency(inspector, image, moves: int = 30, rounds: int = 3, heatmap: bool = True) -> dict:
@@ -139,6 +139,8 @@ def run() -> dict:
 
     from cnnwidgets import Inspector, zoo
 
+    if os.environ.get("OCCLUSION_BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["OCCLUSION_BENCH_THREADS"]))
     torch.manual_seed(0)
     cat = zoo.sample_image("cat")
     preprocess = torchvision.models.ResNet18_Weights.DEFAULT.transforms()
@@ -161,12 +163,19 @@ def run() -> dict:
             continue
         inspector = make()
         results.append(_compare(inspector, cat, stride, label))
+        row = results[-1]
+        print(f"{label:40s} first call ×{row['first_call_speedup_vs_captum']:.2f}, built ×{row['speedup_vs_captum']:.2f} "
+              f"Captum ppe=4 ({row['ours_s']} s vs {row['captum_s']} s, {row['positions']} positions), "
+              f"max diff {row['max_abs_difference_vs_captum']:.1e}", flush=True)
         del inspector
         gc.collect()
     lite0 = zoo.efficientnet_lite0(device="cpu")
     single = _single_position(lite0, cat)
-    drag = _drag_latency(zoo.efficientnet_lite0(device="cpu"), cat)
-    drag_without_heatmap = _drag_latency(zoo.efficientnet_lite0(device="cpu"), cat, heatmap=False)
+    drag_rounds = int(os.environ.get("OCCLUSION_BENCH_DRAG_ROUNDS", "3"))
+    drag = _drag_latency(zoo.efficientnet_lite0(device="cpu"), cat, rounds=drag_rounds)
+    drag_without_heatmap = _drag_latency(zoo.efficientnet_lite0(device="cpu"), cat, rounds=drag_rounds, heatmap=False)
+    print(f"drag: median {drag['median_ms']} ms (min {drag['min_ms']}, max {drag['max_ms']}); without heatmap median "
+          f"{drag_without_heatmap['median_ms']} ms; one position: {single}", flush=True)
     load = os.getloadavg()
     return {
         "name": "occlusion",
@@ -176,6 +185,7 @@ def run() -> dict:
         "drag": drag,
         "drag_without_heatmap": drag_without_heatmap,
         "single_position_ms": single,
+        "threads": torch.get_num_threads(),
         "load_average_1_5_15min": [round(x, 2) for x in load],
         "machine": machine(),
     }

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 
 import torch
-
 from common import machine
 
 GOAL_S = 2.0
@@ -63,39 +62,40 @@ def _timed(run: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def run() -> dict:
+def _measure(name: str, build: Callable[[], torch.nn.Module], side: int, rounds: int) -> dict:
     from cnnwidgets.backend.receptive_field import receptive_fields
 
+    torch.manual_seed(0)
+    model = build().eval()
+    shape = (1, 3, side, side)
+    image = torch.zeros(shape)
+    traced, forward = [], []
+    fields: dict = {}
+    for _ in range(rounds):  # the first round is a fresh model's first trace
+        traced.append(_timed(lambda: fields.update(receptive_fields(model, shape))))
+        with torch.inference_mode():
+            forward.append(_timed(lambda: model(image)))
+    trace_s, forward_s = min(t[0] for t in traced), min(t[0] for t in forward)
+    trace_cpu_s = min(t[1] for t in traced)
+    print(f"{name:30s} trace {trace_s:6.2f} s (first {traced[0][0]:5.2f}, CPU {trace_cpu_s:5.2f})  forward "
+          f"{forward_s:6.3f} s  ×{trace_s / forward_s:5.2f}  {len(fields)} layers  "
+          f"{'ok' if traced[0][0] < GOAL_S else 'OVER 2 s'}", flush=True)
+    return {"model": name, "input": side, "trace_s": round(trace_s, 3), "first_trace_s": round(traced[0][0], 3),
+            "trace_cpu_s": round(trace_cpu_s, 3), "forward_s": round(forward_s, 3),
+            "trace_over_forward": round(trace_s / forward_s, 2), "layers": len(fields),
+            "under_goal": traced[0][0] < GOAL_S, "rounds_s": [round(t[0], 3) for t in traced]}
+
+
+def run() -> dict:
     only = os.environ.get("RF_BENCH_MODELS")
     rounds = int(os.environ.get("RF_BENCH_ROUNDS", "2"))
     if os.environ.get("RF_BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["RF_BENCH_THREADS"]))
     results = []
     for name, (build, side) in models().items():
-        if only and name not in only.split(","):
-            continue
-        torch.manual_seed(0)
-        model = build().eval()
-        shape = (1, 3, side, side)
-        image = torch.zeros(shape)
-        traced, forward = [], []
-        fields: dict = {}
-        for _ in range(rounds):  # the first round is a fresh model's first trace
-            traced.append(_timed(lambda: fields.update(receptive_fields(model, shape))))
-            with torch.inference_mode():
-                forward.append(_timed(lambda: model(image)))
-        trace_s, forward_s = min(t[0] for t in traced), min(t[0] for t in forward)
-        trace_cpu_s = min(t[1] for t in traced)
-        row = {"model": name, "input": side, "trace_s": round(trace_s, 3), "first_trace_s": round(traced[0][0], 3),
-               "trace_cpu_s": round(trace_cpu_s, 3), "forward_s": round(forward_s, 3),
-               "trace_over_forward": round(trace_s / forward_s, 2), "layers": len(fields),
-               "under_goal": traced[0][0] < GOAL_S, "rounds_s": [round(t[0], 3) for t in traced]}
-        print(f"{name:30s} trace {trace_s:6.2f} s (first {traced[0][0]:5.2f}, CPU {trace_cpu_s:5.2f})  forward "
-              f"{forward_s:6.3f} s  ×{trace_s / forward_s:5.2f}  {len(fields)} layers  "
-              f"{'ok' if traced[0][0] < GOAL_S else 'OVER 2 s'}", flush=True)
-        results.append(row)
-        del model
-        gc.collect()
+        if not only or name in only.split(","):
+            results.append(_measure(name, build, side, rounds))
+            gc.collect()
     return {
         "name": "receptive_field",
         "settings": f"receptive_fields(model, (1, 3, S, S)) on zeros, random weights, 10 classes; fastest of {rounds} rounds; "
