@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import operator
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -82,7 +83,7 @@ class Dense:
 class Const:
     """A value that does not depend on the input (parameters, shapes, scalars)."""
 
-    value: object
+    value: Any
 
 
 class Many(tuple):
@@ -158,7 +159,8 @@ def _halo(start: np.ndarray, length: int, size_in: int, size_out: int, k: int, s
     return out_start, out_len, out_start * s, in_len, pad_end
 
 
-def _pair(value: object, default: int | None = None) -> tuple[int, int]:
+def _pair(value: Any, default: Any = None) -> tuple[Any, Any]:
+    """(rows, columns) of an op argument given as one number, a one- or two-element list, or nothing (`default`)."""
     if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
         return (default, default)
     if isinstance(value, int):
@@ -193,7 +195,8 @@ class IncrementalEngine:
         self._varying = _depending_on(self.nodes, self._input[0])
         self._varying_set = set(self._varying)
         self._constants: dict[torch.fx.Node, Const] = {}
-        self._full: dict[torch.fx.Node, object] = {}
+        self._full: dict[torch.fx.Node, Any] = {}
+        """Every node's value in the unoccluded pass: tensors (maps channels-last), tuples of them, parameters, numbers."""
         self._padded: dict[tuple, torch.Tensor] = {}
         self._channels_last_weights: dict[torch.fx.Node, torch.Tensor] = {}
         self._image_key: object = None
@@ -211,7 +214,7 @@ class IncrementalEngine:
             if not (isinstance(conv, torch.fx.Node) and conv.target is aten.convolution.default and len(conv.users) == 1
                     and not conv.args[6]):
                 continue
-            values = [getattr(self.graph, a.target) if isinstance(a, torch.fx.Node) and a.op == "get_attr" else a for a in node.args[1:]]
+            values = [getattr(self.graph, str(a.target)) if isinstance(a, torch.fx.Node) and a.op == "get_attr" else a for a in node.args[1:]]
             if node.target is aten.native_batch_norm.default:
                 weight, bias, mean, var, training, _momentum, eps = values
             else:
@@ -223,8 +226,8 @@ class IncrementalEngine:
             if conv_bias is not None and not (isinstance(conv_bias, torch.fx.Node) and conv_bias.op == "get_attr"):
                 continue
             with torch.no_grad():
-                w = getattr(self.graph, conv_weight.target).detach()
-                b = getattr(self.graph, conv_bias.target).detach() if conv_bias is not None else torch.zeros(w.shape[0], device=w.device)
+                w = getattr(self.graph, str(conv_weight.target)).detach()
+                b = getattr(self.graph, str(conv_bias.target)).detach() if conv_bias is not None else torch.zeros(w.shape[0], device=w.device)
                 scale = (weight.detach() if weight is not None else 1.0) / torch.sqrt(var.detach() + eps)
                 shift = bias.detach() if bias is not None else 0.0
                 folded[conv] = ((w * scale.reshape(-1, 1, 1, 1)).contiguous(), (b - mean.detach()) * scale + shift)
@@ -239,13 +242,13 @@ class IncrementalEngine:
             return
         if tuple(x.shape) != self.shape:
             raise ValueError(f"the engine was traced for inputs of shape {self.shape}, not {tuple(x.shape)}")
-        values: dict[torch.fx.Node, object] = {}
+        values: dict[torch.fx.Node, Any] = {}
         with torch.inference_mode():
             for node in self.nodes:
                 if node.op == "placeholder":
                     values[node] = x
                 elif node.op == "get_attr":
-                    values[node] = getattr(self.graph, node.target)
+                    values[node] = getattr(self.graph, str(node.target))
                 elif node.op == "call_function":
                     args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: values[n])
                     values[node] = node.target(*args, **kwargs)
@@ -282,7 +285,7 @@ class IncrementalEngine:
                     out = node.args[0]
                     out = out[0] if isinstance(out, (tuple, list)) else out
                     self.kinds = {n.name: type(s).__name__ for n, s in states.items()}
-                    return self._dense(states[out])
+                    return self._dense(states[cast(torch.fx.Node, out)])
                 states[node] = self._step(node, states)
         raise UnsupportedModel("the traced graph has no output")
 
@@ -295,7 +298,7 @@ class IncrementalEngine:
 
     def _step(self, node: torch.fx.Node, states: dict) -> object:
         target = node.target
-        args = node.args
+        args: Any = node.args
         state = lambda a: states[a] if isinstance(a, torch.fx.Node) else Const(a)  # noqa: E731
         if target is operator.getitem:
             many = states[args[0]]
@@ -365,7 +368,7 @@ class IncrementalEngine:
             self._padded[key] = F.pad(full, (left, right, top, bottom), value=value) if (top or bottom or left or right) else full
         return self._padded[key]
 
-    def _window_op(self, node, patch: Patch, kernel, stride, padding, dilation, pad_value, op, out_full=None) -> Patch:
+    def _window_op(self, node, patch: Patch, kernel, stride, padding, dilation, pad_value, op, *, out_full=None) -> Patch:
         out_full = self._full[node] if out_full is None else out_full
         out_full = out_full[0] if isinstance(out_full, (tuple, list)) else out_full
         H, W = patch.full.shape[-2:]
@@ -379,13 +382,13 @@ class IncrementalEngine:
             raise UnsupportedModel(f"{node.target} gave a {tuple(data.shape[-2:])} crop, expected {(oh, ow)}")
         return Patch(out_full, oy, ox, data)
 
-    def _conv(self, node, patch: Patch, weight, bias, stride, padding, dilation, transposed, output_padding, groups, out_full=None) -> Patch:
+    def _conv(self, node, patch: Patch, weight, bias, stride, padding, dilation, transposed, output_padding, groups, *, out_full=None) -> Patch:
         if weight.dim() != 4:
             raise UnsupportedModel("only 2-d convolutions are computed incrementally")
         kernel = tuple(weight.shape[-2:])
         stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
         return self._window_op(node, patch, kernel, stride, padding, dilation, 0.0,
-                               lambda crop: F.conv2d(crop, weight, bias, stride, 0, dilation, groups), out_full)
+                               lambda crop: F.conv2d(crop, weight, bias, stride, 0, dilation, groups), out_full=out_full)
 
     def _pool(self, node, patch: Patch, kernel, stride=(), padding=0, dilation=1, ceil_mode=False) -> Patch:
         kernel = _pair(kernel)
@@ -434,9 +437,9 @@ class IncrementalEngine:
             return a
 
         args, kwargs = torch.fx.node.map_aggregate((node.args, node.kwargs), value)
-        return Patch(self._full[node], ys, xs, node.target(*args, **kwargs))
+        return Patch(self._full[node], ys, xs, cast(Callable[..., Any], node.target)(*args, **kwargs))
 
-    def _fallback(self, node: torch.fx.Node, states: dict) -> Dense:
+    def _fallback(self, node: torch.fx.Node, states: dict) -> Dense | Many:
         batch = None
         layout = CHANNELS_LAST if node.target is aten.convolution.default else None
 
@@ -457,17 +460,17 @@ class IncrementalEngine:
                 return self._channels_last(a, s.value)
             return s.value
 
-        args, kwargs = torch.fx.node.map_aggregate((node.args, node.kwargs), value)
+        args, kwargs = cast(tuple[Any, Any], torch.fx.node.map_aggregate((node.args, node.kwargs), value))
         if self._folded.get(node) is not None:  # a convolution with the batch norm after it folded in
             weight, bias = self._folded[node]
             args = (args[0], self._channels_last(node, weight), bias, *args[3:])
         if node.target in VIEW_OPS and isinstance(args[0], torch.Tensor) and isinstance(args[1], (list, tuple)):
             args = (args[0].contiguous(), *args[1:])  # a view of a channels-last map reads it in logical order
-            traced = self._full[node.args[0]].shape[0]
+            traced = self._full[cast(torch.fx.Node, node.args[0])].shape[0]
             size = list(args[1])
             if size and size[0] == traced and args[0].shape[0] == batch:
                 args = (args[0], [batch, *size[1:]], *args[2:])
-        out = node.target(*args, **kwargs)
+        out = cast(Callable[..., Any], node.target)(*args, **kwargs)
         if isinstance(out, (tuple, list)):
             return Many(Dense(o) if isinstance(o, torch.Tensor) else Const(o) for o in out)
         return Dense(out)
@@ -498,7 +501,7 @@ def _as_layout(value: torch.Tensor, layout) -> torch.Tensor:
 
 # --- one engine per (model, input shape, weights), kept while the model lives ---------------------------------------
 
-_ENGINES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_ENGINES: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
 def weights_key(model: nn.Module) -> int:
@@ -563,6 +566,6 @@ def verify(engine: IncrementalEngine, model: nn.Module, example: torch.Tensor, t
         reference = model(batch)
     reference = reference[0] if isinstance(reference, (tuple, list)) else reference
     scale = max(1.0, float(reference.abs().max()))
-    error = float((ours - reference).abs().max())
-    if not error <= tolerance * scale:
-        raise UnsupportedModel(f"incremental inference differs from a full forward by {error:.2e}")
+    difference = float((ours - reference).abs().max())
+    if not difference <= tolerance * scale:
+        raise UnsupportedModel(f"incremental inference differs from a full forward by {difference:.2e}")

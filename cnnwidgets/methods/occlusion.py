@@ -147,7 +147,7 @@ def _logit_chunks(inspector, image, boxes, fill, *, patch, method, batch_size, p
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     batch = inspector.preprocess(image)
-    size = tuple(batch.shape[-2:])
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
     for box in boxes:
         y0, x0, y1, x1 = box
         if not (0 <= y0 < y1 <= size[0] and 0 <= x0 < x1 <= size[1]):
@@ -242,7 +242,7 @@ def occlusion(
     if output not in OUTPUTS:
         raise InputError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
     batch = inspector.preprocess(image)
-    size = tuple(batch.shape[-2:])
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
     ny, nx = grid_shape(size, patch, stride)
     index = inspector.class_index(target, batch)
     logits = occluded_logits(inspector, batch, grid_boxes(size, patch, stride), fill, patch=patch, method=method,
@@ -289,7 +289,6 @@ class OcclusionMaps:
         """`values` with every missing position showing its nearest computed one on the coarse lattice (for drawing)."""
         if self.done.all():
             return values
-        ny, nx = self.done.shape
         out = values.copy()
         computed = np.argwhere(self.done)
         if len(computed) == 0:
@@ -329,7 +328,7 @@ def occlusion_progressive(
     A coarse grid (every 4th position) comes first, then every 2nd, then the rest; stop iterating to cancel.
     """
     batch = inspector.preprocess(image)
-    size = tuple(batch.shape[-2:])
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
     ny, nx = grid_shape(size, patch, stride)
     index = inspector.class_index(target, batch)
     maps = OcclusionMaps(np.full((ny, nx), np.nan, np.float32), np.full((ny, nx), -1, np.int64),
