@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import torch
-
 from common import machine
 
 TIMM_MODELS = ("resnet50", "efficientnet_b0", "mobilenetv3_large_100")
@@ -53,6 +53,10 @@ def inspectors(device: str, models: tuple[str, ...]) -> dict[str, tuple[object, 
     for name in models:
         if name == "efficientnet_lite0":
             found[name] = (zoo.efficientnet_lite0(device=device), 224)
+        elif name.startswith("tv_"):  # a torchvision architecture, named as in tests/methods/test_model_matrix.py
+            import torchvision
+
+            found[name] = (Inspector(getattr(torchvision.models, name[3:])(weights=None).eval().to(device)), 128)
         else:
             found[name] = (Inspector(timm.create_model(name, pretrained=False).eval().to(device)), 128)
     return found
@@ -83,11 +87,13 @@ def throughput(inspector, side: int, images: int, batch_size: int, num_workers: 
     inspector.index(torch.utils.data.Subset(loader.dataset, range(batch_size)), progress=False, amp=amp)  # warm-up
     bare()
     times: dict[str, list[float]] = {"bare": [], "index": []}
+    cpu: dict[str, list[float]] = {"bare": [], "index": []}
     for _ in range(rounds):
         for name, run in (("bare", bare), ("index", index)):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run()
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
     best = {name: min(values) for name, values in times.items()}
     return {
         "images": images, "batch_size": batch_size, "num_workers": num_workers, "amp": amp,
@@ -95,11 +101,18 @@ def throughput(inspector, side: int, images: int, batch_size: int, num_workers: 
         "bare_images_per_s": round(images / best["bare"], 1), "index_images_per_s": round(images / best["index"], 1),
         "ratio": round(best["bare"] / best["index"], 3),
         "ratio_slowest_rounds": round(max(times["bare"]) / max(times["index"]), 3),
+        "ratio_cpu_time": round(min(cpu["bare"]) / min(cpu["index"]), 3),
     }
 
 
-def run(device: str = "cpu", images: int | None = None, models: tuple[str, ...] = ("efficientnet_lite0", *TIMM_MODELS),
-        rounds: int = 3) -> dict:
+def run(device: str = "cpu", images: int | None = None, models: tuple[str, ...] | None = None, rounds: int | None = None) -> dict:
+    """`bench/run.py index` takes INDEX_BENCH_MODELS (comma-separated; timm names, tv_<torchvision name>,
+    efficientnet_lite0), INDEX_BENCH_IMAGES, INDEX_BENCH_ROUNDS and INDEX_BENCH_THREADS from the environment."""
+    models = models or tuple(os.environ.get("INDEX_BENCH_MODELS", ",".join(("efficientnet_lite0", *TIMM_MODELS))).split(","))
+    images = images or (int(os.environ["INDEX_BENCH_IMAGES"]) if os.environ.get("INDEX_BENCH_IMAGES") else None)
+    rounds = rounds or int(os.environ.get("INDEX_BENCH_ROUNDS", "3"))
+    if os.environ.get("INDEX_BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["INDEX_BENCH_THREADS"]))
     torch.manual_seed(0)
     cuda = device == "cuda"
     count = images or (2048 if cuda else 160)
@@ -109,19 +122,23 @@ def run(device: str = "cpu", images: int | None = None, models: tuple[str, ...] 
         results[name] = {"side": side, **throughput(inspector, side, count, batch_size, rounds=rounds)}
         if cuda:
             results[f"{name}_amp"] = {"side": side, **throughput(inspector, side, count, batch_size, rounds=rounds, amp=True)}
-        print(name, results[name], flush=True)
+        row = results[name]
+        print(f"{name:30s} index ×{row['ratio']:.2f} the bare forward (CPU time ×{row['ratio_cpu_time']:.2f}; "
+              f"{row['index_images_per_s']} vs {row['bare_images_per_s']} images/s)", flush=True)
     worst = min(result["ratio"] for result in results.values())
-    return {"name": "index", "device": device, "goal_ratio": GOAL, "worst_ratio": worst, "models": results, "machine": machine()}
+    return {"name": "index", "device": device, "goal_ratio": GOAL, "worst_ratio": worst, "models": results,
+            "threads": torch.get_num_threads(), "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
+            "machine": machine()}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--images", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--models", nargs="*", default=["efficientnet_lite0", *TIMM_MODELS])
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--models", nargs="*", default=None)
     arguments = parser.parse_args()
-    result = run(arguments.device, arguments.images, tuple(arguments.models), arguments.rounds)
+    result = run(arguments.device, arguments.images, tuple(arguments.models) if arguments.models else None, arguments.rounds)
     out = Path(__file__).resolve().parent / "results" / ("index.json" if arguments.device == "cpu" else f"index_{arguments.device}.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -238,3 +238,35 @@ def test_auto_falls_back_to_full_forwards_when_the_engine_cannot_be_used(small, 
     torch.testing.assert_close(got, brute_force(small.model, small_input, 1, 6, 3), atol=1e-6, rtol=0)
     with pytest.raises(InputError, match="method='full'"):
         occlusion(small, small_input, target=1, patch=6, stride=3, method="incremental", progress=False)
+
+
+class GatedEarly(nn.Module):
+    """A global gate right after a light stem (squeeze-excitation style): every later map changes with any occluder,
+    so the engine can save at most the stem's share of the work (8 %)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.gate = nn.Linear(8, 8)
+        self.body = nn.Conv2d(8, 32, 3, padding=1)
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        x = x * torch.sigmoid(self.gate(x.mean((2, 3))))[:, :, None, None]
+        return self.head(torch.relu(self.body(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize(("model", "engine_used"), [(GatedEarly, False), (SmallCNN, True)])
+def test_auto_uses_the_engine_only_where_it_saves_work(small_input, monkeypatch, model, engine_used):
+    torch.manual_seed(0)
+    inspector = Inspector(model().eval(), transform=lambda image: image)
+    monkeypatch.setattr(incremental, "ENGINE_PAYS_AFTER", 0)
+    calls = []
+    monkeypatch.setattr(incremental.IncrementalEngine, "logits",
+                        lambda self, boxes, fill, _logits=incremental.IncrementalEngine.logits: calls.append(1) or _logits(self, boxes, fill))
+    got = occlusion(inspector, small_input, target=1, patch=6, stride=3, progress=False)
+    engine = incremental.engine_for(inspector.memo, small_input)
+    assert (engine.saving >= occlusion_module.ENGINE_MIN_SAVING) == engine_used
+    assert (len(calls) > 1) == engine_used  # verify's own call, then the occlusion's batches where the engine is used
+    torch.testing.assert_close(got, brute_force(inspector.model, small_input, 1, 6, 3), atol=1e-6, rtol=0)
