@@ -129,6 +129,20 @@ class ChannelsLast(nn.Module):
         return self.inner(batch.contiguous(memory_format=torch.channels_last))
 
 
+def _runs_channels_last(folded: nn.Module, example: torch.Tensor) -> bool:
+    """Whether `folded` (a channels-last copy) runs on `example` as channels-last. A RuntimeError is tried twice: the
+    model's own forward may have failed for a reason of its own (an interrupted data pipeline, a flaky custom op),
+    and a copy kept in the usual layout for that one fault would lose the fast path for as long as the weights live;
+    a layout the model forbids fails both times."""
+    for _attempt in range(2):
+        try:
+            ChannelsLast(folded)(example)
+            return True
+        except RuntimeError:
+            continue
+    return False
+
+
 def fast_copy(model: nn.Module, example: torch.Tensor) -> nn.Module | None:
     """A folded copy of `model` (run channels-last where the model accepts it) that gives the same class scores on
     `example` ([N,C,H,W]), or None where there is nothing to gain or it cannot be trusted (hooks,
@@ -147,11 +161,9 @@ def fast_copy(model: nn.Module, example: torch.Tensor) -> nn.Module | None:
                 folded = folded_copy(model, pairs).to(memory_format=torch.channels_last)
             except (TypeError, RuntimeError, copy.Error):  # a model holding something deepcopy cannot copy
                 return None
-        try:
-            candidate = ChannelsLast(folded)
-            candidate(example)
-            folded = candidate
-        except RuntimeError:  # the model views a map in a way channels-last forbids: keep the usual layout
+        if _runs_channels_last(folded, example):
+            folded = ChannelsLast(folded)
+        else:  # the model views a map in a way channels-last forbids: keep the usual layout
             with torch.inference_mode(False), torch.no_grad():
                 folded = folded.to(memory_format=torch.contiguous_format)
         scores = class_scores(folded(example))

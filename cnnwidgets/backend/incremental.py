@@ -46,7 +46,12 @@ DENSE_FRACTION = 0.9
 
 
 class UnsupportedModel(Exception):
-    """The model cannot be traced or its incremental result differs from a full forward; use full forwards."""
+    """The model cannot be traced or its incremental result differs from a full forward; use full forwards.
+    `raised`: an exception from running the model or the engine caused it (worth one more try, see `engine_for`)."""
+
+    def __init__(self, message: str, raised: bool = False) -> None:
+        super().__init__(message)
+        self.raised = raised
 
 
 @dataclass
@@ -190,7 +195,8 @@ class IncrementalEngine:
             with eval_mode(model), torch.no_grad():
                 self.graph = make_fx(functionalize(model, remove="mutations_and_views"), tracing_mode="real")(example)
         except Exception as error:  # noqa: BLE001 - any tracing failure means: use full forwards
-            raise UnsupportedModel(f"cannot trace {type(model).__name__}: {str(error).splitlines()[0] if str(error) else error}") from None
+            raise UnsupportedModel(f"cannot trace {type(model).__name__}: {str(error).splitlines()[0] if str(error) else error}",
+                                   raised=True) from None
         self.graph.graph.eliminate_dead_code()  # unused outputs (batch norm statistics, pool indices)
         self.nodes = list(self.graph.graph.nodes)
         self._folded = self._fold_batch_norms()
@@ -545,15 +551,33 @@ def engine_for(memo: Memo, example: torch.Tensor, positions: int | None = None) 
         if positions is not None and asked < ENGINE_PAYS_AFTER:
             memo.put("incremental engine", (shape, asked), nbytes=0)
             return None
-        try:
-            engine = IncrementalEngine(model, example)
-            verify(engine, model, example)
-        except UnsupportedModel as error:
-            engine = error
+        engine = _traced_engine(model, example)
         memo.put("incremental engine", (shape, engine), nbytes=0)
     if isinstance(engine, UnsupportedModel):
         raise engine
     return engine
+
+
+def _traced_engine(model: nn.Module, example: torch.Tensor) -> IncrementalEngine | UnsupportedModel:
+    """A verified engine, or the reason there is none. A failure that an exception caused (while tracing the model or
+    running the engine) is tried once more before it is kept: the model's own forward may have raised for a reason
+    of its own, once (a flaky custom op, an injected fault), and keeping that failure would cost the model its fast
+    path for as long as its weights live. A model the engine cannot handle fails both times; a result that differs
+    from a full forward is kept at once."""
+    def verified() -> IncrementalEngine:
+        engine = IncrementalEngine(model, example)
+        verify(engine, model, example)
+        return engine
+
+    try:
+        return verified()
+    except UnsupportedModel as error:
+        if not error.raised:
+            return error
+    try:
+        return verified()
+    except UnsupportedModel as error:
+        return error
 
 
 def verify(engine: IncrementalEngine, model: nn.Module, example: torch.Tensor, tolerance: float = 1e-4) -> None:
@@ -568,7 +592,8 @@ def verify(engine: IncrementalEngine, model: nn.Module, example: torch.Tensor, t
     except UnsupportedModel:
         raise
     except Exception as error:  # noqa: BLE001 - an op the engine mishandles: full forwards instead
-        raise UnsupportedModel(f"incremental inference failed: {str(error).splitlines()[0] if str(error) else error}") from None
+        raise UnsupportedModel(f"incremental inference failed: {str(error).splitlines()[0] if str(error) else error}",
+                               raised=True) from None
     batch = example.expand(len(boxes), -1, -1, -1).clone()
     for b, (y0, x0, y1, x1) in enumerate(boxes):
         batch[b, :, y0:y1, x0:x1] = 0

@@ -84,7 +84,8 @@ def expect_fault(error: BaseException):
 
 ABSORBING = {"occlusion"}
 """Methods that may absorb an exception by design, and must then still answer right: occlusion's folded scoring copy
-tries one channels-last forward and keeps the usual layout when it raises (`backend.folded.fast_copy`)."""
+tries a channels-last forward (twice) and keeps the usual layout when both raise (`backend.folded.fast_copy`); the
+fast paths survive such a fault (`test_a_fault_while_a_fast_path_is_built_does_not_cost_the_model_that_fast_path`)."""
 
 
 @pytest.mark.parametrize("error", list(ERRORS))
@@ -234,3 +235,43 @@ def test_a_widget_stays_usable_after_a_fault(error):
     widget.set_image(other)
     assert widget.error == ""
     torch.testing.assert_close(widget._activations(), inspector_of(faulty_net()).activations(other, widget.layer))
+
+
+def fast_paths(inspector: Inspector) -> tuple[str, bool]:
+    """(the scoring copy's type, whether the incremental engine is built, or can be) for PICTURE's input shape."""
+    from cnnwidgets.backend.incremental import UnsupportedModel, engine_for
+
+    batch = inspector.preprocess(PICTURE)
+    scorer = type(inspector.scoring_model(batch, images=10**6)).__name__
+    try:
+        built = engine_for(inspector.memo, batch) is not None
+    except UnsupportedModel:
+        built = False
+    return scorer, built
+
+
+@pytest.mark.parametrize("method", ["auto", "incremental"])
+def test_a_fault_while_a_fast_path_is_built_does_not_cost_the_model_that_fast_path(method):
+    """A fault at any forward of occlusion's one-time work (the folded copy's channels-last trial, the engine's
+    tracing and check) gives the right answer or the fault, and afterwards the same fast paths as a call without
+    a fault: the trial and the trace are tried once more before a failure is kept."""
+    wire = Tripwire()
+    call = lambda i: M.occlusion(i, PICTURE, target=1, patch=8, stride=4, progress=False, method=method)  # noqa: E731
+    inspector = warm(inspector_of(faulty_net()))
+    wire.arm(None)
+    expected = call(inspector).detach().clone()
+    forwards = wire.calls
+    unfaulted = fast_paths(inspector)
+    assert unfaulted == ("ChannelsLast", True)  # the model has both fast paths
+    for fail_at in range(1, forwards + 1):
+        inspector = warm(inspector_of(faulty_net()))
+        wire.arm(fail_at, RuntimeError("injected fault"))
+        try:
+            answer = call(inspector)
+        except (RuntimeError, InputError) as raised:
+            assert "injected fault" in str(raised)
+        else:
+            torch.testing.assert_close(answer, expected, rtol=1e-5, atol=1e-6)
+        finally:
+            wire.arm(None)
+        assert fast_paths(inspector) == unfaulted, f"fault at forward {fail_at}"
