@@ -169,7 +169,7 @@ class EmbeddingScatter(CnnWidget):
         mosaics of their filmstrip frames)."""
         if self.index.thumbnails is not None:
             own = self.index.thumbnails[torch.as_tensor(image_ids) - self.index.offset].numpy()
-            return clip_mosaic(own) if self.index.is_video else own
+            return clip_mosaic(own) if own.ndim == 5 else own  # a clip index keeps [F, t, t, 3] filmstrips
         if self.index.is_video:
             length = self.index.input_shape[1]
             strips = np.stack([self.index.image(i)[filmstrip_frames(length)] for i in image_ids])
