@@ -39,11 +39,11 @@ def clip_mosaic(filmstrips: np.ndarray) -> np.ndarray:
     cell = side // across
     small = F.interpolate(torch.from_numpy(np.ascontiguousarray(filmstrips)).flatten(0, 1).permute(0, 3, 1, 2).float(),
                           size=(cell, cell), mode="bilinear", antialias=True, align_corners=False)
-    small = small.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).reshape(count, frames, cell, cell, 3).numpy()
+    tiles = small.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).reshape(count, frames, cell, cell, 3).numpy()
     mosaic = np.full((count, side, side, 3), 255, np.uint8)
     for frame in range(frames):
         row, column = divmod(frame, across)
-        mosaic[:, row * cell:(row + 1) * cell, column * cell:(column + 1) * cell] = small[:, frame]
+        mosaic[:, row * cell:(row + 1) * cell, column * cell:(column + 1) * cell] = tiles[:, frame]
     return mosaic
 
 
@@ -72,8 +72,9 @@ class EmbeddingScatter(CnnWidget):
     "select with a lasso" under "drag to" and draw around them (shown below, and in `selection`). Drawn on the CPU
     into the canvas's pixels, it stays fluid at a million points; above SPRITE_MAX_IMAGES the browser asks for the
     thumbnails it shows instead of receiving them all, and layouts are fitted on a sample (methods/embed.py).
-    `arrangement="grid"` snaps images to a regular grid by linear assignment (the CS231n t-SNE figure). PCA shows at once; t-SNE (the default, openTSNE when installed) or UMAP replaces it when
-    ready, updating live while it runs; `wait()` blocks until then.
+    `arrangement="grid"` snaps images to a regular grid by linear assignment (the CS231n t-SNE figure). PCA shows
+    at once; t-SNE (the default, openTSNE when installed) or UMAP replaces it when ready, updating live while it
+    runs; `wait()` blocks until then.
     """
 
     _esm = front_end("embedding_scatter")
@@ -112,6 +113,7 @@ class EmbeddingScatter(CnnWidget):
         if method not in METHODS:
             raise InputError(f"unknown embedding method {method!r}; pick one of {', '.join(METHODS)}")
         self.index = index
+        self._codes: torch.Tensor = index.codes  # [N, D], checked above: what the layouts embed
         self.seed = seed
         self._generation = 0
         self._thread: threading.Thread | None = None
@@ -123,7 +125,7 @@ class EmbeddingScatter(CnnWidget):
         kwargs.setdefault("color_by", "label" if has_labels else "prediction")
         super().__init__(method=method, **kwargs)
         self.has_labels = has_labels
-        self.labels = array_message((index.labels if has_labels else index.predictions).numpy().astype(np.int32))
+        self.labels = array_message((index.predictions if index.labels is None else index.labels).numpy().astype(np.int32))
         self.predictions = array_message(index.predictions.numpy().astype(np.int32))
         self.label_names = index.label_names
         self.class_names = index.class_names
@@ -167,7 +169,7 @@ class EmbeddingScatter(CnnWidget):
         mosaics of their filmstrip frames)."""
         if self.index.thumbnails is not None:
             own = self.index.thumbnails[torch.as_tensor(image_ids) - self.index.offset].numpy()
-            return clip_mosaic(own) if self.index.is_video else own
+            return clip_mosaic(own) if own.ndim == 5 else own  # a clip index keeps [F, t, t, 3] filmstrips
         if self.index.is_video:
             length = self.index.input_shape[1]
             strips = np.stack([self.index.image(i)[filmstrip_frames(length)] for i in image_ids])
@@ -188,7 +190,7 @@ class EmbeddingScatter(CnnWidget):
         generation = self._generation
         if "pca" not in self._layouts:
             with self._working():
-                self._layouts["pca"] = pca(self.index.codes, 2, self.seed, FIT_SAMPLE)
+                self._layouts["pca"] = pca(self._codes, 2, self.seed, FIT_SAMPLE)
         if method in self._layouts:
             self._set_points(self._layouts[method], method, final=True)
             self.status, self.progress = f"{METHOD_NAMES[method]} of {len(self.index)} images", 1.0
@@ -214,7 +216,7 @@ class EmbeddingScatter(CnnWidget):
                     self._set_points(layout, method, final=False)
 
         try:
-            layout = embed(self.index.codes, method, self.seed, progress=report, sample=FIT_SAMPLE)
+            layout = embed(self._codes, method, self.seed, progress=report, sample=FIT_SAMPLE)
         except _Superseded:
             return
         except Exception as error:  # noqa: BLE001 - shown in the widget; the PCA view stays

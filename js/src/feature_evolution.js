@@ -6,10 +6,11 @@ import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { h } from './shared/dom.js';
 import { rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
-import { RequestStamp, throttledTraits } from './shared/requests.js';
+import { throttledTraits } from './shared/requests.js';
 import { drawFilterGrid } from './shared/tiles.js';
 import { scopedStyle } from './shared/styles.js';
 import { drawError } from './shared/panels.js';
+import { ViewRequests } from './shared/view_requests.js';
 
 const FILTER_GRID_WIDTH = 160;
 const CELL_GAP = 2;
@@ -130,7 +131,7 @@ function render({ model, el }) {
   const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
   let grid = null; // { canvas, cellWidth, size } of the current tiles message
   let timer = null;
-  const requests = new RequestStamp();
+  const requests = new ViewRequests(model);
   let chosen = null; // {epoch, request}: the user's newest epoch, until a publish answers its request
 
   const epochs = () => model.get('epochs') ?? [];
@@ -206,8 +207,8 @@ function render({ model, el }) {
     const list = epochs();
     if (!list.length) return;
     const epoch = list[(index + list.length) % list.length];
-    chosen = { epoch, request: requests.next() };
-    model.set('request', chosen.request); // one message with the epoch
+    requests.stamp(); // one message with the epoch
+    chosen = { epoch, request: model.get('request') };
     commit('epoch', epoch); // redraws through change:epoch, tells Python after
   }
 

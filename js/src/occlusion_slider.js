@@ -12,9 +12,10 @@ import { canvasPoint, h, setOptions } from './shared/dom.js';
 import { rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { centeredBox, clampPoint, classColors, heatmapRGBA, mapPlacement, percent, readoutText } from './shared/occlusion.js';
-import { RequestStamp, throttledTraits } from './shared/requests.js';
+import { throttledTraits } from './shared/requests.js';
 import { scopedStyle } from './shared/styles.js';
 import { drawError } from './shared/panels.js';
+import { ViewRequests } from './shared/view_requests.js';
 
 const MAIN_BOX = 384;
 const PANEL_BOX = 224;
@@ -130,10 +131,7 @@ function render({ model, el }) {
   el.append(ui.root);
   const listeners = new Listeners();
   const { commit, saveSoon } = throttledTraits(model, SEND_INTERVAL_MS);
-  // Request ids continue from the model's (another view may have sent some); ids up to `base` predate this view.
-  const requests = new RequestStamp();
-  const base = model.get('request') ?? 0;
-  let acceptedOwn = false;
+  const requests = new ViewRequests(model); // readouts echo the request id of the move or frame they answer
   let shownReadout = null;
   let imageCanvas = null;
   let dragging = false;
@@ -241,10 +239,7 @@ function render({ model, el }) {
   function acceptReadout() {
     const readout = model.get('readout');
     if (!readout || readout === shownReadout) return;
-    // Python echoes the request id it answered; an answer older than one already shown is stale.
-    const own = (readout.request ?? 0) - base;
-    if (own > 0 ? !requests.accept(own) : acceptedOwn) return;
-    acceptedOwn ||= own > 0;
+    if (!requests.accept(readout.request)) return; // an answer to an older move: keep the newer one shown
     shownReadout = readout;
     drawReadout();
   }
@@ -329,7 +324,7 @@ function render({ model, el }) {
     local = clampPoint(x, y, size());
     model.set('x', local.x);
     model.set('y', local.y);
-    model.set('request', base + requests.next());
+    requests.stamp();
     saveSoon();
     drawMain();
     drawControls();
@@ -366,7 +361,7 @@ function render({ model, el }) {
   // --- settings ----------------------------------------------------------------------------------------------
   const showFrame = (frame) => {
     model.set('frame', frame);
-    model.set('request', base + requests.next()); // the readout under the tube changes with the frame
+    requests.stamp(); // the readout under the tube changes with the frame
     saveSoon();
   };
   const stopPlaying = () => {

@@ -11,10 +11,11 @@ import { canvasPoint, h, setOptions } from './shared/dom.js';
 import { drawFitted, drawNearest, rgbaToCanvas, rgbToImageData } from './shared/images.js';
 import { Listeners } from './shared/listeners.js';
 import { blendRgb } from './shared/blend.js';
-import { RequestStamp, throttledTraits } from './shared/requests.js';
+import { throttledTraits } from './shared/requests.js';
 import { randomNeuron, scaleBox, stepChannel } from './shared/neurons.js';
 import { scopedStyle } from './shared/styles.js';
 import { drawError } from './shared/panels.js';
+import { ViewRequests } from './shared/view_requests.js';
 
 const CELL = 96;
 const FULL_BOX = 320;
@@ -79,25 +80,16 @@ function render({ model, el }) {
   el.append(ui.root);
   const listeners = new Listeners();
   const traits = throttledTraits(model, SEND_INTERVAL_MS);
-  // Request ids continue from the model's (another view may have sent some); ids up to `base` predate this view.
-  const requests = new RequestStamp();
-  const base = model.get('request') ?? 0;
-  let acceptedOwn = false;
-  let cropsWanted = 0; // the newest own request that asked for new crops (a layer or channel change)
+  const requests = new ViewRequests(model);
+  let cropsWanted = 0; // the model's id of this view's newest request that asked for new crops (a layer or channel change)
   const commit = (changes) => {
-    const own = requests.next();
-    if ('layer' in changes || 'channel' in changes) cropsWanted = own;
-    Object.entries({ ...changes, request: base + own }).forEach(([name, value]) => traits.commit(name, value));
+    requests.stamp();
+    if ('layer' in changes || 'channel' in changes) cropsWanted = model.get('request');
+    Object.entries(changes).forEach(([name, value]) => traits.commit(name, value));
   };
   /** Whether an answer may be drawn: it echoes this view's newest request (or, before this view sent any, Python's). */
-  function accept(message) {
-    const own = (message?.request ?? 0) - base;
-    if (own <= 0) return !acceptedOwn;
-    if (!requests.accept(own)) return false;
-    acceptedOwn = true;
-    return true;
-  }
-  const cropsAnswered = (crops) => !cropsWanted || ((crops?.request ?? 0) - base) >= cropsWanted;
+  const accept = (message) => requests.accept(message?.request);
+  const cropsAnswered = (crops) => !cropsWanted || (crops?.request ?? 0) >= cropsWanted;
   let decodeError = '';
   let figures = [];
   let tiles = null; // { count, side, pixels } of the crops on screen

@@ -248,15 +248,26 @@ def canvas_pixels(locator) -> dict:
 
 
 
-def write_notebook(server: JupyterServer, name: str, source: str) -> str:
-    """Write a one-cell notebook running `source` into the server's folder; returns its name."""
+def write_notebook(server: JupyterServer, name: str, *sources: str) -> str:
+    """Write a notebook with one code cell per source into the server's folder; returns its name."""
     import nbformat
 
     notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(source)]
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
     notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nbformat.write(notebook, server.root_dir / name)
     return name
+
+
+def share_kernel(server: JupyterServer, notebook: str, with_notebook: str) -> None:
+    """Start `notebook`'s session on the kernel `with_notebook` runs, so opening it finds a warm kernel (its
+    imports and variables) instead of starting one: a kernel start costs ~20-40 s here (torch, the model)."""
+    api = f"{server.base_url}/api/sessions"
+    headers = {"Authorization": f"token {server.token}", "Content-Type": "application/json"}
+    with urllib.request.urlopen(urllib.request.Request(api, headers=headers), timeout=10) as answer:
+        kernel = next(session["kernel"]["id"] for session in json.loads(answer.read()) if session["path"] == with_notebook)
+    body = json.dumps({"path": notebook, "name": notebook, "type": "notebook", "kernel": {"id": kernel}}).encode()
+    urllib.request.urlopen(urllib.request.Request(api, data=body, headers=headers, method="POST"), timeout=30).close()
 
 
 def open_notebook(page, server: JupyterServer, notebook: str, timeout_ms: int = KERNEL_TIMEOUT_MS,
@@ -292,34 +303,35 @@ def wait_kernel_idle(page, timeout_ms: int = KERNEL_TIMEOUT_MS) -> None:
     )
 
 
-def run_cells(page, count: int | None = None, timeout_ms: int = KERNEL_TIMEOUT_MS) -> None:
-    """Run the first `count` cells (all when None) in order with Shift+Enter, then wait for the kernel.
+def run_cells(page, count: int | None = None, timeout_ms: int = KERNEL_TIMEOUT_MS, start: int = 0) -> None:
+    """Run `count` cells (all the rest when None) from cell `start` on, in order with Shift+Enter, then wait for
+    the kernel.
 
     Fails if any of those cells raised (an error output) so a broken notebook reads as such.
     """
     cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
     total = cells.count()
-    count = total if count is None else min(count, total)
-    # enter the notebook in command mode on the first cell: click its prompt area, then Escape
-    cells.first.locator(".jp-InputArea-prompt").click()
+    count = total - start if count is None else min(count, total - start)
+    # enter the notebook in command mode on the first cell to run: click its prompt area, then Escape
+    cells.nth(start).locator(".jp-InputArea-prompt").click()
     page.keyboard.press("Escape")
     for _ in range(count):
         page.keyboard.press("Shift+Enter")
     # each code cell among them must have been given an execution number
     page.wait_for_function(
-        """(count) => {
+        """([start, count]) => {
             const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
-            const cells = [...panel.querySelectorAll('.jp-Notebook .jp-Cell')].slice(0, count);
+            const cells = [...panel.querySelectorAll('.jp-Notebook .jp-Cell')].slice(start, start + count);
             return cells.filter((c) => c.classList.contains('jp-CodeCell'))
                 .every((c) => /\\[\\d+\\]/.test(c.querySelector('.jp-InputArea-prompt')?.textContent ?? ''));
         }""",
-        arg=count,
+        arg=[start, count],
         timeout=timeout_ms,
         polling=250,
     )
     wait_kernel_idle(page, timeout_ms)
     tracebacks = [
-        text for index in range(count)
+        text for index in range(start, start + count)
         for text in cells.nth(index).locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
         if re.search(r"Traceback|Error", text)
     ]
@@ -328,3 +340,64 @@ def run_cells(page, count: int | None = None, timeout_ms: int = KERNEL_TIMEOUT_M
 
 def run_all_cells(page, timeout_ms: int = KERNEL_TIMEOUT_MS) -> None:
     run_cells(page, None, timeout_ms)
+
+
+def show_widget(page, server: JupyterServer, notebook: str, source: str, root: str, timeout_ms: int = KERNEL_TIMEOUT_MS):
+    """Write `source` as the one-cell `notebook`, open it, run it and wait until the widget `root` (a CSS selector)
+    shows; returns the widget's locator."""
+    open_notebook(page, server, write_notebook(server, notebook, source))
+    run_cells(page, 1, timeout_ms)
+    widget = page.locator(root)
+    widget.wait_for(state="visible", timeout=timeout_ms)
+    return widget
+
+
+def console_errors(page) -> list[str]:
+    """The page's console errors and page errors, less JupyterLab's own (IGNORED_CONSOLE_ERRORS)."""
+    return [error for error in page.console_errors if not IGNORED_CONSOLE_ERRORS.search(error)]
+
+
+# Wait until the `index`-th canvas matching `selector` is shown with at least `minColors` colours and, if given,
+# pixels other than `notHash`.
+WAIT_CANVAS_JS = """([selector, index, minColors, notHash]) => {
+    const canvas = document.querySelectorAll(selector)[index];
+    if (!canvas || canvas.hidden || !canvas.width || !canvas.height) return false;
+    const pixels = (%s)(canvas);
+    return pixels.colors >= minColors && (notHash === null || pixels.hash !== notHash);
+}""" % CANVAS_PIXELS_JS
+
+
+def wait_canvas(page, selector: str, min_colors: int = 2, not_hash: int | None = None, timeout: int = KERNEL_TIMEOUT_MS,
+                index: int = 0) -> dict:
+    """Wait until canvas `selector` (its `index`-th match) shows at least `min_colors` colours and, if given, pixels
+    other than `not_hash`; returns its pixels (canvas_pixels)."""
+    page.wait_for_function(WAIT_CANVAS_JS, arg=[selector, index, min_colors, not_hash], timeout=timeout, polling=200)
+    return canvas_pixels(page.locator(selector).nth(index))
+
+
+# NetworkMap of EfficientNet-Lite0 (tests/browser/test_network_map_browser.py, test_notebook9_browser.py): collapsed,
+# Lite0 is a chain (input, _conv_stem, _bn0, _stem_act, _blocks, _conv_head, …) with unit i on rank i.
+NETWORK_MAP_BOX_PITCH = 64  # js/src/shared/graph.js: box height 40 + rank gap 24; margin 12
+STEM_ACT_RANK, BLOCKS_RANK = 3, 4
+LITE0_PARAMETERS = "4,652,008 parameters"
+
+
+def network_map_box(rank: int) -> dict:
+    """A point inside the box on `rank` of a NetworkMap's canvas, for `click(position=...)`."""
+    return {"x": 60, "y": 12 + rank * NETWORK_MAP_BOX_PITCH + 20}
+
+
+def wait_network_map(page, timeout_ms: int = KERNEL_TIMEOUT_MS):
+    """Wait until the page's NetworkMap of Lite0 has drawn its graph and totals; returns the widget's locator."""
+    network = page.locator(".cnnw-network-map")
+    network.wait_for(state="visible", timeout=timeout_ms)
+    page.wait_for_function("() => document.querySelector('.cnnw-network-map canvas.cnnw-nm-canvas')?.height > 500",
+                           timeout=timeout_ms)
+    assert LITE0_PARAMETERS in network.inner_text()
+    return network
+
+
+def expand_blocks(network, timeout_ms: int = KERNEL_TIMEOUT_MS) -> None:
+    """Click the map's `_blocks` box: its 16 MBConv blocks replace it (a chip names the opened block)."""
+    network.locator("canvas.cnnw-nm-canvas").click(position=network_map_box(BLOCKS_RANK))
+    network.locator(".cnnw-nm-chip", has_text="_blocks").wait_for(timeout=timeout_ms)

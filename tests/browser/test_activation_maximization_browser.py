@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import CANVAS_PIXELS_JS, canvas_pixels, open_notebook, run_cells, write_notebook
-from .test_invariance_probe_browser import TIMEOUT_MS, console_errors, wait_canvas
+from .conftest import CANVAS_PIXELS_JS, canvas_pixels, console_errors, open_notebook, run_cells, show_widget, wait_canvas, write_notebook
 
 pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 120_000
 
 SOURCE = """from cnnwidgets import zoo
 from cnnwidgets.widgets.activation_maximization import ActivationMaximization
@@ -19,10 +20,7 @@ am"""
 
 def test_activation_maximization_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
     page = browser_page
-    open_notebook(page, jupyter_server, write_notebook(jupyter_server, "fv_activation_maximization.ipynb", SOURCE))
-    run_cells(page, 1)
-    widget = page.locator(".cnnw-activation-maximization")
-    widget.wait_for(state="visible", timeout=TIMEOUT_MS)
+    widget = show_widget(page, jupyter_server, "fv_activation_maximization.ipynb", SOURCE, ".cnnw-activation-maximization", TIMEOUT_MS)
     start = wait_canvas(page, ".cnnw-activation-maximization canvas.cnnw-result", min_colors=5)
     run = widget.locator("button.cnnw-run")
     assert run.inner_text() == "run"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import open_notebook, run_cells, write_notebook
-from .test_invariance_probe_browser import TIMEOUT_MS, console_errors, wait_canvas
+from .conftest import console_errors, show_widget, wait_canvas
 
 pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 120_000
 
 SOURCE = """from cnnwidgets import zoo
 from cnnwidgets.widgets.adversarial_explorer import AdversarialExplorer
@@ -17,10 +18,7 @@ attack"""
 
 def test_adversarial_explorer_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
     page = browser_page
-    open_notebook(page, jupyter_server, write_notebook(jupyter_server, "fv_adversarial_explorer.ipynb", SOURCE))
-    run_cells(page, 1)
-    widget = page.locator(".cnnw-adversarial-explorer")
-    widget.wait_for(state="visible", timeout=TIMEOUT_MS)
+    widget = show_widget(page, jupyter_server, "fv_adversarial_explorer.ipynb", SOURCE, ".cnnw-adversarial-explorer", TIMEOUT_MS)
     perturbation = wait_canvas(page, ".cnnw-adversarial-explorer canvas.cnnw-perturbation", min_colors=3)
     wait_canvas(page, ".cnnw-adversarial-explorer canvas.cnnw-saliency-original", min_colors=20)
     assert "ε = 1/255" in widget.locator(".cnnw-summary").inner_text()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import open_notebook, run_cells, write_notebook
-from .test_invariance_probe_browser import TIMEOUT_MS, console_errors, wait_canvas
+from .conftest import console_errors, show_widget, wait_canvas
 
 pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 120_000
 
 SOURCE = """from cnnwidgets import zoo
 from cnnwidgets.widgets.code_inversion import CodeInversion
@@ -18,10 +19,7 @@ inversion"""
 
 def test_code_inversion_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
     page = browser_page
-    open_notebook(page, jupyter_server, write_notebook(jupyter_server, "fv_code_inversion.ipynb", SOURCE))
-    run_cells(page, 1)
-    widget = page.locator(".cnnw-code-inversion")
-    widget.wait_for(state="visible", timeout=TIMEOUT_MS)
+    widget = show_widget(page, jupyter_server, "fv_code_inversion.ipynb", SOURCE, ".cnnw-code-inversion", TIMEOUT_MS)
     wait_canvas(page, ".cnnw-code-inversion canvas.cnnw-original", min_colors=100)
     first = wait_canvas(page, ".cnnw-code-inversion canvas.cnnw-reconstruction", min_colors=5)
     widget.locator("button.cnnw-run").click()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as Polygon
 
-from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, open_notebook, run_cells, write_notebook
+from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, open_notebook, run_cells, show_widget
 
 pytestmark = pytest.mark.browser
 
@@ -58,6 +58,47 @@ FIND_DOT_JS = """() => {
 
 def pixels(locator) -> dict:
     return locator.evaluate(CANVAS_PIXELS_JS)
+
+
+def show_pca_scatter(page, server, notebook: str, source: str, count: int, timeout_ms: int):
+    """Run the one-cell `notebook` showing an EmbeddingScatter and wait for its PCA of `count` images; returns the
+    widget and its plot canvas."""
+    widget = show_widget(page, server, notebook, source, ROOT)
+    plot = widget.locator("canvas.cnnw-plot")
+    plot.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_function(
+        "(count) => new RegExp(`PCA of ${count} images`).test(document.querySelector('.cnnw-embedding-scatter .cnnw-status')?.textContent ?? '')",
+        arg=count, timeout=timeout_ms, polling=250,
+    )
+    return widget, plot
+
+
+def to_layout(box: dict, client: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Client points over the plot `box` in layout coordinates: the widget's arithmetic (canvasPoint, then toLayout
+    at the initial view)."""
+    left, top, side = PLOT_SQUARE
+    return [(((x - box["x"]) * PLOT_SIZE[0] / box["width"] - left) / side,
+             ((y - box["y"]) * PLOT_SIZE[1] / box["height"] - top) / side) for x, y in client]
+
+
+def draw_lasso(page, widget, client: list[tuple[int, int]], steps: int = 1) -> None:
+    """Pick "select with a lasso" and drag the mouse through the `client` points (`steps` moves per edge)."""
+    widget.locator("select.cnnw-drag-mode").select_option("lasso")
+    page.mouse.move(*client[0])
+    page.mouse.down()
+    for vertex in client[1:]:
+        page.mouse.move(*vertex, steps=steps)
+    page.mouse.up()
+
+
+def assert_selected(page, widget, expected: list[int], timeout_ms: int) -> None:
+    """Wait until the widget says `len(expected)` images are selected; its thumbnails are theirs, in id order."""
+    page.wait_for_function(
+        "(count) => document.querySelector('.cnnw-embedding-scatter .cnnw-selected-info').textContent.startsWith(`${count} images selected`)",
+        arg=len(expected), timeout=timeout_ms, polling=100,
+    )
+    titles = widget.locator(".cnnw-selected canvas").evaluate_all("(canvases) => canvases.map((c) => c.title)")
+    assert titles == [f"#{i}" for i in expected[:200]], (widget.locator(".cnnw-selected-info").inner_text(), titles[:10], expected[:10])
 
 
 def test_embedding_scatter_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
@@ -133,47 +174,25 @@ def test_embedding_scatter_in_jupyterlab(jupyter_server, browser_page, artifacts
 
 def test_lasso_selects_the_points_inside_it(jupyter_server, browser_page, artifacts_dir):
     page = browser_page
-    open_notebook(page, jupyter_server, write_notebook(jupyter_server, "lasso_scatter.ipynb", LASSO_SOURCE))
-    run_cells(page, 1)
-    widget = page.locator(ROOT)
-    plot = widget.locator("canvas.cnnw-plot")
-    plot.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
-    page.wait_for_function(
-        "() => /PCA of 1797 images/.test(document.querySelector('.cnnw-embedding-scatter .cnnw-status')?.textContent ?? '')",
-        timeout=RENDER_TIMEOUT_MS, polling=250,
-    )
+    widget, plot = show_pca_scatter(page, jupyter_server, "lasso_scatter.ipynb", LASSO_SOURCE, 1797, RENDER_TIMEOUT_MS)
     points = np.load(jupyter_server.root_dir / "lasso_points.npy").astype(np.float64)
     assert points.shape == (1797, 2)
 
-    widget.locator("select.cnnw-drag-mode").select_option("lasso")
     plot.scroll_into_view_if_needed()
     page.wait_for_timeout(300)
     box = plot.bounding_box()
     # whole client pixels, so the pointer events carry exactly these coordinates
     centre = (round(box["x"] + box["width"] / 2), round(box["y"] + box["height"] / 2))
     client = [(centre[0] + dx, centre[1] + dy) for dx, dy in LASSO_U]
-    page.mouse.move(*client[0])
-    page.mouse.down()
-    for vertex in client[1:]:
-        page.mouse.move(*vertex, steps=5)
-    page.mouse.up()
+    draw_lasso(page, widget, client, steps=5)
 
-    # the same client -> canvas -> layout arithmetic as the widget (canvasPoint, then toLayout at the initial view)
-    left, top, side = PLOT_SQUARE
-    layout = [(((x - box["x"]) * PLOT_SIZE[0] / box["width"] - left) / side,
-               ((y - box["y"]) * PLOT_SIZE[1] / box["height"] - top) / side) for x, y in client]
+    layout = to_layout(box, client)
     expected = np.flatnonzero(Polygon(layout).contains_points(points)).tolist()
     assert expected, "the lasso should enclose some digits"
     xs, ys = np.array(layout).T
     in_bounds = (points[:, 0] >= xs.min()) & (points[:, 0] <= xs.max()) & (points[:, 1] >= ys.min()) & (points[:, 1] <= ys.max())
 
-    info = widget.locator(".cnnw-selected-info")
-    page.wait_for_function(
-        "(count) => document.querySelector('.cnnw-embedding-scatter .cnnw-selected-info').textContent.startsWith(`${count} images selected`)",
-        arg=len(expected), timeout=5_000, polling=100,
-    )
-    titles = widget.locator(".cnnw-selected canvas").evaluate_all("(canvases) => canvases.map((c) => c.title)")
-    assert titles == [f"#{i}" for i in expected[:200]], (info.inner_text(), titles[:10], expected[:10])
+    assert_selected(page, widget, expected, 5_000)
     widget.screenshot(path=str(artifacts_dir / "embedding_scatter_lasso.png"))
     # the notch holds digits: a box over the lasso's bounds would have selected more
     assert in_bounds.sum() > len(expected)
@@ -213,15 +232,7 @@ LASSO_VERTICES = 24
 
 def test_a_million_points_lasso_selects_a_known_cluster(jupyter_server, browser_page, artifacts_dir):
     page = browser_page
-    open_notebook(page, jupyter_server, write_notebook(jupyter_server, "million_scatter.ipynb", MILLION_SOURCE))
-    run_cells(page, 1)
-    widget = page.locator(ROOT)
-    plot = widget.locator("canvas.cnnw-plot")
-    plot.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
-    page.wait_for_function(
-        f"() => /PCA of {MILLION} images/.test(document.querySelector('.cnnw-embedding-scatter .cnnw-status')?.textContent ?? '')",
-        timeout=LAYOUT_TIMEOUT_MS, polling=250,
-    )
+    widget, plot = show_pca_scatter(page, jupyter_server, "million_scatter.ipynb", MILLION_SOURCE, MILLION, LAYOUT_TIMEOUT_MS)
     page.wait_for_timeout(500)
     points = np.load(jupyter_server.root_dir / "million_points.npy").astype(np.float64)
     labels = np.arange(MILLION) % 10
@@ -251,24 +262,12 @@ def test_a_million_points_lasso_selects_a_known_cluster(jupyter_server, browser_
     ring = centres[KNOWN_CLUSTER] + radius * np.stack([np.cos(angles), np.sin(angles)], 1)
     client = [(round(box["x"] + (x * side + left) * box["width"] / PLOT_SIZE[0]),
                round(box["y"] + (y * side + top) * box["height"] / PLOT_SIZE[1])) for x, y in ring]
-    layout = [(((x - box["x"]) * PLOT_SIZE[0] / box["width"] - left) / side,
-               ((y - box["y"]) * PLOT_SIZE[1] / box["height"] - top) / side) for x, y in client]
-    expected = np.flatnonzero(Polygon(layout).contains_points(points))
+    expected = np.flatnonzero(Polygon(to_layout(box, client)).contains_points(points))
     in_cluster = labels[expected] == KNOWN_CLUSTER
     assert in_cluster.mean() > 0.99 and in_cluster.sum() > 0.99 * (labels == KNOWN_CLUSTER).sum()
 
-    widget.locator("select.cnnw-drag-mode").select_option("lasso")
-    page.mouse.move(*client[0])
-    page.mouse.down()
-    for vertex in client[1:] + client[:1]:
-        page.mouse.move(*vertex)
-    page.mouse.up()
-    page.wait_for_function(
-        "(count) => document.querySelector('.cnnw-embedding-scatter .cnnw-selected-info').textContent.startsWith(`${count} images selected`)",
-        arg=len(expected), timeout=20_000, polling=100,
-    )
-    titles = widget.locator(".cnnw-selected canvas").evaluate_all("(canvases) => canvases.map((c) => c.title)")
-    assert titles == [f"#{i}" for i in expected[:200]], (titles[:10], expected[:10].tolist())
+    draw_lasso(page, widget, client + client[:1])
+    assert_selected(page, widget, expected.tolist(), 20_000)
     # their thumbnails come from Python on request: tinted squares with a white centre
     page.wait_for_function("() => document.querySelector('.cnnw-embedding-scatter .cnnw-selected canvas').width === 4",
                            timeout=10_000)

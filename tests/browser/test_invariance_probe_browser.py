@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, open_notebook, run_cells, write_notebook
+from .conftest import console_errors, show_widget, wait_canvas
 
 pytestmark = pytest.mark.browser
 
@@ -15,29 +15,9 @@ probe = InvarianceProbe(zoo.efficientnet_lite0(device="cpu"), zoo.sample_image("
 probe"""
 
 
-def wait_canvas(page, selector: str, min_colors: int = 2, not_hash: int | None = None, timeout: int = TIMEOUT_MS) -> dict:
-    """Wait until canvas `selector` shows at least `min_colors` colours and, if given, pixels other than `not_hash`."""
-    page.wait_for_function(
-        """([selector, minColors, notHash]) => {
-            const canvas = document.querySelector(selector);
-            if (!canvas || canvas.hidden || !canvas.width || !canvas.height) return false;
-            const pixels = (%s)(canvas);
-            return pixels.colors >= minColors && (notHash === null || pixels.hash !== notHash);
-        }""" % CANVAS_PIXELS_JS,
-        arg=[selector, min_colors, not_hash], timeout=timeout, polling=200)
-    return page.locator(selector).first.evaluate(CANVAS_PIXELS_JS)
-
-
-def console_errors(page) -> list[str]:
-    return [error for error in page.console_errors if not IGNORED_CONSOLE_ERRORS.search(error)]
-
-
 def test_invariance_probe_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
     page = browser_page
-    open_notebook(page, jupyter_server, write_notebook(jupyter_server, "fv_invariance_probe.ipynb", SOURCE))
-    run_cells(page, 1)
-    widget = page.locator(".cnnw-invariance-probe")
-    widget.wait_for(state="visible", timeout=TIMEOUT_MS)
+    widget = show_widget(page, jupyter_server, "fv_invariance_probe.ipynb", SOURCE, ".cnnw-invariance-probe", TIMEOUT_MS)
     image = wait_canvas(page, ".cnnw-invariance-probe canvas.cnnw-image", min_colors=100)
     curve = wait_canvas(page, ".cnnw-invariance-probe canvas.cnnw-curve-translate", min_colors=5)
     assert "Egyptian cat" in widget.locator(".cnnw-predictions").inner_text()

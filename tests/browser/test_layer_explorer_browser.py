@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, canvas_pixels, open_notebook, run_cells
+from .conftest import IGNORED_CONSOLE_ERRORS, canvas_pixels, open_notebook, run_cells, wait_canvas
 
 pytestmark = pytest.mark.browser
 
@@ -19,19 +19,8 @@ OTHER_LAYER = "_blocks.5._expand_act"
 OTHER_COLORMAP = "magma"
 
 
-# Wait until canvas `selector` (inside the widget) shows at least `minColors` colours and, if given,
-# a hash other than `notHash`.
-WAIT_PIXELS_JS = """([selector, minColors, notHash]) => {
-    const canvas = document.querySelector(`.cnnw-layer-explorer ${selector}`);
-    if (!canvas || canvas.hidden || !canvas.width || !canvas.height) return false;
-    const pixels = (%s)(canvas);
-    return pixels.colors >= minColors && (notHash === null || pixels.hash !== notHash);
-}""" % CANVAS_PIXELS_JS
-
-
 def wait_pixels(page, selector: str, *, min_colors: int = 2, not_hash: int | None = None, timeout: int = UPDATE_TIMEOUT_MS) -> dict:
-    page.wait_for_function(WAIT_PIXELS_JS, arg=[selector, min_colors, not_hash], timeout=timeout, polling=100)
-    return canvas_pixels(page.locator(f".cnnw-layer-explorer {selector}"))
+    return wait_canvas(page, f".cnnw-layer-explorer {selector}", min_colors, not_hash, timeout)
 
 
 def selected_channel_count(layer_select) -> int:

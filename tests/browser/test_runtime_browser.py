@@ -1,6 +1,10 @@
 """The widget runtime in a real JupyterLab: bad values sent by the browser are refused (the control returns to the
 last good value, the error box says why), and each widget's stylesheet is scoped, so widgets in one notebook look
-exactly as they do alone; a screenshot of three of them in the dark theme."""
+exactly as they do alone; a screenshot of the three in the dark theme (docs/runtime_dark_theme.png).
+
+One kernel serves the whole test (the "alone" notebook's, shared with the "together" one): each kernel start
+imports torch and builds the model; with a kernel per notebook (four) the test took 90 s, with one 35 s (both in
+one run here, on a loaded 2-core machine)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import IGNORED_CONSOLE_ERRORS, open_notebook, run_cells, write_notebook
+from .conftest import console_errors, open_notebook, run_cells, share_kernel, write_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -21,11 +25,12 @@ torch.set_num_threads(1)
 from cnnwidgets import LayerExplorer, OcclusionSlider, SaliencyOverlay, TopActivations, zoo
 inspector = zoo.digits_cnn()
 digit = zoo.digits("test")[0][0]
+index = inspector.index(zoo.digits("test"), ["relu1", "relu3"], k=4, progress=False)
 """
 WIDGETS = {
     "cnnw-layer-explorer": "LayerExplorer(inspector, digit)",
     "cnnw-saliency-overlay": "SaliencyOverlay(inspector, digit)",
-    "cnnw-top-activations": "TopActivations(inspector.index(zoo.digits('test'), ['relu1', 'relu3'], k=4, progress=False), 'relu3', 1)",
+    "cnnw-top-activations": "TopActivations(index, 'relu3', 1)",
 }
 # The parts whose styles two widgets used to define differently (and so restyled each other): per widget root,
 # every element under it with one of these classes, and the root itself.
@@ -60,20 +65,51 @@ def set_theme(server, theme: str) -> None:
     urllib.request.urlopen(request, timeout=30).close()
 
 
+def alone_cells() -> list[str]:
+    """One cell per widget, each closing the one before (Python closes its view too), so each is alone on the page."""
+    cells, previous = [], None
+    for source in WIDGETS.values():
+        closing = f"{previous}.close()\n" if previous else ""
+        cells.append(f"{closing}shown = {source}\ndisplay(shown)")
+        previous = "shown"
+    return cells
+
+
+def screenshot_widgets(page, path) -> None:
+    """The output area from the top of the first of WIDGETS to the bottom of the last, with the page made tall enough
+    to show them whole (JupyterLab scrolls the notebook inside a fixed window, so a screenshot shows only what fits)."""
+    first, last = (page.locator(f".{root}").first for root in (list(WIDGETS)[0], list(WIDGETS)[-1]))
+    outputs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell-outputArea").first
+    span = last.bounding_box()["y"] + last.bounding_box()["height"] - first.bounding_box()["y"]
+    page.set_viewport_size({"width": page.viewport_size["width"], "height": round(span) + 400})
+    first.evaluate("(root) => root.scrollIntoView({ block: 'start' })")
+    page.wait_for_timeout(500)  # relayout at the new size
+    area, top, bottom = outputs.bounding_box(), first.bounding_box(), last.bounding_box()
+    assert top["y"] >= 0 and bottom["y"] + bottom["height"] <= page.viewport_size["height"], (top, bottom)
+    page.screenshot(path=str(path), clip={"x": area["x"], "y": top["y"], "width": area["width"],
+                                          "height": bottom["y"] + bottom["height"] - top["y"]})
+
+
 def test_widgets_look_the_same_together_as_alone_in_the_dark_theme_and_refuse_bad_values(jupyter_server, browser_page, artifacts_dir):
     page = browser_page
+    # alone: one kernel runs the setup once, then shows each widget by itself in turn
+    alone_notebook = write_notebook(jupyter_server, "alone.ipynb", SETUP, *alone_cells())
+    open_notebook(page, jupyter_server, alone_notebook)
+    run_cells(page, 1)
     alone = {}
-    for root, source in WIDGETS.items():
-        notebook = write_notebook(jupyter_server, f"alone_{root}.ipynb", SETUP + source)
-        open_notebook(page, jupyter_server, notebook)
-        run_cells(page, 1)
+    for cell, root in enumerate(WIDGETS, start=1):
+        run_cells(page, 1, start=cell)
+        for other in WIDGETS:
+            if other != root:
+                page.locator(f".{other}").first.wait_for(state="detached", timeout=UPDATE_TIMEOUT_MS)
         alone[root] = widget_styles(page, root)
         assert len(alone[root]) > 5, alone[root]
 
-    # together, with an OcclusionSlider too (for the refused values below), in the dark theme
-    together = "\n".join(f"display({source})" for source in WIDGETS.values())
+    # together, with an OcclusionSlider too (for the refused values below), in the dark theme, on the same kernel
+    together = "shown.close()\n" + "\n".join(f"display({source})" for source in WIDGETS.values())
     together += "\nslider = OcclusionSlider(inspector, digit, patch=8, stride=4, layer='relu1', channel=0)\ndisplay(slider)"
-    notebook = write_notebook(jupyter_server, "together.ipynb", SETUP + together)
+    notebook = write_notebook(jupyter_server, "together.ipynb", together)
+    share_kernel(jupyter_server, notebook, with_notebook=alone_notebook)
     set_theme(jupyter_server, "JupyterLab Dark")
     try:
         open_notebook(page, jupyter_server, notebook)
@@ -82,8 +118,7 @@ def test_widgets_look_the_same_together_as_alone_in_the_dark_theme_and_refuse_ba
             page.locator(f".{root}").first.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
         page.wait_for_timeout(1500)
         dark = {root: page.evaluate(STYLES_JS, [root, STYLED, PROPERTIES]) for root in WIDGETS}
-        outputs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell-outputArea").first
-        outputs.screenshot(path=str(artifacts_dir / "runtime_dark_theme.png"))
+        screenshot_widgets(page, artifacts_dir / "runtime_dark_theme.png")
         refuse_bad_values(page)
     finally:
         set_theme(jupyter_server, "JupyterLab Light")
@@ -97,7 +132,7 @@ def test_widgets_look_the_same_together_as_alone_in_the_dark_theme_and_refuse_ba
     for root in WIDGETS:
         text = dark[root]["root"]["color"]
         assert min(int(v) for v in text[text.index("(") + 1:text.index(")")].split(",")[:3]) > 150, (root, text)
-    assert [e for e in page.console_errors if not IGNORED_CONSOLE_ERRORS.search(e)] == []
+    assert console_errors(page) == []
 
 
 def refuse_bad_values(page) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, NOTEBOOKS, open_notebook, run_cells
+from .conftest import IGNORED_CONSOLE_ERRORS, NOTEBOOKS, open_notebook, run_cells, wait_canvas
 
 pytestmark = pytest.mark.browser
 
@@ -15,12 +15,7 @@ WIDGET_CELLS = 4  # markdown, imports, markdown, `overlay = SaliencyOverlay(insp
 RENDER_TIMEOUT_MS = 90_000
 UPDATE_TIMEOUT_MS = 60_000
 
-WAIT_JS = """([minColors, notHash]) => {
-    const canvas = document.querySelector('.cnnw-saliency-overlay canvas.cnnw-overlay');
-    if (!canvas || !canvas.width) return false;
-    const pixels = (%s)(canvas);
-    return pixels.colors >= minColors && (notHash === null || pixels.hash !== notHash);
-}""" % CANVAS_PIXELS_JS
+OVERLAY = ".cnnw-saliency-overlay canvas.cnnw-overlay"
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +24,11 @@ def notebooks_to_serve() -> list[Path]:
 
 
 def overlay_pixels(page) -> dict:
-    page.wait_for_function(WAIT_JS, arg=[100, None], timeout=RENDER_TIMEOUT_MS, polling=100)
-    return page.locator(".cnnw-saliency-overlay canvas.cnnw-overlay").first.evaluate(CANVAS_PIXELS_JS)
+    return wait_canvas(page, OVERLAY, 100, timeout=RENDER_TIMEOUT_MS)
 
 
 def wait_changed(page, before: dict) -> dict:
-    page.wait_for_function(WAIT_JS, arg=[100, before["hash"]], timeout=UPDATE_TIMEOUT_MS, polling=100)
-    return page.locator(".cnnw-saliency-overlay canvas.cnnw-overlay").first.evaluate(CANVAS_PIXELS_JS)
+    return wait_canvas(page, OVERLAY, 100, not_hash=before["hash"], timeout=UPDATE_TIMEOUT_MS)
 
 
 def test_saliency_overlay_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):

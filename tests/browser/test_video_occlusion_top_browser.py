@@ -7,10 +7,11 @@ import re
 
 import pytest
 
-from .conftest import open_notebook, run_cells, write_notebook
-from .test_invariance_probe_browser import TIMEOUT_MS, console_errors, wait_canvas
+from .conftest import console_errors, show_widget, wait_canvas
 
 pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 120_000
 
 SOURCE = """import torch
 from cnnwidgets import zoo
@@ -38,10 +39,7 @@ def wait_readout_change(page, before: str) -> str:
 
 def test_tube_occlusion_and_filmstrips_in_jupyterlab(jupyter_server, browser_page, artifacts_dir):
     page = browser_page
-    open_notebook(page, jupyter_server, write_notebook(jupyter_server, "video_widgets.ipynb", SOURCE))
-    run_cells(page, 1)
-    widget = page.locator(".cnnw-occlusion")
-    widget.wait_for(state="visible", timeout=TIMEOUT_MS)
+    widget = show_widget(page, jupyter_server, "video_widgets.ipynb", SOURCE, ".cnnw-occlusion", TIMEOUT_MS)
     page.wait_for_function("(s) => /under the tube \\(frames 6–9\\)/.test(document.querySelector(s)?.textContent ?? '')",
                            arg=READOUT, timeout=TIMEOUT_MS)
     first = wait_canvas(page, ".cnnw-occlusion canvas.cnnw-main", min_colors=50)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import CANVAS_PIXELS_JS, IGNORED_CONSOLE_ERRORS, canvas_pixels, open_notebook, run_cells
+from .conftest import IGNORED_CONSOLE_ERRORS, canvas_pixels, open_notebook, run_cells, wait_canvas
 
 pytestmark = pytest.mark.browser
 
@@ -14,22 +14,12 @@ WIDGET_CELLS = 14  # up to `confusion = cnnwidgets.ConfusionView(inspector, clip
 RENDER_TIMEOUT_MS = 90_000
 UPDATE_TIMEOUT_MS = 30_000
 
-# Wait until canvas `selector` (the `index`-th match) shows at least `minColors` colours and, if given, a hash other
-# than `notHash`.
-WAIT_PIXELS_JS = """([selector, index, minColors, notHash]) => {
-    const canvas = document.querySelectorAll(selector)[index];
-    if (!canvas || canvas.hidden || !canvas.width || !canvas.height) return false;
-    const pixels = (%s)(canvas);
-    return pixels.colors >= minColors && (notHash === null || pixels.hash !== notHash);
-}""" % CANVAS_PIXELS_JS
-
 MOVE_SLIDER_JS = "(el, value) => { el.value = String(value); el.dispatchEvent(new Event('input', { bubbles: true })); }"
 
 
 def wait_pixels(page, selector: str, index: int = 0, *, min_colors: int = 8, not_hash: int | None = None,
                 timeout: int = UPDATE_TIMEOUT_MS) -> dict:
-    page.wait_for_function(WAIT_PIXELS_JS, arg=[selector, index, min_colors, not_hash], timeout=timeout, polling=100)
-    return canvas_pixels(page.locator(selector).nth(index))
+    return wait_canvas(page, selector, min_colors, not_hash, timeout, index)
 
 
 def move_frame(widget, value: int) -> None:

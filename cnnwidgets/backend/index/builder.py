@@ -148,7 +148,7 @@ class _Prepared(torch.utils.data.Dataset):
         self.inspector, self.source, self.start, self.shape = inspector, source, start, shape
 
     def __len__(self) -> int:
-        return len(self.source) - self.start
+        return self.source.count() - self.start
 
     def __getitem__(self, position: int) -> tuple[torch.Tensor, int, bool, int]:
         image, label = self.source.item(self.start + position)
@@ -244,7 +244,7 @@ def build_index(
     if not isinstance(num_workers, int) or num_workers < 0:
         raise InputError(f"num_workers must be a number of worker processes (0: none), not {num_workers!r}")
     source = Source(dataset)
-    if source.random_access and len(source) == 0:
+    if source.random_access and source.count() == 0:
         raise InputError("the dataset is empty; pass one with at least one image")
     first = source.item(0) if source.random_access else next(iter(source.items(0)), None)
     if first is None:
@@ -272,7 +272,7 @@ def build_index(
             return previous
         state = previous._state
 
-    total = len(source)
+    total = source.length  # None for an IterableDataset: the bar counts without an end
     count = 0 if state is None else int(state["count"])
     input_shape = tuple(example.shape) if state is None else tuple(state["input_shape"])
     device = inspector.device
@@ -313,13 +313,19 @@ def build_index(
         code_calls[0] += 1
         if call != codes_call:
             return
-        value = inputs[0] if codes_layer is None else codes_layer.to_map(output)
+        if codes_layer is None:
+            value = inputs[0]
+        elif isinstance(output, torch.Tensor):
+            value = codes_layer.to_map(output)
+        else:
+            return  # not a feature map: "not reached" below says so
         value = value.detach().float()
         captured_codes.append(value.mean(tuple(range(2, value.dim()))) if value.dim() in (4, 5) else value.flatten(1))
 
     codes_module = None if codes_module_name is None else root.get_submodule(codes_module_name)
     shapes: dict[str, list[int]] = {} if state is None else dict(state["shapes"])
-    top = None if state is None else {name: {key: t.to(device) for key, t in parts.items()} for name, parts in state["top"].items()}
+    top: dict[str, dict[str, torch.Tensor]] = {} if state is None else {
+        name: {key: t.to(device) for key, t in parts.items()} for name, parts in state["top"].items()}
     per_image: dict[str, list[torch.Tensor]] = {key: [] for key in ("hashes", "labels", "predictions", "confidences", "codes", "thumbnails")}
     if state is not None:
         for key in per_image:
@@ -338,13 +344,13 @@ def build_index(
             joined["predictions"] = torch.zeros(0, dtype=torch.int64)
             joined["confidences"] = torch.zeros(0)
         for key in ("hashes", "labels", "predictions", "confidences", "codes", "thumbnails"):  # consolidate
-            per_image[key][:] = [] if joined[key] is None else [joined[key]]
+            per_image[key][:] = [] if (part := joined[key]) is None else [part]
         index = Index({
             "version": FORMAT_VERSION, "weights": weights, "config": config, "offset": offset, "count": count,
             "complete": complete, "input_shape": list(input_shape), "shapes": shapes, "fields": fields,
             "class_names": [inspector.label(i) for i in range(classes[0])],
             "label_names": source.classes,
-            "top": {} if top is None else {name: {key: t.cpu() for key, t in parts.items()} for name, parts in top.items()},
+            "top": {name: {key: t.cpu() for key, t in parts.items()} for name, parts in top.items()},
             **joined,
         })
         index.inspector, index.source = inspector, source
@@ -371,8 +377,6 @@ def build_index(
                 with model_errors(tuple(images.shape)), autocast:
                     scores = class_scores(model(images.to(device, non_blocking=True))).float()
                 ids = torch.arange(offset + count, offset + count + len(images), device=device)
-                if top is None:
-                    top = {}
                 for name in names:
                     if name not in reduced:
                         raise InputError(f"layer {name!r} gave no [N,C,H,W] output on this batch; pick layers from inspector.layers")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Protocol, TypeGuard, cast
 
 import numpy as np
 import PIL.Image
@@ -14,10 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import InputError
+from ..images import ImageLike
 from ..inspector import Inspector
 from ..preprocess import display_batch
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+IMAGE_KEYS = ("image", "img", "pixel_values", "input")  # where a dict item (or batch) holds its image(s)
+LABEL_KEYS = ("label", "labels", "target", "class")
 
 
 def image_hash(batch: torch.Tensor) -> int:
@@ -25,56 +29,76 @@ def image_hash(batch: torch.Tensor) -> int:
     for a 224×224 image here against 2.4 ms with BLAKE2b (CPUs hash SHA-256 in hardware), which the index pays for
     every image."""
     data = batch.detach().to("cpu", torch.float32).contiguous().numpy()
-    return int.from_bytes(hashlib.sha256(data).digest()[:8], "little") >> 1
+    return int.from_bytes(hashlib.sha256(data.data).digest()[:8], "little") >> 1
+
+
+class _MapStyle(Protocol):
+    """A map-style dataset: items by position, and a length."""
+
+    def __getitem__(self, position: int, /) -> object: ...
+
+    def __len__(self) -> int: ...
+
+
+NO_RANDOM_ACCESS = "this dataset has no random access (an IterableDataset); pass a map-style Dataset to see its images"
 
 
 class Source:
     """Whatever dataset a user passes, as items (image-like, label or None) in order, with random access when possible."""
 
     def __init__(self, data: object) -> None:
-        self.data = data
+        self.data: Any = data  # whatever the user passed: iterated as it comes (a DataLoader, an IterableDataset)
         self.classes: list[str] | None = None
         self.batched = False
+        self._get: Callable[[int], object] | None
+        self.length: int | None  # None: no random access (an IterableDataset), so no length before the end
         if isinstance(data, torch.utils.data.DataLoader):
             self.batched = True
             inner = data.dataset
             self._get = inner.__getitem__ if _map_style(inner) else None
-            self._len = len(inner) if _map_style(inner) else None
+            self.length = len(inner) if _map_style(inner) else None
             self.classes = _classes_of(inner)
         elif isinstance(data, torch.Tensor):
             if data.dim() not in (4, 5):
                 raise InputError(f"a tensor dataset must be a batch [N,C,H,W] (clips: [N,C,T,H,W]), not shape {tuple(data.shape)}; "
                                  "stack the images")
-            self._get, self._len = data.__getitem__, len(data)
+            self._get, self.length = data.__getitem__, len(data)
         elif isinstance(data, (str, os.PathLike)):
             files, labels, classes = _image_folder(Path(data))
             self.classes = classes
             self._get = (lambda i: (files[i], labels[i])) if labels is not None else files.__getitem__
-            self._len = len(files)
+            self.length = len(files)
         elif isinstance(data, (PIL.Image.Image, np.ndarray)):
             raise InputError("index a dataset, not a single image; pass a list of images, a Dataset or a folder")
         elif _map_style(data):
-            self._get, self._len = data.__getitem__, len(data)
+            self._get, self.length = data.__getitem__, len(data)
             self.classes = _classes_of(data)
         elif isinstance(data, torch.utils.data.IterableDataset):
-            self._get, self._len = None, None
+            self._get, self.length = None, None
         else:
             raise InputError(
                 f"cannot index a {type(data).__name__}; pass a torch Dataset or DataLoader, a folder of images, "
                 "a list of images or an [N,C,H,W] tensor"
             )
 
-    def __len__(self) -> int | None:  # type: ignore[override]
-        return self._len
+    def __len__(self) -> int | None:
+        """`length`: None for an IterableDataset (so `len(source)` raises there; `source.__len__()` does not)."""
+        return self.length
 
     @property
     def random_access(self) -> bool:
         return self._get is not None
 
+    def count(self) -> int:
+        """How many items a random-access dataset holds."""
+        if self.length is None:
+            raise InputError(NO_RANDOM_ACCESS)
+        return self.length
+
     def item(self, position: int) -> tuple[object, int | None]:
         """Item `position` as (image-like, label or None)."""
         if self._get is None:
-            raise InputError("this dataset has no random access (an IterableDataset); pass a map-style Dataset to see its images")
+            raise InputError(NO_RANDOM_ACCESS)
         return parse_item(self._get(position), position)
 
     def items(self, start: int = 0) -> Iterator[tuple[object, int | None]]:
@@ -87,8 +111,8 @@ class Source:
                     if position >= start:
                         yield images[row], None if labels is None else int(labels[row])
                     position += 1
-        elif self._get is not None:
-            for position in range(start, self._len):
+        elif self.random_access:
+            for position in range(start, self.count()):
                 yield self.item(position)
         else:
             for position, item in enumerate(self.data):
@@ -96,7 +120,7 @@ class Source:
                     yield parse_item(item, position)
 
 
-def _map_style(data: object) -> bool:
+def _map_style(data: object) -> TypeGuard[_MapStyle]:
     return hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes, dict))
 
 
@@ -131,22 +155,33 @@ def _label(value: object) -> int | None:
 def parse_item(item: object, position: int) -> tuple[object, int | None]:
     """(image-like, label or None) of a dataset item: an image, an (image, label, …) tuple, or a dict."""
     if isinstance(item, dict):
-        image = next((item[key] for key in ("image", "img", "pixel_values", "input") if key in item), None)
-        label = next((item[key] for key in ("label", "labels", "target", "class") if key in item), None)
-        if image is None:
-            raise InputError(f"item {position} is a dict with keys {sorted(item)}; it needs an 'image' key (and 'label')")
+        image, label = _dict_entries(item, position)
         return image, _label(label)
     if isinstance(item, (tuple, list)) and item:
         return item[0], _label(item[1]) if len(item) > 1 else None
     return item, None
 
 
-def _split_batch(batch: object) -> tuple[Sequence, Sequence | None]:
+def _dict_entries(item: dict, position: int) -> tuple[object, object]:
+    """(image, label or None) of a dict item or batch, under the usual keys."""
+    image = next((item[key] for key in IMAGE_KEYS if key in item), None)
+    label = next((item[key] for key in LABEL_KEYS if key in item), None)
+    if image is None:
+        raise InputError(f"item {position} is a dict with keys {sorted(item)}; it needs an 'image' key (and 'label')")
+    return image, label
+
+
+Batch = torch.Tensor | list
+
+
+def _split_batch(batch: object) -> tuple[Batch, Batch | None]:
+    """(images, labels or None) of one batch a DataLoader yields: a tensor, an (images, labels, …) pair or a dict."""
     if isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[0], (torch.Tensor, list)):
         return batch[0], batch[1] if isinstance(batch[1], (torch.Tensor, list)) else None
     if isinstance(batch, dict):
-        image, label = parse_item(batch, 0)
-        return image, label if isinstance(label, (torch.Tensor, list)) else None
+        images, labels = _dict_entries(batch, 0)
+        if isinstance(images, (torch.Tensor, list)):
+            return images, labels if isinstance(labels, (torch.Tensor, list)) else None
     if isinstance(batch, torch.Tensor):
         return batch, None
     raise InputError(f"the DataLoader yields {type(batch).__name__}; it must yield image batches or (images, labels)")
@@ -160,7 +195,8 @@ def _preprocessed(
     `device`), its frames resized to `shape` if they differ (and whether they were). Clips of another length are
     refused: resampling time would change the motion the model sees."""
     try:
-        batch = inspector.preprocess(image, device)[0]
+        # whatever the dataset yields: preprocess refuses what it cannot read, and the message below names the item's type
+        batch = inspector.preprocess(cast(ImageLike, image), device)[0]
     except InputError:
         raise
     except Exception as error:  # noqa: BLE001 - a transform failing on an item: say which kind of item

@@ -44,9 +44,9 @@ def top_parts(shape: Sequence[int]) -> tuple[str, ...]:
 def _select(values: torch.Tensor, ids: torch.Tensor, *positions: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
     """The best k of each row of candidates (with their positions): activation descending, ties to the lower image id."""
     order = torch.argsort(ids, dim=1, stable=True)
-    values, ids, *positions = (t.gather(1, order) for t in (values, ids, *positions))
+    values, ids, *rest = (t.gather(1, order) for t in (values, ids, *positions))
     order = torch.argsort(values, dim=1, descending=True, stable=True)[:, :k]
-    return tuple(t.gather(1, order) for t in (values, ids, *positions))
+    return tuple(t.gather(1, order) for t in (values, ids, *rest))
 
 
 class Index:
@@ -228,8 +228,8 @@ class Index:
     def _check_source(self, source: Source) -> None:
         if not source.random_access or self.inspector is None:
             return
-        if len(source) < len(self):
-            raise InputError(f"the dataset has {len(source)} images but the index was built on {len(self)}; pass the same dataset")
+        if source.count() < len(self):
+            raise InputError(f"the dataset has {source.count()} images but the index was built on {len(self)}; pass the same dataset")
         for position in np.unique(np.linspace(0, len(self) - 1, min(HASH_CHECKS, len(self))).round().astype(int)):
             image, _ = source.item(int(position))
             if image_hash(_preprocessed(self.inspector, image, None)[0]) != int(self.hashes[position]):
@@ -311,7 +311,7 @@ def _fields(inspector: Inspector, input_shape: tuple[int, ...], names: Sequence[
     if len(input_shape) == 4:  # clips: fields in space-time are measured per unit (`backend.clip_field`)
         return dict.fromkeys(names)
     fields = receptive_fields(inspector.model, (1, *input_shape), layers=names)
-    return {name: (fields[name].as_dict() if fields.get(name) is not None else None) for name in names}
+    return {name: (None if (field := fields.get(name)) is None else field.as_dict()) for name in names}
 
 
 # ---------------------------------------------------------------------------------------------- loading checks
