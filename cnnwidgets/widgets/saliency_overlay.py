@@ -23,6 +23,7 @@ from .arrays import Array, array_message
 from .base import CnnWidget, front_end, top_predictions
 from .defaults import as_inspector, default_image
 from .frames import check_frame
+from .jobs import Jobs, Steps
 
 METHODS = {
     "saliency": ("Gradient", gradients.saliency, False),
@@ -74,6 +75,10 @@ class SaliencyOverlay(CnnWidget):
     Grad-CAM's channel weights are averaged over T, H and W), each map is one [T,H,W] volume on one colour scale
     for the whole clip, and `frame` (a slider and a play button in the view) picks the frame it is drawn over.
     Methods not defined in space-time are left out of `methods`, and `methods_note` says so.
+
+    The maps are computed on the widget's job runner, one method per step on the kernel's event loop (r3d_18 on a
+    16×112×112 clip: the gradient about 2 s on one thread), with `progress` shown; a newer pick cancels an older
+    one and the last good view stays. `wait()` blocks until the maps are shown.
     """
 
     _esm = front_end("saliency_overlay")
@@ -107,6 +112,7 @@ class SaliencyOverlay(CnnWidget):
         initial = {name: kwargs.pop(name) for name in ("method", "target", "layer", "side_by_side", "compare", "reduce",
                                                        *OPTION_TRAITS) if name in kwargs}
         super().__init__(**kwargs)
+        self._jobs = Jobs(self, thread=False)
         self._ready = False
         self._video = self.inspector.is_video
         self.methods = [{"name": name, "title": title, "cam": takes_layer} for name, (title, _, takes_layer) in self._table.items()]
@@ -244,26 +250,36 @@ class SaliencyOverlay(CnnWidget):
         return self._raw[key]
 
     def _show(self) -> None:
-        with self._working():
-            names, shown, notes = [], [], []
-            for name in self.shown_methods:
-                try:
-                    values = self.attribution(name)
-                except InputError as error:  # a ReLU rule on a SiLU/GELU model: left out of a comparison
-                    if not self.side_by_side or name not in RULE_METHODS:
-                        raise
-                    notes.append(f"{METHODS[name][0]} left out: {str(error).splitlines()[0]}")
-                    continue
-                names.append(name)
-                display = clip_display_map(values, self.reduce) if self._video else display_map(values, self.reduce)
-                shown.append(to_uint8(display).numpy())
-            if not shown:
-                raise InputError(notes[0])
-            self.maps = array_message(np.stack(shown), **self.answer(
-                methods=names, titles=[METHODS[name][0] for name in names], target=self.target,
-                label=self.inspector.label(self.target), layer=self.layer, reduce=self.reduce, options=self.options,
-                notes=notes,
-            ))
+        """Compute the shown maps on the job runner, one method per step (a newer pick cancels the older)."""
+        self._jobs.start(lambda _job: self._map_steps())
+
+    def _map_steps(self) -> Steps:
+        names, shown, notes = [], [], []
+        methods = self.shown_methods
+        for done, name in enumerate(methods, 1):
+            try:
+                values = self.attribution(name)
+            except InputError as error:  # a ReLU rule on a SiLU/GELU model: left out of a comparison
+                if not self.side_by_side or name not in RULE_METHODS:
+                    raise
+                notes.append(f"{METHODS[name][0]} left out: {str(error).splitlines()[0]}")
+                continue
+            names.append(name)
+            display = clip_display_map(values, self.reduce) if self._video else display_map(values, self.reduce)
+            shown.append(to_uint8(display).numpy())
+            yield done / len(methods)
+        if not shown:
+            raise InputError(notes[0])
+        self.maps = array_message(np.stack(shown), **self.answer(
+            methods=names, titles=[METHODS[name][0] for name in names], target=self.target,
+            label=self.inspector.label(self.target), layer=self.layer, reduce=self.reduce, options=self.options,
+            notes=notes,
+        ))
+        self.error = ""
+
+    def wait(self) -> None:
+        """Block until the maps for the current settings are shown (in a notebook they follow in steps)."""
+        self._jobs.finish()
 
     def run_sanity_check(self, steps: int | None = None) -> faithfulness.SanityCheck:
         """Run the cascading randomization check for the shown methods and class; shows it in the panel."""
@@ -292,6 +308,7 @@ class SaliencyOverlay(CnnWidget):
         import matplotlib.pyplot as plt
         from matplotlib import colors
 
+        self.wait()
         image, maps, when = self.image.array, self.maps.array, ""
         if image.ndim == 4:  # a clip: the shown frame
             image, maps, when = image[self.frame], maps[:, self.frame], f", frame {self.frame} of {len(image)}"
