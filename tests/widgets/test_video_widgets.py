@@ -326,3 +326,24 @@ def test_overlay_maps_follow_one_method_per_step_on_the_event_loop(two_stream, c
     cam = methods.grad_cam_3d(two_stream, clip, widget.target, layer="appearance.conv3")
     np.testing.assert_array_equal(widget.maps.array[1], to_uint8(normalize_map(cam)).numpy())
     assert widget.maps["layer"] == "appearance.conv3" and not widget.busy
+
+
+def test_frame_spans_of_torchvision_r3d_18_through_layer_explorer():
+    """r3d_18 (random weights), 8 frames of 32 px: the stem's 3-frame convolution sees t-1..t+1; layer1 adds four
+    more 3-frame convolutions (t-5..t+5); layer2's first convolution has temporal stride 2, so its step v reads
+    layer1's steps 2v-1..2v+1 (frames 2v-6..2v+6). Clipped to frames 0..7; the model leaves as it came."""
+    from torchvision.models.video import r3d_18
+
+    model = r3d_18(weights=None).train()
+    before = model_state(model)
+    inspector = Inspector(model, ClipPreprocess(resize=None, crop=None))
+    clip = torch.randn(3, 8, 32, 32, generator=torch.Generator().manual_seed(0))
+    widget = LayerExplorer(inspector, clip, layer="stem.2")
+    assert widget.maps["spans"] == [[max(t - 1, 0), min(t + 1, 7)] for t in range(8)]
+    widget.layer = "layer1"
+    assert widget.maps["spans"] == [[max(t - 5, 0), min(t + 5, 7)] for t in range(8)]
+    widget.layer = "layer2.0.conv1.0"
+    assert widget.maps["spans"] == [[max(2 * v - 6, 0), min(2 * v + 6, 7)] for v in range(4)]
+    assert widget.maps["shape"] == [128, 4, 8, 8]
+    assert hooks_left(model) == 0
+    assert_same_state(before, model_state(model))
