@@ -322,7 +322,7 @@ def test_overlay_maps_follow_one_method_per_step_on_the_event_loop(two_stream, c
     monkeypatch.setattr(jobs, "CHUNK_S", 1e-4)
     widget, pending, seen = on_the_event_loop(lambda: SaliencyOverlay(two_stream, clip, side_by_side=True),
                                               lambda view: setattr(view, "layer", "appearance.conv3"))
-    assert pending and seen[-2:] == pytest.approx([0.5, 1.0])  # gradient, then Grad-CAM
+    assert pending and seen[-3:] == pytest.approx([0.5, 0.75, 1.0])  # the gradient (kept), then Grad-CAM: forward, backward
     cam = methods.grad_cam_3d(two_stream, clip, widget.target, layer="appearance.conv3")
     np.testing.assert_array_equal(widget.maps.array[1], to_uint8(normalize_map(cam)).numpy())
     assert widget.maps["layer"] == "appearance.conv3" and not widget.busy
