@@ -19,9 +19,10 @@ from .reduce import normalize_map
 SPAN_SIDE = 8
 """Spans are measured on clips this many pixels a side: which frames a time step sees is set by the temporal
 kernels, strides and paddings, not by the frame size. torchvision r3d_18's `layer1` on a 16×112×112 clip, one
-thread: 1.34 s with the earlier probe (T+1 noisy clips, 32-px crop, up to the layer; 21.8 s at full size on a
-loaded CPU), 0.1 s here (bench/video.py). A model that refuses the small clip (a fixed input size) is measured at
-the clip's own size."""
+thread, load ~5 on 2 cores (bench/results/video.json): 0.60 s, against 1.06 s for the earlier probe (T+1 noisy
+clips up to the layer on a 32-px crop; 21.8 s at full size under heavy load); most of the 0.60 s is the positive
+copy of the whole network. A model that refuses the small clip (a fixed input size) is measured at the clip's own
+size."""
 
 
 def frame_spans(inspector, batch: torch.Tensor, layer: str) -> list[list[int]]:

@@ -39,8 +39,9 @@ class ConfusionView(CnnWidget):
     scale, so they compare; the difference has its own (`methods.temporal.evidence_display`).
 
     The evidence is computed on the widget's job runner, in steps on the kernel's event loop (the forward, then one
-    backward per class; r3d_18 on a 16×112×112 clip: about 2 s, 0.1 s, 0.1 s on one thread), with `progress`
-    shown; a newer pick cancels an older one and the last good view stays. `wait()` blocks until it is shown.
+    backward through the head per class; r3d_18 on a 16×112×112 clip, one thread: 2–3.6 s, then about 1 ms each),
+    with `progress` shown; a newer pick cancels an older one and the last good view stays. `wait()` blocks until
+    it is shown.
     """
 
     _esm = front_end("confusion_view")

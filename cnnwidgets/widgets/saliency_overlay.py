@@ -77,9 +77,10 @@ class SaliencyOverlay(CnnWidget):
     for the whole clip, and `frame` (a slider and a play button in the view) picks the frame it is drawn over.
     Methods not defined in space-time are left out of `methods`, and `methods_note` says so.
 
-    The maps are computed on the widget's job runner, one method per step on the kernel's event loop (r3d_18 on a
-    16×112×112 clip: the gradient about 2 s on one thread), with `progress` shown; a newer pick cancels an older
-    one and the last good view stays. `wait()` blocks until the maps are shown.
+    The maps are computed on the widget's job runner in steps on the kernel's event loop (on a clip: each method's
+    forward, then its backward; r3d_18 on a 16×112×112 clip, one thread, the gradient takes 5–7 s in all), with
+    `progress` shown; a newer pick cancels an older one and the last good view stays. `wait()` blocks until the
+    maps are shown.
     """
 
     _esm = front_end("saliency_overlay")
@@ -256,8 +257,7 @@ class SaliencyOverlay(CnnWidget):
 
     def _forward_for(self, method: str) -> None:
         """On a video model, the forward pass that `method` (gradient or Grad-CAM) keeps and reuses, run as a step
-        of its own, so the kernel is free between the forward and the backward (r3d_18 on a 16×112×112 clip, one
-        thread: about 2 s each)."""
+        of its own, so the kernel answers the browser between the forward and the backward."""
         if method == "grad_cam":
             layer_forward(self.inspector, self._batch, self.layer)
         else:
