@@ -18,11 +18,10 @@ from .reduce import normalize_map
 
 SPAN_SIDE = 8
 """Spans are measured on clips this many pixels a side: which frames a time step sees is set by the temporal
-kernels, strides and paddings, not by the frame size. torchvision r3d_18's `layer1` on a 16×112×112 clip, one
-thread, load ~5 on 2 cores (bench/results/video.json): 0.60 s, against 1.06 s for the earlier probe (T+1 noisy
-clips up to the layer on a 32-px crop; 21.8 s at full size under heavy load); most of the 0.60 s is the positive
-copy of the whole network. A model that refuses the small clip (a fixed input size) is measured at the clip's own
-size."""
+kernels, strides and paddings, not by the frame size. torchvision r3d_18's `layer1` on a 16×112×112 clip, a loaded
+2-core CPU (load ~7, bench/results/video.json): 0.18 s against 1.37 s for the earlier probe (T+1 noisy clips up
+to the layer on a 32-px crop; 21.8 s at full size) at one thread, 1.2 s against 2.1 s at two. A model that
+refuses the small clip (a fixed input size) is measured at the clip's own size."""
 
 
 def frame_spans(inspector, batch: torch.Tensor, layer: str) -> list[list[int]]:
