@@ -48,12 +48,20 @@ class _SpaceTimeWiring(TorchFunctionMode):
 
 def _positive_twin(model: nn.Module, generator: torch.Generator) -> nn.Module:
     """`receptive_field`'s positive copy (weights 1 / fan-in, zero biases, identity norms, nothing in place) with every
-    weight scaled by a random factor in [0.5, 1.5), so no two paths cancel."""
+    weight scaled by a random factor in [0.5, 1.5), so no two paths cancel. A module's weights are scaled when it is
+    first called: the modules after the measured layer never run, and drawing their factors was most of the cost
+    (r3d_18 up to `layer1`: 0.53 of 1.5 s at two threads on a loaded CPU, for the 33 M weights mostly in `layer4`)."""
     twin = _positive_copy(model)
-    with torch.no_grad():
-        for parameter in twin.parameters():
-            if parameter.dim() >= 2:
-                parameter.mul_(torch.rand(parameter.shape, generator=generator).to(parameter) + 0.5)
+
+    def scale_once(module: nn.Module, _inputs: tuple) -> None:
+        handles.pop(module).remove()
+        with torch.no_grad():
+            for parameter in module.parameters(recurse=False):
+                if parameter.dim() >= 2:
+                    parameter.mul_(torch.rand(parameter.shape, generator=generator).to(parameter) + 0.5)
+
+    handles = {module: module.register_forward_pre_hook(scale_once) for module in twin.modules()
+               if any(parameter.dim() >= 2 for parameter in module.parameters(recurse=False))}
     return twin
 
 
@@ -61,12 +69,67 @@ def measured_clip_boxes(model: nn.Module, layer: LayerInfo, input_shape: Sequenc
                         positions: Sequence[tuple[int, int, int]]) -> list[ClipBox]:
     """The voxels each unit (t, row, col) of `layer` sees in a clip of `input_shape` ([C,T,H,W]), as boxes clipped
     to the clip (see the module doc)."""
+    generator = torch.Generator().manual_seed(1)
+    clip, output = _twin_forward(model, layer, input_shape, len(positions), generator)
+    grid = output.shape[2:]
+    seed = torch.zeros_like(output)
+    weights = (torch.rand(output.shape[1], generator=generator) + 0.5).to(output)
+    for k, (t, row, col) in enumerate(positions):
+        if not all(0 <= v < side for v, side in zip((t, row, col), grid)):
+            raise InputError(f"unit {(t, row, col)} is outside this layer's {'×'.join(map(str, grid))} grid")
+        seed[k, :, t, row, col] = weights
+    with torch.inference_mode(False):
+        (grad,) = torch.autograd.grad(output, clip, seed)
+    boxes = []
+    for k in range(len(positions)):
+        support = grad[k].abs().sum(0) != 0  # [T,H,W]
+        if not bool(support.any()):
+            raise InputError(f"no voxel of the clip reaches unit {tuple(positions[k])} of {layer.name!r}")
+        spans = [torch.nonzero(support.flatten(1).any(1) if axis == 0 else support.any(0).any(1) if axis == 1
+                               else support.any(0).any(0)).flatten() for axis in range(3)]
+        boxes.append((int(spans[0][0]), int(spans[1][0]), int(spans[2][0]),
+                      int(spans[0][-1]) + 1, int(spans[1][-1]) + 1, int(spans[2][-1]) + 1))
+    return boxes
+
+
+def frame_spans(model: nn.Module, layer: LayerInfo, input_shape: Sequence[int]) -> list[list[int]]:
+    """[first, last] input frame that each time step of `layer` sees in a clip of `input_shape` ([C,T,H,W]): the
+    time extent of the field of unit (t, 0, 0), for every t. One forward of T copies of a clip on the positive twin
+    and one backward, copy t seeded at step t: a few large operations rather than one backward per step, which
+    matters on a loaded CPU (r3d_18's `layer1` at two threads, load ~8: 1.5 s, against 4.7 s with one backward per
+    step and every weight of the twin scaled up front). Which frames a step sees
+    is set by the temporal kernels, strides and paddings alone, so a small H and W give the same spans at a
+    fraction of the cost."""
+    generator = torch.Generator().manual_seed(1)
+    clip, output = _twin_forward(model, layer, input_shape, int(input_shape[1]), generator)
+    steps = output.shape[2]
+    if steps > len(clip):  # more time steps than frames (a temporal upsampling): one copy per step
+        generator = torch.Generator().manual_seed(1)
+        clip, output = _twin_forward(model, layer, input_shape, steps, generator)
+    seed = torch.zeros_like(output)
+    weights = (torch.rand(output.shape[1], generator=generator) + 0.5).to(output)
+    for step in range(steps):
+        seed[step, :, step, 0, 0] = weights
+    with torch.inference_mode(False):
+        (grad,) = torch.autograd.grad(output, clip, seed)
+    spans = []
+    for step in range(steps):
+        frames = torch.nonzero(grad[step].abs().sum((0, 2, 3))).flatten()
+        if not len(frames):
+            raise InputError(f"no frame of the clip reaches time step {step} of {layer.name!r}")
+        spans.append([int(frames[0]), int(frames[-1])])
+    return spans
+
+
+def _twin_forward(model: nn.Module, layer: LayerInfo, input_shape: Sequence[int], copies: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the input clips, `layer`'s [N,C,T,H,W] output) of the positive twin on `copies` copies of one random
+    positive clip of `input_shape`, with the graph from one to the other."""
     if len(input_shape) != 4:
         raise InputError(f"a clip input is [C,T,H,W], not {tuple(input_shape)}")
-    generator = torch.Generator().manual_seed(1)
     twin = _positive_twin(model, generator)
     device = next((t.device for t in [*twin.parameters(), *twin.buffers()]), torch.device("cpu"))
-    clip = (torch.rand((1, *input_shape), generator=generator) + 0.5).expand(len(positions), *input_shape)
+    clip = (torch.rand((1, *input_shape), generator=generator) + 0.5).expand(copies, *input_shape)
     clip = clip.to(device).clone().requires_grad_(True)
     target = twin.get_submodule(layer.module_name)
     captured: list[torch.Tensor] = []
@@ -91,26 +154,7 @@ def measured_clip_boxes(model: nn.Module, layer: LayerInfo, input_shape: Sequenc
             pass
     if not captured or captured[0].dim() != 5:
         raise InputError(f"layer {layer.name!r} gives no [C,T,H,W] map; pick a video layer with a space-time map")
-    output = captured[0]
-    grid = output.shape[2:]
-    seed = torch.zeros_like(output)
-    weights = (torch.rand(output.shape[1], generator=generator) + 0.5).to(output)
-    for k, (t, row, col) in enumerate(positions):
-        if not all(0 <= v < side for v, side in zip((t, row, col), grid)):
-            raise InputError(f"unit {(t, row, col)} is outside this layer's {'×'.join(map(str, grid))} grid")
-        seed[k, :, t, row, col] = weights
-    with torch.inference_mode(False):
-        (grad,) = torch.autograd.grad(output, clip, seed)
-    boxes = []
-    for k in range(len(positions)):
-        support = grad[k].abs().sum(0) != 0  # [T,H,W]
-        if not bool(support.any()):
-            raise InputError(f"no voxel of the clip reaches unit {tuple(positions[k])} of {layer.name!r}")
-        spans = [torch.nonzero(support.flatten(1).any(1) if axis == 0 else support.any(0).any(1) if axis == 1
-                               else support.any(0).any(0)).flatten() for axis in range(3)]
-        boxes.append((int(spans[0][0]), int(spans[1][0]), int(spans[2][0]),
-                      int(spans[0][-1]) + 1, int(spans[1][-1]) + 1, int(spans[2][-1]) + 1))
-    return boxes
+    return clip, captured[0]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from ..methods.occlusion import (
     occluded_logits,
     occlusion_progressive,
 )
-from ..methods.video import TubeOcclusion, tube_occlusion
+from ..methods.video import TubeOcclusion, tube_occlusion_steps
 from .arrays import Array, array_message
 from .base import CnnWidget, front_end, one_line, top_predictions
 from .defaults import as_inspector, default_image
@@ -307,12 +307,12 @@ class OcclusionSlider(CnnWidget):
         self._jobs.finish()
 
     def _compute_tubes(self, run: int) -> Steps:
-        """The score drop of every tube (every first frame, `stride` px apart): one job step."""
+        """The score drop of every tube (every first frame, `stride` px apart): one job step per batch of tubes."""
         self._tubes = None
         self.heatmap = {}
         yield 0.0
-        self._tubes = tube_occlusion(self.inspector, self._batch, self.target, patch=self.patch, frames=self.frames,
-                                     stride=self.stride, frame_stride=1)
+        self._tubes = yield from tube_occlusion_steps(self.inspector, self._batch, self.target, patch=self.patch,
+                                                      frames=self.frames, stride=self.stride, frame_stride=1)
         self._push_tubes(run)
         self.progress = 1.0
 

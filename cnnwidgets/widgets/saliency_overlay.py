@@ -12,6 +12,7 @@ from torch import nn
 
 from .. import render
 from ..backend import Inspector
+from ..backend.gradients import input_forward, layer_forward
 from ..backend.images import ImageLike
 from ..errors import InputError
 from ..methods import cam, faithfulness, gradients, video
@@ -23,6 +24,7 @@ from .arrays import Array, array_message
 from .base import CnnWidget, front_end, top_predictions
 from .defaults import as_inspector, default_image
 from .frames import check_frame
+from .jobs import Jobs, Steps
 
 METHODS = {
     "saliency": ("Gradient", gradients.saliency, False),
@@ -74,6 +76,11 @@ class SaliencyOverlay(CnnWidget):
     Grad-CAM's channel weights are averaged over T, H and W), each map is one [T,H,W] volume on one colour scale
     for the whole clip, and `frame` (a slider and a play button in the view) picks the frame it is drawn over.
     Methods not defined in space-time are left out of `methods`, and `methods_note` says so.
+
+    The maps are computed on the widget's job runner in steps on the kernel's event loop (on a clip: each method's
+    forward, then its backward; r3d_18 on a 16×112×112 clip, one thread, the gradient takes 5–7 s in all), with
+    `progress` shown; a newer pick cancels an older one and the last good view stays. `wait()` blocks until the
+    maps are shown.
     """
 
     _esm = front_end("saliency_overlay")
@@ -107,6 +114,7 @@ class SaliencyOverlay(CnnWidget):
         initial = {name: kwargs.pop(name) for name in ("method", "target", "layer", "side_by_side", "compare", "reduce",
                                                        *OPTION_TRAITS) if name in kwargs}
         super().__init__(**kwargs)
+        self._jobs = Jobs(self, thread=False)
         self._ready = False
         self._video = self.inspector.is_video
         self.methods = [{"name": name, "title": title, "cam": takes_layer} for name, (title, _, takes_layer) in self._table.items()]
@@ -234,36 +242,61 @@ class SaliencyOverlay(CnnWidget):
 
     def attribution(self, method: str) -> torch.Tensor:
         """The raw map of `method` for the current class, layer and options; kept, so asking again is free."""
-        _, function, takes_layer = self._table[self._known(method)]
-        settings = tuple(self.options) if method in ("smoothgrad", "integrated_gradients") else None
-        key = (method, self.target, self.layer if takes_layer else None, settings)
+        _, function, _ = self._table[self._known(method)]
+        key = self._key(method)
         if key not in self._raw:
             self._raw[key] = function(self.inspector, self._batch, self.target, **self._method_options(method))
             while len(self._raw) > MAPS_KEPT:
                 self._raw.pop(next(iter(self._raw)))
         return self._raw[key]
 
+    def _key(self, method: str) -> tuple:
+        """What the raw map of `method` depends on besides the image: (method, class, layer, options)."""
+        settings = tuple(self.options) if method in ("smoothgrad", "integrated_gradients") else None
+        return (method, self.target, self.layer if self._table[method][2] else None, settings)
+
+    def _forward_for(self, method: str) -> None:
+        """On a video model, the forward pass that `method` (gradient or Grad-CAM) keeps and reuses, run as a step
+        of its own, so the kernel answers the browser between the forward and the backward."""
+        if method == "grad_cam":
+            layer_forward(self.inspector, self._batch, self.layer)
+        else:
+            input_forward(self.inspector, self._batch)
+
     def _show(self) -> None:
-        with self._working():
-            names, shown, notes = [], [], []
-            for name in self.shown_methods:
-                try:
-                    values = self.attribution(name)
-                except InputError as error:  # a ReLU rule on a SiLU/GELU model: left out of a comparison
-                    if not self.side_by_side or name not in RULE_METHODS:
-                        raise
-                    notes.append(f"{METHODS[name][0]} left out: {str(error).splitlines()[0]}")
-                    continue
-                names.append(name)
-                display = clip_display_map(values, self.reduce) if self._video else display_map(values, self.reduce)
-                shown.append(to_uint8(display).numpy())
-            if not shown:
-                raise InputError(notes[0])
-            self.maps = array_message(np.stack(shown), **self.answer(
-                methods=names, titles=[METHODS[name][0] for name in names], target=self.target,
-                label=self.inspector.label(self.target), layer=self.layer, reduce=self.reduce, options=self.options,
-                notes=notes,
-            ))
+        """Compute the shown maps on the job runner, one method per step (a newer pick cancels the older)."""
+        self._jobs.start(lambda _job: self._map_steps())
+
+    def _map_steps(self) -> Steps:
+        names, shown, notes = [], [], []
+        methods = self.shown_methods
+        for done, name in enumerate(methods, 1):
+            if self._video and self._key(name) not in self._raw:
+                self._forward_for(name)
+                yield (done - 0.5) / len(methods)
+            try:
+                values = self.attribution(name)
+            except InputError as error:  # a ReLU rule on a SiLU/GELU model: left out of a comparison
+                if not self.side_by_side or name not in RULE_METHODS:
+                    raise
+                notes.append(f"{METHODS[name][0]} left out: {str(error).splitlines()[0]}")
+                continue
+            names.append(name)
+            display = clip_display_map(values, self.reduce) if self._video else display_map(values, self.reduce)
+            shown.append(to_uint8(display).numpy())
+            yield done / len(methods)
+        if not shown:
+            raise InputError(notes[0])
+        self.maps = array_message(np.stack(shown), **self.answer(
+            methods=names, titles=[METHODS[name][0] for name in names], target=self.target,
+            label=self.inspector.label(self.target), layer=self.layer, reduce=self.reduce, options=self.options,
+            notes=notes,
+        ))
+        self.error = ""
+
+    def wait(self) -> None:
+        """Block until the maps for the current settings are shown (in a notebook they follow in steps)."""
+        self._jobs.finish()
 
     def run_sanity_check(self, steps: int | None = None) -> faithfulness.SanityCheck:
         """Run the cascading randomization check for the shown methods and class; shows it in the panel."""
@@ -292,6 +325,7 @@ class SaliencyOverlay(CnnWidget):
         import matplotlib.pyplot as plt
         from matplotlib import colors
 
+        self.wait()
         image, maps, when = self.image.array, self.maps.array, ""
         if image.ndim == 4:  # a clip: the shown frame
             image, maps, when = image[self.frame], maps[:, self.frame], f", frame {self.frame} of {len(image)}"

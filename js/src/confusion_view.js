@@ -4,6 +4,7 @@
 // maps as uint8 (128 = 0) once per class / layer pick (answers echo the request id); the frame slider, play and
 // opacity redraw here.
 import { isEmptyArray, toTypedArray } from './shared/arrays.js';
+import { showComputing } from './shared/computing.js';
 import { h, setOptions } from './shared/dom.js';
 import { clampFrame, FRAMES_CSS, frameControls, itemOf } from './shared/frames.js';
 import { Listeners } from './shared/listeners.js';
@@ -99,7 +100,7 @@ function render({ model, el }) {
   }
 
   function drawEvidence() {
-    ui.computing.hidden = !(model.get('busy') || requests.pending());
+    showComputing(ui.computing, model, requests.pending());
     const steps = clip?.shape[0] ?? 1;
     const frame = clampFrame(model.get('frame'), steps);
     ui.frames.show(frame, steps, `frame ${frame} of ${steps}`);
@@ -153,7 +154,7 @@ function render({ model, el }) {
     requests.settle();
     drawEvidence();
   });
-  onModel('change:frame change:opacity change:busy', () => {
+  onModel('change:frame change:opacity change:busy change:progress', () => {
     ui.opacity.value = model.get('opacity');
     drawEvidence();
   });

@@ -9,7 +9,7 @@ import { applyColormap, colormapNames } from './shared/colormaps.js';
 import { canvasPoint, h, setOptions } from './shared/dom.js';
 import { cellAt, cellOrigin, gridLayout, packAtlas } from './shared/grid.js';
 import { drawFitted, drawNearest, rgbaToCanvas, rgbToImageData } from './shared/images.js';
-import { centreFrame, clampFrame, FRAMES_CSS, frameControls, itemOf, spanText, timeSlice } from './shared/frames.js';
+import { centreFrame, clampFrame, FRAMES_CSS, frameControls, inputNoun, itemOf, spanText, timeSlice } from './shared/frames.js';
 import { Listeners } from './shared/listeners.js';
 import { throttledTraits } from './shared/requests.js';
 import { ViewRequests } from './shared/view_requests.js';
@@ -91,9 +91,10 @@ function formatNumber(value) {
   return String(Number(value.toPrecision(3)));
 }
 
-/** "all N images" when Python says how many images dead_all covers (stats.n_images), else "all images". */
-function allImages(stats) {
-  return stats.n_images ? `all ${stats.n_images} images` : 'all images';
+/** "all N images" (or clips: `noun`) when Python says how many inputs dead_all covers (stats.n_images), else
+ * "all images". */
+function allInputs(stats, noun) {
+  return stats.n_images ? `all ${stats.n_images} ${noun}s` : `all ${noun}s`;
 }
 
 /** Decoded maps message ([C,H,W], or [C,T',H,W] on a video model), laid out for drawing; each time step's
@@ -257,8 +258,9 @@ function render({ model, el }) {
       `colours span ${formatNumber(message.low?.[channel])} … ${formatNumber(message.high?.[channel])}`,
     ];
     if (shown.steps > 1) lines.push(`over all ${shown.steps} time steps; shown: time step ${step()}`);
-    if (stats.dead?.[channel]) lines.push('dead on this image');
-    if (stats.dead_all?.[channel]) lines.push(`dead on ${allImages(stats)}`);
+    const noun = inputNoun(model.get('image'));
+    if (stats.dead?.[channel]) lines.push(`dead on this ${noun}`);
+    if (stats.dead_all?.[channel]) lines.push(`dead on ${allInputs(stats, noun)}`);
     ui.channelInfo.replaceChildren(...lines.map((line) => h('div', { textContent: line })));
   }
 
@@ -269,8 +271,9 @@ function render({ model, el }) {
     }
     const countTrue = (flags) => flags.filter(Boolean).length;
     const { stats, channels } = shown;
-    let text = `${countTrue(stats.dead ?? [])} of ${channels} channels dead on this image`;
-    if (stats.dead_all) text += `, ${countTrue(stats.dead_all)} on ${allImages(stats)}`;
+    const noun = inputNoun(model.get('image'));
+    let text = `${countTrue(stats.dead ?? [])} of ${channels} channels dead on this ${noun}`;
+    if (stats.dead_all) text += `, ${countTrue(stats.dead_all)} on ${allInputs(stats, noun)}`;
     ui.stats.textContent = text;
   }
 

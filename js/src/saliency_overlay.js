@@ -8,6 +8,7 @@
 import { sendAction } from './shared/actions.js';
 import { isEmptyArray, toTypedArray } from './shared/arrays.js';
 import { colormapNames } from './shared/colormaps.js';
+import { showComputing } from './shared/computing.js';
 import { h, setOptions } from './shared/dom.js';
 import { rgbaToCanvas } from './shared/images.js';
 import { clampFrame, FRAMES_CSS, frameControls, itemOf } from './shared/frames.js';
@@ -194,7 +195,7 @@ function render({ model, el }) {
 
   function drawMaps() {
     const fresh = shown && photo && shown.width === photo.width && shown.height === photo.height && shown.steps === photo.steps;
-    ui.computing.hidden = !(model.get('busy') || requests.pending());
+    showComputing(ui.computing, model, requests.pending());
     ui.frames.show(model.get('frame'), photo?.steps ?? 1, `frame ${model.get('frame')} of ${photo?.steps ?? 1}`);
     if (!fresh) return;
     const size = shown.count > 1 ? SIDE_SIZE : SINGLE_SIZE;
@@ -319,7 +320,7 @@ function render({ model, el }) {
     acceptMaps();
     drawMaps();
   });
-  onModel('change:busy', drawMaps);
+  onModel('change:busy change:progress', drawMaps);
   onModel('change:opacity', () => {
     ui.opacity.value = model.get('opacity');
     drawMaps();

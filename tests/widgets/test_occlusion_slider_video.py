@@ -4,12 +4,15 @@ channel panel reads channels-last and token layers of image models through their
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 import torch
 
 from cnnwidgets import InputError, Inspector
 from cnnwidgets.methods.occlusion import grid_boxes
+from cnnwidgets.widgets import jobs
 from cnnwidgets.widgets.occlusion_slider import OcclusionSlider
 from tests.backend.test_index_clips import clip_inspector, tiny_c3d
 from tests.conftest import hooks_left
@@ -137,3 +140,30 @@ def test_the_channel_panel_reads_channels_last_and_token_layers_through_the_layo
         occluded[:, y0:y1, x0:x1] = 0
         expected.append(float(inspector.activations(occluded, layer)[3].sum()))  # [C,H,W] through the layout
     np.testing.assert_allclose(feature.ravel(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_tube_map_runs_in_batches_on_the_event_loop_and_a_newer_setting_cancels_it(inspector, clip, monkeypatch):
+    monkeypatch.setattr(jobs, "CHUNK_S", 1e-4)  # about one batch of tubes per chunk of the loop
+
+    async def run() -> tuple[OcclusionSlider, bool, int, list[float]]:
+        widget = OcclusionSlider(inspector, clip, patch=PATCH, stride=PATCH, frames=FRAMES)
+        pending = widget.busy and not widget.heatmap  # the constructor returned before the map was computed
+        seen: list[float] = []
+        widget.observe(lambda change: seen.append(change["new"]), "progress")
+        for _ in range(3):
+            await asyncio.sleep(0)  # a few chunks of the first target's map
+        first_target = widget.target
+        widget.target = (first_target + 1) % len(widget.labels)  # a newer setting: the old map is cancelled
+        while widget._jobs.running:
+            await asyncio.sleep(0.001)
+        return widget, pending, first_target, seen
+
+    widget, pending, first_target, seen = asyncio.run(run())
+    assert pending and not widget.busy and widget.target != first_target
+    restart = len(seen) - seen[::-1].index(0.0)  # after the newer setting's restart
+    assert any(0 < value < 1 for value in seen[:restart - 1])  # the first map was under way, then cancelled
+    assert seen[restart:] == pytest.approx(np.arange(1, 21) / 20)  # one step per batch of 4 of the 80 tubes
+    first = min(max(widget.frame - FRAMES // 2, 0), LENGTH - FRAMES)
+    expected = brute_force_drops(inspector, clip, widget.target)  # the newer target's map, exact
+    np.testing.assert_allclose(heatmap_of(widget), expected[first], rtol=1e-5, atol=1e-4)
+    assert widget.heatmap["target"] == widget.target and hooks_left(inspector.model) == 0

@@ -4,6 +4,8 @@ requests echoed, bad input in one line, the model left as it came."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from cnnwidgets import ConfusionView, InputError, Inspector, LayerExplorer, Sali
 from cnnwidgets.backend.clips import ClipPreprocess
 from cnnwidgets.methods.reduce import normalize_map, to_uint8
 from cnnwidgets.methods.temporal import evidence_display, frame_spans
+from cnnwidgets.widgets import jobs
 from tests.conftest import assert_same_state, hooks_left, model_state
 from tests.widgets.test_refused_values import browser_update
 
@@ -283,5 +286,64 @@ def test_the_model_leaves_as_it_came(clip):
     overlay.frame = 3
     ConfusionView(inspector, clip).set_classes("left", "right")
     assert widget.maps["spans"][7] == [5, 9]  # two 3×3×3 convs: frames t-2..t+2
+    assert hooks_left(model) == 0
+    assert_same_state(before, model_state(model))
+
+
+def on_the_event_loop(build, change):
+    """Build a widget inside a running event loop (as in a notebook), let its first job start, apply `change` (a
+    newer pick), and run the loop until no job is left; (widget, shown before the first job ended, progress seen)."""
+
+    async def run():
+        widget = build()
+        pending = widget.busy
+        seen: list[float] = []
+        widget.observe(lambda event: seen.append(event["new"]), "progress")
+        await asyncio.sleep(0)  # the first job's first step
+        change(widget)
+        while widget._jobs.running:
+            await asyncio.sleep(0.001)
+        return widget, pending, seen
+
+    return asyncio.run(run())
+
+
+def test_confusion_evidence_follows_in_steps_on_the_event_loop_and_the_newest_pick_wins(two_stream, clip, monkeypatch):
+    monkeypatch.setattr(jobs, "CHUNK_S", 1e-4)  # one step per chunk of the loop
+    widget, pending, seen = on_the_event_loop(lambda: ConfusionView(two_stream, clip),
+                                              lambda view: setattr(view, "layer", "appearance.conv3"))
+    assert pending and seen[-3:] == pytest.approx([1 / 3, 2 / 3, 1.0])  # the forward, then one backward per class
+    found = methods.class_evidence(two_stream, clip, widget.first, widget.second, layer="appearance.conv3")
+    np.testing.assert_array_equal(widget.evidence.array, evidence_display(found.first_map, found.second_map, found.difference)[0].numpy())
+    assert widget.evidence["layer"] == "appearance.conv3" and not widget.busy and widget.error == ""
+
+
+def test_overlay_maps_follow_one_method_per_step_on_the_event_loop(two_stream, clip, monkeypatch):
+    monkeypatch.setattr(jobs, "CHUNK_S", 1e-4)
+    widget, pending, seen = on_the_event_loop(lambda: SaliencyOverlay(two_stream, clip, side_by_side=True),
+                                              lambda view: setattr(view, "layer", "appearance.conv3"))
+    assert pending and seen[-3:] == pytest.approx([0.5, 0.75, 1.0])  # the gradient (kept), then Grad-CAM: forward, backward
+    cam = methods.grad_cam_3d(two_stream, clip, widget.target, layer="appearance.conv3")
+    np.testing.assert_array_equal(widget.maps.array[1], to_uint8(normalize_map(cam)).numpy())
+    assert widget.maps["layer"] == "appearance.conv3" and not widget.busy
+
+
+def test_frame_spans_of_torchvision_r3d_18_through_layer_explorer():
+    """r3d_18 (random weights), 8 frames of 32 px: the stem's 3-frame convolution sees t-1..t+1; layer1 adds four
+    more 3-frame convolutions (t-5..t+5); layer2's first convolution has temporal stride 2, so its step v reads
+    layer1's steps 2v-1..2v+1 (frames 2v-6..2v+6). Clipped to frames 0..7; the model leaves as it came."""
+    from torchvision.models.video import r3d_18
+
+    model = r3d_18(weights=None).train()
+    before = model_state(model)
+    inspector = Inspector(model, ClipPreprocess(resize=None, crop=None))
+    clip = torch.randn(3, 8, 32, 32, generator=torch.Generator().manual_seed(0))
+    widget = LayerExplorer(inspector, clip, layer="stem.2")
+    assert widget.maps["spans"] == [[max(t - 1, 0), min(t + 1, 7)] for t in range(8)]
+    widget.layer = "layer1"
+    assert widget.maps["spans"] == [[max(t - 5, 0), min(t + 5, 7)] for t in range(8)]
+    widget.layer = "layer2.0.conv1.0"
+    assert widget.maps["spans"] == [[max(2 * v - 6, 0), min(2 * v + 6, 7)] for v in range(4)]
+    assert widget.maps["shape"] == [128, 4, 8, 8]
     assert hooks_left(model) == 0
     assert_same_state(before, model_state(model))

@@ -98,3 +98,8 @@ export function timeSlice(values, shape, frame) {
   }
   return out;
 }
+
+/** What one input of a view is called: "clip" when the input message is a clip ([T,H,W,3]), else "image". */
+export function inputNoun(image) {
+  return image?.shape?.length === 4 ? 'clip' : 'image';
+}
