@@ -69,9 +69,11 @@ def brute_force(inspector: Inspector, images: torch.Tensor, layer: str, k: int):
     return expected
 
 
+@pytest.mark.parametrize("pending_times_k", [1, 4], ids=["selected-every-k-images", "selected-every-4k-images"])
 @pytest.mark.parametrize("sparse_below", [0.0, 1.01], ids=["every-position-searched", "only-maxima-above-the-floor"])
-def test_streaming_top_k_equals_brute_force(small, images, sparse_below, monkeypatch):
+def test_streaming_top_k_equals_brute_force(small, images, sparse_below, pending_times_k, monkeypatch):
     monkeypatch.setattr(builder_module, "SPARSE_BELOW", sparse_below)
+    monkeypatch.setattr(builder_module, "PENDING_TIMES_K", pending_times_k)
     index = build_index(small, images, LAYERS, k=5, batch_size=4, progress=False)
     for layer in LAYERS:
         expected = brute_force(small, images, layer, 5)

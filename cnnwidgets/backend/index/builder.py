@@ -151,10 +151,11 @@ def _unravel(where: torch.Tensor, grid: Sequence[int]) -> list[torch.Tensor]:
     return axes[::-1]
 
 
-PENDING_TIMES_K = 1
+PENDING_TIMES_K = 4
 """A layer's maxima wait for `_Pending.select` until its pending images reach this many times k: one selection
-then replaces that many per-batch ones (4 at batch 4 and k 16), and the floor it gives stays recent enough for
-`_maxima` to skip most maps' positions."""
+then replaces 16 per-batch ones at batch 4 and k 16, and the floor it gives stays recent enough for `_maxima` to
+skip most maps' positions on long datasets. Index over forward, 160 images at batch 4, one thread, load ~7 on 2
+cores: mobilenetv3_large_100 0.49 / 0.52 / 0.55 with 1 / 4 / 10; resnet50 0.84 / 0.85 / 0.79."""
 
 
 class _Pending:
