@@ -52,7 +52,7 @@ def _select(values: torch.Tensor, ids: torch.Tensor, *positions: torch.Tensor, k
 
     One `topk` of an int64 key (the float32 activation's bits made order-preserving, above the id's rank from the
     highest id) gives that order (cProfile of mobilenetv3_large_100, 64 images at batch 4: 0.52 s of sorts and
-gathers before, 0.16 s of `_select` after, with one selection per 4 batches). Candidates whose ids
+    gathers before, 0.16 s of `_select` after, with one selection per 4 batches). Candidates whose ids
     span 2^31 or more (a merge with empty slots) are sorted twice instead."""
     if values.shape[1] == 0:
         return (values, ids, *positions)
