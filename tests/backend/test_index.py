@@ -69,9 +69,11 @@ def brute_force(inspector: Inspector, images: torch.Tensor, layer: str, k: int):
     return expected
 
 
+@pytest.mark.parametrize("pending_times_k", [1, 4], ids=["selected-every-k-images", "selected-every-4k-images"])
 @pytest.mark.parametrize("sparse_below", [0.0, 1.01], ids=["every-position-searched", "only-maxima-above-the-floor"])
-def test_streaming_top_k_equals_brute_force(small, images, sparse_below, monkeypatch):
+def test_streaming_top_k_equals_brute_force(small, images, sparse_below, pending_times_k, monkeypatch):
     monkeypatch.setattr(builder_module, "SPARSE_BELOW", sparse_below)
+    monkeypatch.setattr(builder_module, "PENDING_TIMES_K", pending_times_k)
     index = build_index(small, images, LAYERS, k=5, batch_size=4, progress=False)
     for layer in LAYERS:
         expected = brute_force(small, images, layer, 5)
@@ -366,3 +368,26 @@ def test_receptive_fields_are_traced_on_first_use_not_while_indexing(small, imag
     assert traced == [] and index.state_dict()["fields"] == {}
     assert index.receptive_field("relu2").size == (8, 8) and index.receptive_field("relu1").size == (3, 3)
     assert len(traced) == 1
+
+
+@pytest.mark.parametrize("id_base", [0, 2**40, None], ids=["small ids", "big offset", "empty slots"])
+def test_selection_order_is_two_stable_sorts(id_base):
+    """`_select`'s packed-key `topk` gives the order of sorting by image id, then stably by activation descending:
+    ties (0.0 and -0.0 included) to the lower id, -inf last, empty slots (NO_IMAGE) after every image."""
+    from cnnwidgets.backend.index.value import _select
+
+    generator = torch.Generator().manual_seed(0)
+    pool = torch.tensor([0.0, -0.0, 1.0, -1.0, -torch.inf, torch.inf, 2.5, -3e38, 1e-45, -1e-45])
+    values = pool[torch.randint(0, len(pool), (5, 40), generator=generator)]
+    ids = torch.stack([torch.randperm(120, generator=generator)[:40] for _ in range(5)]) + (id_base or 0)
+    if id_base is None:
+        ids[:, -3:] = NO_IMAGE
+        values[:, -3:] = -torch.inf
+    rows = torch.randint(0, 9, (5, 40), generator=generator, dtype=torch.int32)
+    order = torch.argsort(ids, dim=1, stable=True)
+    expected = [t.gather(1, order) for t in (values, ids, rows)]
+    order = torch.argsort(expected[0], dim=1, descending=True, stable=True)[:, :12]
+    expected = [t.gather(1, order) for t in expected]
+    for got, want in zip(_select(values, ids, rows, k=12), expected):
+        assert torch.equal(got, want)
+    assert torch.equal(_select(values, ids, rows, k=12)[0].signbit(), expected[0].signbit())
