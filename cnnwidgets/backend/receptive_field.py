@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -113,13 +114,14 @@ RESHAPES = frozenset({"reshape", "view", "flatten", "unflatten", "view_as", "res
                       "_unsafe_view", "contiguous"})
 
 
-def _pair(value: object) -> tuple[int, int]:
+def _pair(value: int | tuple[int, ...] | list[int]) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
         return (int(value[0]), int(value[-1])) if len(value) else (0, 0)
     return int(value), int(value)
 
 
-def _arg(args: tuple, kwargs: dict, position: int, name: str, default: object) -> object:
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, name: str, default: object) -> Any:
+    """Argument `name` (at `position`) of a torch call: whatever the caller passed, so its type is arbitrary."""
     if name in kwargs:
         return kwargs[name]
     return args[position] if len(args) > position else default
@@ -137,14 +139,19 @@ def tensors_in(value: object) -> Iterator[torch.Tensor]:
             yield from tensors_in(item)
 
 
+class _Untraceable(Exception):
+    """An op called in a way the tracing rules cannot follow: the tracer marks its outputs UNKNOWN (measured instead)."""
+
+
 @dataclass(frozen=True)
 class _State:
     axes: _Axes
     layout: _Layout | None  # None: the grid's place in the tensor is lost
 
 
-def _axis_of(label: str) -> int | None:
-    return {"h": 0, "w": 1}.get(label[0]) if label[0] in "hw" else None
+def _axis_of(label: str) -> int:
+    """The grid axis (0 rows, 1 cols) of a label of the grid's ("h", "w" or their parts "h/o", "w/i", ...)."""
+    return 0 if label[0] == "h" else 1
 
 
 def _full_dims(layout: _Layout) -> tuple[int | None, int | None]:
@@ -172,7 +179,7 @@ def _fits(layout: _Layout | None, shape: tuple[int, ...]) -> bool:
 def _reshape(layout: _Layout, shape: tuple[int, ...]) -> _Layout | None:
     """The layout after a reshape to `shape`: the row-major stream of factors cut into the new dims, a factor
     split where a dim needs part of it (a grid axis into outer × inner), merged back where parts meet again."""
-    tokens = {}  # a dim with class tokens in front of the grid moves only as a whole: one opaque factor
+    tokens: dict[str, tuple[_Atom, ...]] = {}  # a dim with class tokens in front of the grid moves only as a whole: one opaque factor
     stream: list[_Atom] = []
     for atoms in layout:
         if any(label == "pre" for label, _ in atoms):
@@ -236,8 +243,8 @@ def _mix(state: _State, dims: list[int], out_layout: _Layout | None, extent: tup
     Mixing only the outer part (attention across patches) leaves one field where those fields together cover
     the input of `extent` (H, W) for every offset, and none otherwise."""
     layout = state.layout
-    if layout is None:
-        return _State((None, None), out_layout)
+    if layout is None:  # which dims hold the grid is lost, so what the mix reaches is unknown: the tracer measures
+        raise _Untraceable("a mix over dims of a tensor whose grid layout is lost")
     mixed = [atom for d in dims for atom in layout[d]]
     remaining = out_layout if out_layout is not None else ()
     kept = {atom[0] for atoms in remaining for atom in atoms}
@@ -279,12 +286,12 @@ def _mix(state: _State, dims: list[int], out_layout: _Layout | None, extent: tup
 def _window(axes: _Axes, kernel: tuple[int, int], stride: tuple[int, int], before: tuple[float, float],
             dilation: tuple[int, int] = (1, 1)) -> _Axes:
     """A sliding window (conv or pool) over a field: `before` is the padding at the top/left."""
-    out = []
+    out: list[_Axis] = []
     for field, k, s, p, d in zip(axes, kernel, stride, before, dilation):
-        if field[1] is None:
+        size, jump, start = field
+        if jump is None:
             out.append(field)
             continue
-        size, jump, start = field
         out.append((size + (d * (k - 1)) * jump, jump * s, start - p * jump))
     return out[0], out[1]
 
@@ -292,12 +299,13 @@ def _window(axes: _Axes, kernel: tuple[int, int], stride: tuple[int, int], befor
 def _union(fields: list[_Axes]) -> _Axes:
     """The field that holds every one of `fields` for each unit (residual adds, concatenations); a field is shared by every
     unit (jump 0: the whole grid mixed, as after attention), it holds the others."""
-    axes = []
+    axes: list[_Axis] = []
     for axis in range(2):
         parts = [field[axis] for field in fields]
         shared = [part for part in parts if part[1] == 0]
         parts = shared or parts
-        jump = None if any(part[1] is None for part in parts) else max(part[1] for part in parts)
+        jumps = [part[1] for part in parts if part[1] is not None]
+        jump = max(jumps) if len(jumps) == len(parts) else None
         start = min(part[2] for part in parts)
         end = max(part[2] + part[0] for part in parts)
         axes.append((end - start, jump, start))
@@ -335,7 +343,7 @@ def _align(layout: _Layout | None, shape: tuple[int, ...]) -> _Layout | None:
     return _align(tuple((("x", n),) for n in shape[:-extra]) + layout, shape)
 
 
-def _dims(value: object, ndim: int) -> list[int]:
+def _dims(value: int | tuple[int, ...] | list[int], ndim: int) -> list[int]:
     values = value if isinstance(value, (tuple, list)) else [value]
     return [int(v) % ndim for v in values]
 
@@ -347,7 +355,8 @@ class _Tracer(TorchFunctionMode):
         super().__init__()
         self.states: dict[int, _State | str] = {}
         self._alive: list[torch.Tensor] = []  # keep traced tensors alive so their ids stay unique
-        self.input_size = tuple(image.shape[-2:])
+        height, width = image.shape[-2:]
+        self.input_size = (height, width)
         self.set(image, _State(((1, 1, 0), (1, 1, 0)), _nchw_layout(tuple(image.shape))))
 
     def set(self, tensor: torch.Tensor, state: _State | str) -> None:
@@ -357,7 +366,8 @@ class _Tracer(TorchFunctionMode):
     def get(self, tensor: torch.Tensor) -> _State | str | None:
         return self.states.get(id(tensor))
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func: Callable[..., Any], types: Collection[type], args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         output = func(*args, **kwargs)
         name = getattr(func, "__name__", "").strip("_")
@@ -367,8 +377,8 @@ class _Tracer(TorchFunctionMode):
         inputs = [t for t in tensors_in((args, kwargs)) if self.get(t) is not None]
         if not inputs:
             return output
-        states = [self.get(t) for t in inputs]
-        if any(state == UNKNOWN for state in states):
+        states = [state for state in (self.get(t) for t in inputs) if isinstance(state, _State)]
+        if len(states) < len(inputs):  # an input the tracer could not follow (UNKNOWN)
             new: list[_State | str] = [UNKNOWN] * len(outputs)
         else:
             try:
@@ -398,9 +408,9 @@ class _Tracer(TorchFunctionMode):
             # neighbouring units share a unit's field (2i and 2i + 1 after a 2× nearest upsampling): no single form;
             # every unit still sees only what the grid before saw, so the hull stays
             counts = source.shape[-2:]
-            axes = tuple(f if n == m else (f[0] + (n - 1) * (f[1] or 0), None, f[2])
-                         for f, n, m in zip(state.axes, counts, shape[-2:]))
-            return [_State(axes, _nchw_layout(shape))] * every
+            rows, cols = (f if n == m else (f[0] + (n - 1) * (f[1] or 0), None, f[2])
+                          for f, n, m in zip(state.axes, counts, shape[-2:]))
+            return [_State((rows, cols), _nchw_layout(shape))] * every
         if name in SPATIAL_UNKNOWN:
             return [UNKNOWN] * every
         if name in ("permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"):
@@ -419,10 +429,10 @@ class _Tracer(TorchFunctionMode):
                 return [UNKNOWN] * every
             shifted = _dims(_arg(args, kwargs, 2, "dims", None), source.dim())
             labels = {label[0] for d in shifted for label, _ in layout[d]}
-            counts = {label[0]: n for atoms in layout for label, n in atoms if label[0] in "hw" and "/" not in label}
-            axes = tuple((f[0] + (counts.get(a, 1) - 1) * f[1], None, f[2]) if a in labels and f[1] else f
-                         for a, f in zip("hw", state.axes))
-            return [_State(axes, layout)] * every  # a cyclic shift: units at the border see the far side
+            extents = {label[0]: n for atoms in layout for label, n in atoms if label[0] in "hw" and "/" not in label}
+            rows, cols = ((f[0] + (extents.get(a, 1) - 1) * f[1], None, f[2]) if a in labels and f[1] else f
+                          for a, f in zip("hw", state.axes))
+            return [_State((rows, cols), layout)] * every  # a cyclic shift: units at the border see the far side
         if name in REDUCTIONS:
             dims_arg = _arg(args, kwargs, 1, "dim", None)
             dims = list(range(source.dim())) if dims_arg is None else _dims(dims_arg, source.dim())
@@ -479,15 +489,15 @@ class _Tracer(TorchFunctionMode):
                 before = _pair(padding)
             return _window(axes, kernel, stride, before, dilation)
         if name.startswith("adaptive_"):
-            axes_out = []
+            axes_out: list[_Axis] = []
             for field, n_in, n_out in zip(axes, source.shape[-2:], out.shape[-2:]):
-                if field[1] is None or n_in == n_out:
-                    axes_out.append(field if n_out > 1 or field[1] is not None else (field[0], 0, field[2]))
-                    continue
                 size, jump, start = field
-                stride = n_in // n_out
-                kernel = n_in - (n_out - 1) * stride
-                axes_out.append((size + (kernel - 1) * jump, jump * stride if n_out > 1 else 0, start))
+                if jump is None or n_in == n_out:
+                    axes_out.append(field if n_out > 1 or jump is not None else (size, 0, start))
+                    continue
+                step = n_in // n_out
+                window = n_in - (n_out - 1) * step
+                axes_out.append((size + (window - 1) * jump, jump * step if n_out > 1 else 0, start))
             return axes_out[0], axes_out[1]
         if name == "lp_pool2d":
             kernel = _pair(args[2])
@@ -560,6 +570,7 @@ class _Tracer(TorchFunctionMode):
             if item == slice(None):
                 dims.append(atoms)
                 continue
+            assert isinstance(item, slice)  # ints, None and Ellipsis are handled above
             first, _stop, step = item.indices(n)
             if plain:
                 dims.append((("x", len(range(*item.indices(n)))),))
@@ -578,9 +589,10 @@ class _Tracer(TorchFunctionMode):
     def _concatenate(self, name: str, args: tuple, kwargs: dict, shape: tuple[int, ...]) -> _State | str:
         tensors = list(_arg(args, kwargs, 0, "tensors", ()))
         dim = int(_arg(args, kwargs, 1, "dim", 0)) % len(shape)
-        traced = [(k, t, self.get(t)) for k, t in enumerate(tensors) if self.get(t) is not None]
-        if any(state == UNKNOWN for _, _, state in traced):
+        found = [(k, t, self.get(t)) for k, t in enumerate(tensors) if self.get(t) is not None]
+        if any(state == UNKNOWN for _, _, state in found):
             return UNKNOWN
+        traced = [(k, t, state) for k, t, state in found if isinstance(state, _State)]  # all of them: UNKNOWN is the only str
         axes = _union([state.axes for _, _, state in traced])
         layout = traced[0][2].layout
         if layout is None:
@@ -659,7 +671,7 @@ def receptive_fields(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224
     device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
     image = torch.zeros(input_shape, device=device)
     names = {module: name for name, module in model.named_modules() if name}
-    seen: list[tuple[nn.Module, int, object, int]] = []
+    seen: list[tuple[nn.Module, int, _State | str | None, int]] = []
     calls: dict[nn.Module, int] = {}
 
     def hook(module: nn.Module, _inputs: tuple, output: object) -> None:
@@ -685,8 +697,11 @@ def receptive_fields(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224
         if kind == "measure":
             twin = twin or _positive_copy(model)
             fields[name] = _measured_field(twin, dict(twin.named_modules())[names[module]], call, tuple(input_shape))
+        elif kind == "traced":
+            assert isinstance(state, _State)  # _map_kind traces states only
+            fields[name] = _field(state, tracer.input_size)
         else:
-            fields[name] = _field(state, tracer.input_size) if kind == "traced" else None
+            fields[name] = None
     return fields
 
 
@@ -713,8 +728,10 @@ def _is_map(layout: _Layout) -> bool:
 
 
 def _field(state: _State, input_size: tuple[int, int]) -> ReceptiveField:
-    (rows, cols) = state.axes
-    return ReceptiveField(size=(int(rows[0]), int(cols[0])), jump=(int(rows[1]), int(cols[1])), start=(rows[2], cols[2]),
+    """The field of a state `_map_kind` calls "traced": both axes have one form (a jump)."""
+    (row_size, row_jump, row_start), (col_size, col_jump, col_start) = state.axes
+    assert row_jump is not None and col_jump is not None
+    return ReceptiveField(size=(int(row_size), int(col_size)), jump=(int(row_jump), int(col_jump)), start=(row_start, col_start),
                           input_size=input_size)
 
 
@@ -754,7 +771,8 @@ class _Wiring(TorchFunctionMode):
     depends on the input and is broadcast over two or more dims of the output (SE and ECA gates [N, C, 1, 1]), is
     held constant, by the same rule as the tracer: a gate scales the map, it does not widen the field."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func: Callable[..., Any], types: Collection[type], args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "").strip("_")
         if name in ACTIVATIONS or name in NORMS:
@@ -842,7 +860,7 @@ def _positive_copy(model: nn.Module) -> nn.Module:
                 buffer.fill_(1.0)
     for module in twin.modules():
         if getattr(module, "inplace", False):
-            module.inplace = False
+            setattr(module, "inplace", False)  # noqa: B010 - a plain flag; nn.Module's __setattr__ is typed for tensors and modules
         module.requires_grad_(False)
     return twin
 
@@ -978,8 +996,9 @@ def _measured_field(twin: nn.Module, module: nn.Module, call: int, input_shape: 
     def choose(rows: int, cols: int) -> list[tuple[int, int]]:
         return [(r, cols // 2) for r in picks(rows)] + [(rows // 2, c) for c in picks(cols)]
 
-    boxes, (rows, cols) = _gradient_boxes(twin, module, call, choose, 12, input_shape)
-    if any(box is None for box in boxes):
+    measured, (rows, cols) = _gradient_boxes(twin, module, call, choose, 12, input_shape)
+    boxes = [box for box in measured if box is not None]
+    if len(boxes) < len(measured):
         return None
     units, split = choose(rows, cols), len(picks(rows))
     height, width = input_shape[-2:]
