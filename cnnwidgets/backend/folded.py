@@ -3,7 +3,10 @@
 In eval mode a BatchNorm that directly follows a convolution is an affine map per channel, so it can be folded
 into that convolution's weights and bias: the copy skips one full pass over every such activation map. The copy
 is also run in channels-last memory layout, which the CPU convolution kernels prefer. Together this makes a
-forward of EfficientNet-Lite0 or a ResNet markedly faster; Score-CAM, occlusion by full forwards and every batch of
+forward of EfficientNet-Lite0 or a ResNet markedly faster (batch 4, 224 px, one thread, fastest of 5 interleaved
+runs on a loaded 2-core CPU, 2026-11-30: model / folded / folded channels-last: timm resnet50 0.97 / 0.66 / 0.60 s,
+timm efficientnet_b0 0.40 / 0.30 / 0.28 s, Lite0 0.27 / 0.21 / 0.11 s; channels-last won on each, so it is not
+chosen per model); Score-CAM, occlusion by full forwards and every batch of
 logits use it, for class scores only. Folding changes the floating-point rounding only (measured: largest logit
 difference 4.4e-6 on EfficientNet-Lite0's scores of up to 9.1, 4.8e-7 relative; resnet18d 3.4e-7 relative), and
 `fast_copy` checks the copy against the model on the input it is built for before anyone uses it. Gradient methods
