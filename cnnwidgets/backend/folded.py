@@ -132,18 +132,18 @@ class ChannelsLast(nn.Module):
         return self.inner(batch.contiguous(memory_format=torch.channels_last))
 
 
-def _runs_channels_last(folded: nn.Module, example: torch.Tensor) -> bool:
-    """Whether `folded` (a channels-last copy) runs on `example` as channels-last. A RuntimeError is tried twice: the
+def _channels_last_output(folded: nn.Module, example: torch.Tensor) -> object | None:
+    """The output of `folded` (a channels-last copy) run on `example` as channels-last, or None where that layout
+    fails (the output is the copy's check, so the copy is not run once more for it). A RuntimeError is tried twice: the
     model's own forward may have failed for a reason of its own (an interrupted data pipeline, a flaky custom op),
     and a copy kept in the usual layout for that one fault would lose the fast path for as long as the weights live;
     a layout the model forbids fails both times."""
     for _attempt in range(2):
         try:
-            ChannelsLast(folded)(example)
-            return True
+            return ChannelsLast(folded)(example)
         except RuntimeError:
             continue
-    return False
+    return None
 
 
 def fast_copy(model: nn.Module, example: torch.Tensor) -> nn.Module | None:
@@ -164,12 +164,14 @@ def fast_copy(model: nn.Module, example: torch.Tensor) -> nn.Module | None:
                 folded = folded_copy(model, pairs).to(memory_format=torch.channels_last)
             except (TypeError, RuntimeError, copy.Error):  # a model holding something deepcopy cannot copy
                 return None
-        if _runs_channels_last(folded, example):
+        output = _channels_last_output(folded, example)
+        if output is not None:
             folded = ChannelsLast(folded)
         else:  # the model views a map in a way channels-last forbids: keep the usual layout
             with torch.inference_mode(False), torch.no_grad():
                 folded = folded.to(memory_format=torch.contiguous_format)
-        scores = class_scores(folded(example))
+            output = folded(example)
+        scores = class_scores(output)
     if scores.shape != reference.shape:
         return None
     scale = max(1.0, float(reference.abs().max()))
