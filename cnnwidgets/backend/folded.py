@@ -3,7 +3,10 @@
 In eval mode a BatchNorm that directly follows a convolution is an affine map per channel, so it can be folded
 into that convolution's weights and bias: the copy skips one full pass over every such activation map. The copy
 is also run in channels-last memory layout, which the CPU convolution kernels prefer. Together this makes a
-forward of EfficientNet-Lite0 or a ResNet markedly faster; Score-CAM, occlusion by full forwards and every batch of
+forward of EfficientNet-Lite0 or a ResNet markedly faster (batch 4, 224 px, one thread, fastest of 5 interleaved
+runs on a loaded 2-core CPU, 2026-11-30: model / folded / folded channels-last: timm resnet50 0.97 / 0.66 / 0.60 s,
+timm efficientnet_b0 0.40 / 0.30 / 0.28 s, Lite0 0.27 / 0.21 / 0.11 s; channels-last won on each, so it is not
+chosen per model); Score-CAM, occlusion by full forwards and every batch of
 logits use it, for class scores only. Folding changes the floating-point rounding only (measured: largest logit
 difference 4.4e-6 on EfficientNet-Lite0's scores of up to 9.1, 4.8e-7 relative; resnet18d 3.4e-7 relative), and
 `fast_copy` checks the copy against the model on the input it is built for before anyone uses it. Gradient methods
@@ -129,18 +132,18 @@ class ChannelsLast(nn.Module):
         return self.inner(batch.contiguous(memory_format=torch.channels_last))
 
 
-def _runs_channels_last(folded: nn.Module, example: torch.Tensor) -> bool:
-    """Whether `folded` (a channels-last copy) runs on `example` as channels-last. A RuntimeError is tried twice: the
+def _channels_last_output(folded: nn.Module, example: torch.Tensor) -> object | None:
+    """The output of `folded` (a channels-last copy) run on `example` as channels-last, or None where that layout
+    fails (the output is the copy's check, so the copy is not run once more for it). A RuntimeError is tried twice: the
     model's own forward may have failed for a reason of its own (an interrupted data pipeline, a flaky custom op),
     and a copy kept in the usual layout for that one fault would lose the fast path for as long as the weights live;
     a layout the model forbids fails both times."""
     for _attempt in range(2):
         try:
-            ChannelsLast(folded)(example)
-            return True
+            return ChannelsLast(folded)(example)
         except RuntimeError:
             continue
-    return False
+    return None
 
 
 def fast_copy(model: nn.Module, example: torch.Tensor) -> nn.Module | None:
@@ -161,12 +164,14 @@ def fast_copy(model: nn.Module, example: torch.Tensor) -> nn.Module | None:
                 folded = folded_copy(model, pairs).to(memory_format=torch.channels_last)
             except (TypeError, RuntimeError, copy.Error):  # a model holding something deepcopy cannot copy
                 return None
-        if _runs_channels_last(folded, example):
+        output = _channels_last_output(folded, example)
+        if output is not None:
             folded = ChannelsLast(folded)
         else:  # the model views a map in a way channels-last forbids: keep the usual layout
             with torch.inference_mode(False), torch.no_grad():
                 folded = folded.to(memory_format=torch.contiguous_format)
-        scores = class_scores(folded(example))
+            output = folded(example)
+        scores = class_scores(output)
     if scores.shape != reference.shape:
         return None
     scale = max(1.0, float(reference.abs().max()))

@@ -9,7 +9,10 @@ user's parameters (the very tensors, read only) and never touches the model itse
 One unoccluded pass stores every node's activation. An occluded batch then flows through the graph as *patches*:
 per position a box (same size for the whole batch, shifted inward at the borders) and the recomputed values inside
 it. Convolutions and pools grow the box by their exact halo and recompute only the crop that reads it; pads shift
-it; pointwise ops and batch norm work on the patch alone; residual adds take the union of their operands' boxes.
+it; pointwise ops and batch norm work on the patch alone, and so do layer norms and linear layers over the channels
+of maps permuted to [N,H,W,C] (ConvNeXt's: timm convnext_nano's saving went from 0.004 to 0.15 of a forward's
+convolution work at 224 px, its positions ran 1.2× faster than batched forwards; see `Permuted`); residual adds take
+the union of their operands' boxes.
 Anything else (global pooling, the classifier head, unknown ops) gets the full occluded activation map rebuilt and
 runs as an ordinary batched op, as does every op once a box covers its whole map. Every map, patch and weight is
 kept in channels-last layout, which the CPU's convolution kernels compute faster: Lite0's patch convolutions at
@@ -38,6 +41,8 @@ aten = torch.ops.aten
 
 VIEW_OPS = {aten.view.default, aten.view_copy.default, aten.reshape.default, aten._unsafe_view.default,
             aten.expand.default, aten.expand_copy.default}
+RESHAPE_OPS = {aten.view.default, aten.view_copy.default, aten.reshape.default, aten._unsafe_view.default}
+PERMUTE_OPS = {aten.permute.default, aten.permute_copy.default}
 BATCH_NORM_OPS = {aten.native_batch_norm.default, aten._native_batch_norm_legit_no_training.default}
 CHANNELS_LAST = torch.channels_last
 """The layout of the batched convolutions once a region covers its map: CPU convolution kernels run it faster."""
@@ -89,6 +94,36 @@ class Const:
     """A value that does not depend on the input (parameters, shapes, scalars)."""
 
     value: Any
+
+
+@dataclass
+class Permuted:
+    """A patch of a map held in [N,H,W,C] order (after permute(0,2,3,1), as ConvNeXt's layer norms and linear layers
+    run), or with `rows`, flattened to the [N*H*W, C] rows a linear layer's matrix product reads. `patch` holds the
+    same values as an [N,C,H,W] Patch. Every op on it is position-local (a layer norm or a linear layer over the
+    channels, a pointwise op), like a 1×1 convolution, so the changed box stays the same."""
+
+    patch: Patch
+    rows: bool = False
+
+    def value(self) -> torch.Tensor:
+        """The patch's data in this state's own order: [B,h,w,C], or [B*h*w, C] rows."""
+        data = self.patch.data.permute(0, 2, 3, 1)
+        return data.reshape(-1, data.shape[-1]) if self.rows else data
+
+    def dense(self) -> torch.Tensor:
+        """The full occluded values in this state's own order: [B,H,W,C], or [B*H*W, C] rows."""
+        data = densify(self.patch).permute(0, 2, 3, 1)
+        return data.reshape(-1, data.shape[-1]) if self.rows else data
+
+    def like(self, full: torch.Tensor, value: torch.Tensor, rows: bool) -> Permuted:
+        """The state of a position-local op's output: its unoccluded `full` value and the patch's `value`, both in
+        the order `rows` says, on this state's boxes."""
+        batch, h, w = self.patch.batch, self.patch.h, self.patch.w
+        height, width = self.patch.full.shape[-2:]
+        full_map = full.reshape(1, height, width, -1).permute(0, 3, 1, 2)
+        data = value.reshape(batch, h, w, -1).permute(0, 3, 1, 2)
+        return Permuted(Patch(full_map, self.patch.y0, self.patch.x0, data), rows)
 
 
 class Many(tuple):
@@ -315,6 +350,8 @@ class IncrementalEngine:
             return densify(state)
         if isinstance(state, Dense):
             return state.value
+        if isinstance(state, Permuted):
+            return state.dense()
         raise UnsupportedModel(f"cannot make a batch from {type(state).__name__}")
 
     def _step(self, node: torch.fx.Node, states: dict) -> object:
@@ -332,6 +369,9 @@ class IncrementalEngine:
         first = state(args[0]) if args else None
         if target in BATCH_NORM_OPS and node in self._folded and isinstance(first, (Patch, Dense)):
             return Many((first, None, None))  # a batch norm folded into the convolution before it (patch or batched)
+        local = self._position_local(node, first, states)
+        if local is not None:
+            return local
         if isinstance(first, Patch) and self._covers(first):
             first = None  # fall through to the dense path below
         if isinstance(first, Patch):
@@ -372,6 +412,52 @@ class IncrementalEngine:
         return self._fallback(node, states)
 
     # --- op kinds -----------------------------------------------------------------------------------------------
+
+    def _position_local(self, node: torch.fx.Node, first: object, states: dict) -> Patch | Permuted | Many | None:
+        """The state of an op that keeps a patch's box because each output position reads only the same input
+        position, on maps in [N,H,W,C] order (see `Permuted`): the permutes into and out of that order, a layer norm
+        over the channels, a linear layer's flattening to rows, matrix product and unflattening, and pointwise ops
+        with per-channel constants. None where the op is none of these (it then runs in full)."""
+        target, args = node.target, cast(Any, node.args)
+        full = self._full[node]
+        const = lambda a: not isinstance(a, torch.fx.Node) or isinstance(states[a], Const)  # noqa: E731
+        value = lambda a: states[a].value if isinstance(a, torch.fx.Node) else a  # noqa: E731
+        if isinstance(first, Patch) and target in PERMUTE_OPS and list(args[1]) == [0, 2, 3, 1] and not self._covers(first):
+            return Permuted(Patch(full.permute(0, 3, 1, 2), first.y0, first.x0, first.data))
+        if isinstance(first, Permuted):
+            patch, (height, width) = first.patch, first.patch.full.shape[-2:]
+            channels = patch.full.shape[1]
+            if not first.rows and target in PERMUTE_OPS and list(args[1]) == [0, 3, 1, 2]:
+                return Patch(full, patch.y0, patch.x0, patch.data)
+            if (not first.rows and target is aten.native_layer_norm.default and len(args[1]) == 1
+                    and all(const(a) for a in args[2:])):
+                out = target(first.value(), args[1], value(args[2]), value(args[3]), args[4])[0]
+                return Many((first.like(full[0], out, rows=False), None, None))
+            if target in RESHAPE_OPS:  # the engine's maps hold one image, so [1,H,W,C] <-> [H*W, C] are the only flattenings
+                if not first.rows and tuple(full.shape) == (height * width, channels):
+                    return Permuted(patch, rows=True)
+                if first.rows and tuple(full.shape) == (1, height, width, channels):
+                    return Permuted(patch, rows=False)
+            if first.rows and target is aten.mm.default and const(args[1]):
+                return first.like(full, torch.mm(first.value(), value(args[1])), rows=True)
+        if target is aten.addmm.default and isinstance(states.get(args[1]), Permuted) and const(args[0]) and const(args[2]):
+            rows = states[args[1]]
+            if rows.rows:
+                return rows.like(full, target(value(args[0]), rows.value(), value(args[2]), **node.kwargs), rows=True)
+        permuted = [states[a] for a in node.all_input_nodes if isinstance(states[a], Permuted)]
+        if permuted and isinstance(target, torch._ops.OpOverload) and torch.Tag.pointwise in target.tags:
+            one = permuted[0]
+            same = all(p.rows == one.rows and (p.patch.y0 == one.patch.y0).all() and (p.patch.x0 == one.patch.x0).all()
+                       and p.patch.data.shape == one.patch.data.shape for p in permuted)
+            constants = [states[a].value for a in node.all_input_nodes if isinstance(states[a], Const)]
+            if same and len(permuted) + len(constants) == len(node.all_input_nodes) and all(
+                    not isinstance(c, torch.Tensor) or c.dim() <= 1 for c in constants):
+                args_now, kwargs = torch.fx.node.map_aggregate(
+                    (node.args, node.kwargs),
+                    lambda a: states[a].value() if isinstance(a, torch.fx.Node) and isinstance(states[a], Permuted) else value(a))
+                out = cast(Callable[..., Any], target)(*args_now, **kwargs)
+                return one.like(full, out, rows=one.rows)
+        return None
 
     def _channels_last(self, node: torch.fx.Node, weight: torch.Tensor) -> torch.Tensor:
         """A convolution weight in channels-last layout, kept, for the batched convolutions past the patches."""
@@ -463,20 +549,18 @@ class IncrementalEngine:
         return Patch(self._full[node], ys, xs, cast(Callable[..., Any], node.target)(*args, **kwargs))
 
     def _fallback(self, node: torch.fx.Node, states: dict) -> Dense | Many:
-        batch = None
         layout = CHANNELS_LAST if node.target is aten.convolution.default else None
 
         def value(a):
-            nonlocal batch
             if not isinstance(a, torch.fx.Node):
                 return a
             s = states[a]
             if isinstance(s, Patch):
-                batch = s.batch
                 return _as_layout(densify(s), layout)
             if isinstance(s, Dense):
-                batch = len(s.value)
                 return _as_layout(s.value, layout)
+            if isinstance(s, Permuted):
+                return s.dense()
             if isinstance(s, Many):
                 raise UnsupportedModel(f"{node.target} uses a multi-output op directly")
             if layout is not None and isinstance(s.value, torch.Tensor) and s.value.dim() == 4:
@@ -489,10 +573,11 @@ class IncrementalEngine:
             args = (args[0], self._channels_last(node, weight), bias, *args[3:])
         if node.target in VIEW_OPS and isinstance(args[0], torch.Tensor) and isinstance(args[1], (list, tuple)):
             args = (args[0].contiguous(), *args[1:])  # a view of a channels-last map reads it in logical order
-            traced = self._full[cast(torch.fx.Node, node.args[0])].shape[0]
-            size = list(args[1])
-            if size and size[0] == traced and args[0].shape[0] == batch:
-                args = (args[0], [batch, *size[1:]], *args[2:])
+            traced = self._full[cast(torch.fx.Node, node.args[0])]
+            size = list(args[1])  # the traced values hold one image: the first dimension holds `batch` times as much now
+            batch = args[0].numel() // max(1, traced.numel())
+            if size and size[0] > 0 and batch > 1 and args[0].numel() == batch * traced.numel():
+                args = (args[0], [size[0] * batch, *size[1:]], *args[2:])
         out = cast(Callable[..., Any], node.target)(*args, **kwargs)
         if node.target is aten.convolution.default:
             self.work += out.numel() * args[1][0].numel()
