@@ -22,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 from ..errors import InputError
 from .hooks import StopForward, forward_hooks
 from .layers import LayerInfo
-from .receptive_field import ACTIVATIONS, NORMS, _positive_copy
+from .receptive_field import ACTIVATIONS, NORMS, _positive_copy, rescale_gradients
 
 ClipBox = tuple[int, int, int, int, int, int]
 """(first frame, top, left, end frame, bottom, right) in input voxels, ends exclusive."""
@@ -141,12 +141,7 @@ def _twin_forward(model: nn.Module, layer: LayerInfo, input_shape: Sequence[int]
             captured.append(output)
             raise StopForward
 
-    def rescale(_module: nn.Module, _inputs: tuple, output: object) -> None:
-        # keeps gradients near 1 through deep stacks (each layer divides them by its fan-in); support is unchanged
-        if isinstance(output, torch.Tensor) and output.requires_grad:
-            output.register_hook(lambda grad: grad / grad.abs().amax().clamp_min(1e-30))
-
-    hooks = [(m, rescale) for m in twin.modules() if m is not twin and m is not target] + [(target, capture)]
+    hooks = [(m, rescale_gradients) for m in twin.modules() if m is not twin and m is not target] + [(target, capture)]
     with torch.inference_mode(False), torch.enable_grad(), forward_hooks(hooks), _SpaceTimeWiring():
         try:
             twin(clip)

@@ -841,6 +841,13 @@ def _as_map(output: torch.Tensor, state: object) -> torch.Tensor | None:
     return output.reshape(output.shape[0], -1, *output.shape[-2:])
 
 
+def rescale_gradients(_module: nn.Module, _inputs: tuple, output: object) -> None:
+    """A forward hook for the positive copy's measured fields: keeps gradients near 1 through deep stacks (each layer
+    divides them by its fan-in); which pixels have a gradient (the support) is unchanged."""
+    if isinstance(output, torch.Tensor) and output.requires_grad:
+        output.register_hook(lambda grad: grad / grad.abs().amax().clamp_min(1e-30))
+
+
 def _positive_copy(model: nn.Module) -> nn.Module:
     """A copy of `model` in eval mode in which every path from input to output carries a nonzero gradient:
     weights positive and averaging (1 / fan-in, so activations stay near the input's and no ReLU6 or sigmoid
@@ -894,12 +901,7 @@ def _gradient_boxes(twin: nn.Module, module: nn.Module, call: int,
             captured.append(output)
             raise StopForward
 
-    def rescale(_module: nn.Module, _inputs: tuple, output: object) -> None:
-        # keeps gradients near 1 through deep stacks (each layer divides them by its fan-in); support is unchanged
-        if isinstance(output, torch.Tensor) and output.requires_grad:
-            output.register_hook(lambda grad: grad / grad.abs().amax().clamp_min(1e-30))
-
-    hooks = [(m, rescale) for m in twin.modules() if m is not twin and m is not module] + [(module, capture)]
+    hooks = [(m, rescale_gradients) for m in twin.modules() if m is not twin and m is not module] + [(module, capture)]
     tracer = _Tracer(image)
     with torch.inference_mode(False), torch.enable_grad(), forward_hooks(hooks), tracer, _Wiring():
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..backend import clip_field
+from ..backend.layers import LayerInfo
 from ..errors import InputError, model_errors
 from .reduce import normalize_map
 
@@ -26,10 +27,15 @@ refuses the small clip (a fixed input size) is measured at the clip's own size."
 
 def frame_spans(inspector, batch: torch.Tensor, layer: str) -> list[list[int]]:
     """[first, last] input frame that each time step of `layer` depends on, for clips shaped like `batch`
-    [1,C,T,H,W] (the spans depend on the clip's length, not on its values)."""
+    [1,C,T,H,W] (the spans depend on the clip's length, not on its values); measured once per layer and clip shape,
+    kept in the Inspector's memo."""
     info = inspector.layer(layer)
     if len(info.shape) != 4:
         raise InputError(f"layer {info.name!r} has no time axis (shape {tuple(info.shape)}); pick a [C,T,H,W] layer")
+    return inspector.memo(("frame spans", layer, tuple(batch.shape)), lambda: _measured_spans(inspector, info, batch))
+
+
+def _measured_spans(inspector, info: LayerInfo, batch: torch.Tensor) -> list[list[int]]:
     channels, length, height, width = batch.shape[1:]
     full = (channels, length, height, width)
     small = (channels, length, min(SPAN_SIDE, height), min(SPAN_SIDE, width))

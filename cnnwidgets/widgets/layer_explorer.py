@@ -66,7 +66,6 @@ class LayerExplorer(CnnWidget):
     ) -> None:
         self.inspector = as_inspector(inspector)
         self._images = [default_image(image), *images]
-        self._spans: dict[str, list[list[int]]] = {}
         state = self._image_state(self._images[0])
         dead_all = self._dead_on_all_images() if images else {}
         super().__init__(**kwargs)
@@ -83,7 +82,6 @@ class LayerExplorer(CnnWidget):
         with self._working():
             state = self._image_state(image)
         self._images = [image, *self._images[1:]]
-        self._spans = {}
         self.frame = min(self.frame, self._steps() - 1)  # a shorter clip has fewer time steps
         self.image, self.predictions = state["image"], state["predictions"]
         self._show_layer()
@@ -146,12 +144,11 @@ class LayerExplorer(CnnWidget):
         return self.inspector.activations(self._images[0], self.layer)
 
     def _time_spans(self) -> list[list[int]] | None:
-        """The input frames each time step of the layer covers (video models only), measured once per layer."""
+        """The input frames each time step of the layer covers (video models only; measured once per layer and clip
+        shape, in the Inspector's memo)."""
         if not self.inspector.is_video or len(self.inspector.layer(self.layer).shape) != 4:
             return None
-        if self.layer not in self._spans:
-            self._spans[self.layer] = frame_spans(self.inspector, self.inspector.preprocess(self._images[0]), self.layer)
-        return self._spans[self.layer]
+        return frame_spans(self.inspector, self.inspector.preprocess(self._images[0]), self.layer)
 
     def _show_layer(self) -> None:
         with self._working():
