@@ -339,7 +339,9 @@ class Inspector:
         cover the methods that run the model themselves; the copy costs 19 MB and 32 ms, once per widget and
         again only when the user's weights change.
         """
-        return Inspector(copy.deepcopy(self.model), self.transform, self.labels, cache_bytes=self.memo.max_bytes, reshape=self.reshape)
+        twin = Inspector(copy.deepcopy(self.model), self.transform, self.labels, cache_bytes=self.memo.max_bytes, reshape=self.reshape)
+        twin._input_shape = self._input_shape  # its layers are found at the input this one last saw, not at 224
+        return twin
 
     def weights_key(self) -> int:
         """Changes whenever any parameter or buffer is replaced or modified in place (training, load_state_dict)."""

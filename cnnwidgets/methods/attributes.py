@@ -90,7 +90,7 @@ def wilson_interval(successes: int, count: int, z: float = Z_95) -> tuple[float,
     p = successes / count
     centre = (p + z * z / (2 * count)) / (1 + z * z / count)
     half = z * math.sqrt(p * (1 - p) / count + z * z / (4 * count * count)) / (1 + z * z / count)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # rounding can put p outside at 0 and 1
 
 
 @dataclass

@@ -142,9 +142,9 @@ class ConfusionView(CnnWidget):
         ))
         self.error = ""
 
-    def wait(self) -> None:
+    def wait(self, timeout: float | None = None) -> None:
         """Block until the evidence for the current classes and layer is shown (in a notebook it follows in steps)."""
-        self._jobs.finish()
+        self._jobs.finish(timeout)
 
     # --- export ------------------------------------------------------------------------------------------------------
 

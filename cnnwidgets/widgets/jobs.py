@@ -168,10 +168,10 @@ class Jobs:
         if failure is not None and self.raise_in_wait:
             raise failure
 
-    def finish(self) -> None:
-        """Run what is left of the current job now, in the caller (event-loop mode; in thread mode: `wait()`)."""
+    def finish(self, timeout: float | None = None) -> None:
+        """Run what is left of the current job now, in the caller (event-loop mode; in thread mode: `wait(timeout)`)."""
         if self.thread:
-            self.wait()
+            self.wait(timeout)
             return
         with self._lock:
             self._finish_locked()

@@ -80,9 +80,9 @@ class NetworkMap(CnnWidget):
             self._draw()
         yield 1.0
 
-    def wait(self) -> None:
+    def wait(self, timeout: float | None = None) -> None:
         """Block until the statistics and receptive fields are in the map (in a script: as soon as it is made)."""
-        self._jobs.wait()
+        self._jobs.wait(timeout)
 
     @traitlets.validate("expanded")
     def _check_expanded(self, proposal: dict) -> list[str]:

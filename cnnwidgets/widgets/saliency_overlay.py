@@ -294,9 +294,9 @@ class SaliencyOverlay(CnnWidget):
         ))
         self.error = ""
 
-    def wait(self) -> None:
+    def wait(self, timeout: float | None = None) -> None:
         """Block until the maps for the current settings are shown (in a notebook they follow in steps)."""
-        self._jobs.finish()
+        self._jobs.finish(timeout)
 
     def run_sanity_check(self, steps: int | None = None) -> faithfulness.SanityCheck:
         """Run the cascading randomization check for the shown methods and class; shows it in the panel."""

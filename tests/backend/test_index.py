@@ -72,7 +72,7 @@ def brute_force(inspector: Inspector, images: torch.Tensor, layer: str, k: int):
 @pytest.mark.parametrize("pending_times_k", [1, 4], ids=["selected-every-k-images", "selected-every-4k-images"])
 @pytest.mark.parametrize("sparse_below", [0.0, 1.01], ids=["every-position-searched", "only-maxima-above-the-floor"])
 def test_streaming_top_k_equals_brute_force(small, images, sparse_below, pending_times_k, monkeypatch):
-    monkeypatch.setattr(builder_module, "SPARSE_BELOW", sparse_below)
+    monkeypatch.setattr(builder_module, "SPARSE_BELOW", dict.fromkeys(builder_module.SPARSE_BELOW, sparse_below))
     monkeypatch.setattr(builder_module, "PENDING_TIMES_K", pending_times_k)
     index = build_index(small, images, LAYERS, k=5, batch_size=4, progress=False)
     for layer in LAYERS:
@@ -324,7 +324,7 @@ def test_the_index_runs_the_folded_copy_unless_a_folded_conv_is_tapped(images, m
             found = {image_id: value for image_id, value, _ in index.top(layer, channel)}
             got = torch.tensor([found[i] for i in range(len(images))])
             assert torch.allclose(got, expected[:, channel], rtol=1e-5, atol=1e-5)
-    monkeypatch.setattr(builder_module, "SPARSE_BELOW", 1.01)  # past the first batch, only maxima above the floor
+    monkeypatch.setattr(builder_module, "SPARSE_BELOW", dict.fromkeys(builder_module.SPARSE_BELOW, 1.01))  # past the first floor, only maxima above it
     best = build_index(inspector, images, ["relu1"], k=3, batch_size=4, progress=False)  # channels-last maps
     for channel in range(6):
         maps = torch.stack([inspector.activations(image, "relu1")[channel] for image in images])
@@ -391,3 +391,17 @@ def test_selection_order_is_two_stable_sorts(id_base):
     for got, want in zip(_select(values, ids, rows, k=12), expected):
         assert torch.equal(got, want)
     assert torch.equal(_select(values, ids, rows, k=12)[0].signbit(), expected[0].signbit())
+
+
+def test_image_hashes_are_fixed_per_content_and_tell_one_bit_apart():
+    from cnnwidgets.backend.index.datasets import image_hash, image_hashes
+
+    images = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4) / 7
+    # pinned: an index saved today must still recognise its dataset tomorrow
+    assert image_hashes(images).tolist() == [3130970156133736292, 6307996918473531303]
+    assert image_hash(images[1]) == int(image_hashes(images)[1]) and image_hashes(images).min() >= 0
+    flipped = images[0].clone()
+    flipped.view(torch.int32)[1, 2, 3] ^= 1  # the lowest mantissa bit of one value
+    assert image_hash(flipped) != image_hash(images[0])
+    assert image_hash(images[0].to(torch.float64)) == image_hash(images[0])  # the float32 values are what is hashed
+    assert len(set(image_hashes(torch.randn(500, 3, 8, 8, generator=torch.Generator().manual_seed(0))).tolist())) == 500

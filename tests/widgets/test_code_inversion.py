@@ -37,3 +37,13 @@ def test_layers_change_restarts_and_bad_layers_raise(widget):
         widget.selected_layers = ["relu"]
     with pytest.raises(InputError, match="selected_layers is empty"):
         widget.selected_layers = []
+
+
+def test_a_small_fixed_size_model_inverts_at_its_own_size():
+    # the digits CNN ends in a Linear over a 32 px map: the 128 px default and 224 px layer discovery both broke it
+    from cnnwidgets import zoo
+
+    widget = CodeInversion(zoo.digits_cnn(device="cpu"), zoo.digits("test")[0][0], steps=2)
+    widget.wait(60)
+    assert widget.error == "" and widget.size == 32
+    assert widget.to_png()[:4] == b"\x89PNG"

@@ -3,7 +3,7 @@ as items (image-like, label or None) in order, each turned into the model input 
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,12 +24,30 @@ IMAGE_KEYS = ("image", "img", "pixel_values", "input")  # where a dict item (or 
 LABEL_KEYS = ("label", "labels", "target", "class")
 
 
-def image_hash(batch: torch.Tensor) -> int:
-    """A 63-bit hash of one preprocessed image [C,H,W] (its exact float32 values). SHA-256, hashed in place: 0.8 ms
-    for a 224×224 image here against 2.4 ms with BLAKE2b (CPUs hash SHA-256 in hardware), which the index pays for
-    every image."""
-    data = batch.detach().to("cpu", torch.float32).contiguous().numpy()
-    return int.from_bytes(hashlib.sha256(data.data).digest()[:8], "little") >> 1
+HASH_SEED = 20261130
+LOW_63_BITS = (1 << 63) - 1
+
+
+@functools.lru_cache(maxsize=8)
+def _hash_multipliers(numel: int, device: torch.device) -> torch.Tensor:
+    """`numel` fixed odd random int64 multipliers, the same on every machine (drawn on the CPU from one seed)."""
+    generator = torch.Generator().manual_seed(HASH_SEED)
+    return (torch.randint(-(1 << 62), 1 << 62, (numel,), generator=generator, dtype=torch.int64) * 2 + 1).to(device)
+
+
+def image_hashes(batch: torch.Tensor) -> torch.Tensor:
+    """63-bit hashes [N] (int64, on the batch's device) of N preprocessed images [N, …], from their exact float32
+    values: the bit patterns times fixed random odd multipliers, summed modulo 2^64. Two different images collide
+    with probability about 2^-63. Hashing happens where the batch already is, in one pass: 0.1 ms for a 224×224
+    image on this CPU (SHA-256 took 0.8 ms, 8 % of a Lite0 forward; on a GPU it took as long as the forward),
+    and nothing waits on the device."""
+    bits = batch.detach().to(torch.float32).reshape(len(batch), -1).contiguous().view(torch.int32).to(torch.int64)
+    return (bits * _hash_multipliers(bits.shape[1], bits.device)).sum(1) & LOW_63_BITS
+
+
+def image_hash(image: torch.Tensor) -> int:
+    """`image_hashes` of one preprocessed image [C,H,W]."""
+    return int(image_hashes(image[None])[0])
 
 
 class _MapStyle(Protocol):
