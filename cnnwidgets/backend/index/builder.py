@@ -180,7 +180,12 @@ PENDING_TIMES_K = 4
 """A layer's maxima wait for `_Pending.select` until its pending images reach this many times k: one selection
 then replaces 16 per-batch ones at batch 4 and k 16, and the floor it gives stays recent enough for `_maxima` to
 skip most maps' positions on long datasets. Index over forward, 160 images at batch 4, one thread, load ~7 on 2
-cores: mobilenetv3_large_100 0.49 / 0.52 / 0.55 with 1 / 4 / 10; resnet50 0.84 / 0.85 / 0.79."""
+cores: mobilenetv3_large_100 0.49 / 0.52 / 0.55 with 1 / 4 / 10; resnet50 0.84 / 0.85 / 0.79. The first
+selection comes after k images, so that a floor exists early."""
+
+PENDING_BATCHES = 4
+"""…and until at least this many batches wait: at GPU batch sizes (64) the images alone would select after every
+batch, 49 layers' selections a batch."""
 
 
 class _Pending:
@@ -193,17 +198,22 @@ class _Pending:
     def __init__(self, k: int, top: dict[str, torch.Tensor] | None) -> None:
         self.k, self.top = k, top
         self.floor = self._floor()
+        known = top is not None and top["ids"].numel() > 0
+        self.id_range = (int(top["ids"].min()), int(top["ids"].max())) if known else (NO_IMAGE, -1)  # of top and batches
         self.grid: tuple[int, ...] = ()
         self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.images = 0
 
-    def add(self, values: torch.Tensor, ids: torch.Tensor, where: torch.Tensor, grid: tuple[int, ...]) -> bool:
-        """Keep one batch's maxima [N,C] (NaN allowed), image ids [N] and flat positions [N,C]; True when it is time
-        to `select`."""
+    def add(self, values: torch.Tensor, ids: torch.Tensor, first_id: int, where: torch.Tensor, grid: tuple[int, ...]) -> bool:
+        """Keep one batch's maxima [N,C] (NaN allowed), image ids [N] (`first_id` … on) and flat positions [N,C];
+        True when it is time to `select`."""
         self.grid = grid
         self.batches.append((values, ids, where))
         self.images += len(ids)
-        return self.images >= (self.k if self.top is None else PENDING_TIMES_K * self.k)  # a first floor soon
+        self.id_range = (min(self.id_range[0], first_id), max(self.id_range[1], first_id + len(ids) - 1))
+        if self.top is None:
+            return self.images >= self.k
+        return self.images >= PENDING_TIMES_K * self.k and len(self.batches) >= PENDING_BATCHES
 
     def select(self) -> dict[str, torch.Tensor] | None:
         """Merge the pending maxima into the top-k and return it."""
@@ -218,7 +228,7 @@ class _Pending:
             values = torch.cat([self.top["values"], values], 1)
             ids = torch.cat([self.top["ids"], ids], 1)
             where = torch.cat([_ravel([self.top[key] for key in parts[2:]], self.grid), where], 1)
-        values, ids, where = _select(values, ids, where, k=self.k)
+        values, ids, where = _select(values, ids, where, k=self.k, id_range=self.id_range)
         self.top = dict(zip(parts, (values, ids, *(axis.int() for axis in _unravel(where, self.grid)))))
         self.floor = self._floor()
         return self.top
@@ -481,7 +491,7 @@ def build_index(
                         raise InputError(f"layer {name!r} gave no [N,C,H,W] output on this batch; pick layers from inspector.layers")
                     values, where, shape = reduced[name]
                     shapes[name] = list(shape)
-                    if values is not None and where is not None and pending[name].add(values, ids, where, shape[1:]):
+                    if values is not None and where is not None and pending[name].add(values, ids, offset + count, where, shape[1:]):
                         pending[name].select()
                 classes[0] = scores.shape[1]
                 confidence, predicted = scores.softmax(1).max(1)
