@@ -88,7 +88,8 @@ def foldable_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, s
         for module in model.modules():
             if isinstance(module, nn.Conv2d):
                 handles.append(module.register_forward_hook(after_conv))
-            elif isinstance(module, nn.BatchNorm2d) and module.track_running_stats and module.running_mean is not None:
+            elif (isinstance(module, nn.BatchNorm2d) and module.track_running_stats and module.running_mean is not None
+                  and (type(module) is nn.BatchNorm2d or set(dict(module.named_children())) == {"drop", "act"})):
                 handles.append(module.register_forward_pre_hook(before_norm))
         with uses:
             model(example)
@@ -103,6 +104,29 @@ def foldable_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, s
     return pairs
 
 
+class AfterNorm(nn.Module):
+    """What a folded norm-and-activation module (timm's `BatchNormAct2d`: a BatchNorm2d subclass that runs its `drop`
+    and `act` children after normalizing) still does: those children, under the same names, so layer names such as
+    `bn1.act` stay valid in the copy."""
+
+    def __init__(self, drop: nn.Module, act: nn.Module) -> None:
+        super().__init__()
+        self.drop, self.act = drop, act
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(batch))
+
+
+def _after_norm(norm: nn.BatchNorm2d) -> nn.Module:
+    """The module that takes a folded batch norm's place: nothing for a plain BatchNorm2d, its dropout and activation
+    for a norm-and-activation subclass (`fast_copy` checks the copy's scores, so a subclass that does more is
+    caught)."""
+    children = dict(norm.named_children())
+    if set(children) == {"drop", "act"}:
+        return AfterNorm(children["drop"], children["act"])
+    return nn.Identity()
+
+
 def folded_copy(model: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:
     """A deep copy of `model` in eval mode with each (conv, batch norm) pair folded into the conv."""
     folded = copy.deepcopy(model).eval()
@@ -115,7 +139,7 @@ def folded_copy(model: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:
                                             norm.weight, norm.bias)
         conv.weight, conv.bias = weight, bias
         parent, _, name = norm_name.rpartition(".")
-        setattr(folded.get_submodule(parent), name, nn.Identity())
+        setattr(folded.get_submodule(parent), name, _after_norm(norm))
     for parameter in folded.parameters():
         parameter.requires_grad_(False)
     return folded

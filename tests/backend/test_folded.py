@@ -150,3 +150,41 @@ def test_a_model_that_views_its_maps_keeps_the_usual_layout_and_still_folds():
     assert copy.body[0].weight.is_contiguous()  # back in the usual layout
     with torch.inference_mode():
         assert torch.allclose(copy(x), model(x), atol=1e-5)
+
+
+class NormWithExtra(nn.BatchNorm2d):
+    """A BatchNorm2d subclass that does something of its own after normalizing: it must not be folded."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.gate(super().forward(batch)) * 2
+
+
+def test_timm_norm_and_activation_modules_fold_and_keep_their_activation():
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("efficientnet_b0", pretrained=False, num_classes=10).eval()
+    with torch.no_grad():  # running statistics away from 0 and 1, so that folding them shows
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2)
+    before = model_state(model)
+    example = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    pairs = foldable_pairs(model, example)
+    assert ("conv_stem", "bn1") in pairs and len(pairs) == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # all 49
+    copy = fast_copy(model, example)
+    assert copy is not None  # before, every BatchNormAct2d was left out and nothing was folded
+    inner = copy.inner
+    assert type(inner.bn1).__name__ == "AfterNorm" and isinstance(inner.get_submodule("bn1.act"), nn.SiLU)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in inner.modules())
+    with torch.inference_mode():
+        torch.testing.assert_close(copy(example), model(example), rtol=1e-4, atol=1e-5)
+    assert_same_state(before, model_state(model))
+
+    odd = nn.Sequential(nn.Conv2d(3, 4, 3), NormWithExtra(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    assert foldable_pairs(odd, example) == []

@@ -123,20 +123,20 @@ def _row_maxima(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _maxima(output: torch.Tensor, floor: torch.Tensor | None, fraction: float) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
     """Per image and channel of an [N,C,H,W] map (or [N,C,T,H,W]): the maximum (float32), where it first
-    occurs (in row-major H·W, or T·H·W, order), read in the map's own memory layout (channels-last maps are not copied), and the
-    fraction of maxima above `floor`.
+    occurs (in row-major H·W, or T·H·W, order), read in the map's own memory layout (channels-last maps are not
+    copied), and the fraction of maxima above `floor`.
 
     NaN maxima stay NaN here (`_Pending.select` makes them -inf once for many batches); they never count as
     above the floor.
 
     `floor` [C] (each channel's k-th best value so far, when it has k): only maxima above it can enter the top k.
     When `fraction` (of maxima above the floor in the layer's previous batch) is under `SPARSE_BELOW` for the
-    map's layout, the others come back as -inf and only the chosen maps are searched for their position; when none
-    is chosen, (None, None, 0.0): the batch cannot change this layer's top-k (a tie with the floor loses to the
-    earlier image). Finding
-    maxima alone (`amax`) costs a quarter of finding them with their positions on a channels-last map (7 ms
-    against 25 ms for [4, 96, 112, 112] on one core here); past the first k·10 images or so, few maxima beat the
-    floor (about k/n after n images of a shuffled dataset). Off the CPU every map is searched.
+    map's layout, only the chosen maps are searched for their position (the others get position 0: at most the
+    floor, and later than the images that set it, they can never enter the top-k); when none is chosen,
+    (None, None, 0.0): the batch cannot change this layer's top-k. Finding maxima alone (`amax`) costs a quarter of
+    finding them with their positions on a channels-last map (7 ms against 25 ms for [4, 96, 112, 112] on one core
+    here); past the first k·10 images or so, few maxima beat the floor (about k/n after n images of a shuffled
+    dataset), and past about batch × channels × k images most batches have none. Off the CPU every map is searched.
     """
     n, c = output.shape[:2]
     output = output.detach()
@@ -149,14 +149,15 @@ def _maxima(output: torch.Tensor, floor: torch.Tensor | None, fraction: float) -
         values = values.float()
         return values, where, 1.0 if floor is None else float((values > floor).float().mean())
     values = flat.amax(positions).float()
-    chosen = values > floor
-    if not bool(chosen.any()):
+    chosen = (values > floor).view(-1).nonzero().squeeze(1)  # image · C + channel
+    if not chosen.numel():
         return None, None, 0.0
-    where = torch.zeros((n, c), dtype=torch.int64, device=output.device)
-    images, maps = chosen.nonzero(as_tuple=True)
-    if len(images):
-        where[images, maps] = output[images, maps].flatten(1).argmax(1)
-    return values.masked_fill(~chosen, -torch.inf), where, len(images) / max(n * c, 1)
+    if channels_last:
+        found = output[chosen // c, chosen % c].flatten(1).argmax(1)
+    else:  # one block of memory: its maps are rows
+        found = flat.reshape(n * c, -1).index_select(0, chosen).argmax(1)
+    where = torch.zeros(n * c, dtype=torch.int64, device=output.device).index_copy_(0, chosen, found).view(n, c)
+    return values, where, chosen.numel() / (n * c)  # the others are at most the floor: they cannot enter
 
 
 def _ravel(axes: Sequence[torch.Tensor], grid: Sequence[int]) -> torch.Tensor:
@@ -198,8 +199,8 @@ class _Pending:
     def __init__(self, k: int, top: dict[str, torch.Tensor] | None) -> None:
         self.k, self.top = k, top
         self.floor = self._floor()
-        known = top is not None and top["ids"].numel() > 0
-        self.id_range = (int(top["ids"].min()), int(top["ids"].max())) if known else (NO_IMAGE, -1)  # of top and batches
+        ids = top["ids"] if top is not None else torch.zeros(0, dtype=torch.int64)
+        self.id_range = (int(ids.min()), int(ids.max())) if ids.numel() else (NO_IMAGE, -1)  # of `top` and the batches
         self.grid: tuple[int, ...] = ()
         self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.images = 0
