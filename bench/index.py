@@ -10,15 +10,14 @@ random preprocessed tensors, so decoding costs nothing and the ratio shows the i
 on the CPU (2,048 on a GPU): the index's per-image cost falls as the dataset grows past k (fewer maxima can still
 enter a top-k, see `backend.index._maxima`), so a dataset of a few k images would show only its start.
 
-Where the goal is missed (session 19, one thread, 160 images at batch 4, load 7-10 on 2 shared cores): Lite0 0.96,
-resnet50 0.82, efficientnet_b0 0.55, mobilenetv3_large_100 0.59. The last two are timm models whose folded copy
-is not made (`fast_copy` finds nothing it can fold in their BatchNormAct2d), so both sides run the model itself at
-25-40 ms per batch while the index reads 65 and 48 activation maps per batch. Measured on mobilenetv3 with only
-hooks on those layers (no index): empty hooks alone give 0.84-0.86 of the bare forward (PyTorch's hooked module
-call), hooks that only take each map's max with its position (`max(2)`) 0.56-0.71, with `amax` 0.71-0.86. So
-finding each channel's maximum position densely, before a floor exists, costs more than the 20 % budget; the
-index reaches it only once most maxima fall below the top-k floor and `_maxima` searches positions only for those
-above it, which on 160 random images happens for the last third at most.
+Where the goal is missed (session 20, two threads, quiet, 160 images at batch 4): Lite0 0.65, resnet50 0.78,
+efficientnet_b0 0.57, mobilenetv3_large_100 0.55; at 4,000 images mobilenetv3 0.55, Lite0 0.67. On mobilenetv3,
+replacing parts of the index by stubs: hooks, hashes, thumbnails and codes cost 9 % of the bare forward, each map's
+`amax` 10 %, the positions of the maxima that can still enter a top-k and the top-k bookkeeping 25 %. Tried and
+measured without gain: a contiguous (not channels-last) copy for the index (0.49 against 0.54), batch 16 (0.49),
+selecting every 8 or 16 k images, searching positions by gathers at higher fractions, and reading all maps after
+the forward (keeping them alive cost 15 % by itself: the allocator no longer hands the next layer warm memory).
+On an H200 (batch 64, `bench/results/index_cuda.json`): 0.53-0.67, limited by the host's Python work per layer.
 
     .venv/bin/python bench/run.py index
     .venv/bin/python bench/index.py --device cuda --images 2048     # on a GPU (bench/gpu_check runs it too)
