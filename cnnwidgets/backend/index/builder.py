@@ -121,6 +121,25 @@ def _row_maxima(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return values, row * width + line.argmax(1)
 
 
+LANES = 32
+"""CPU reductions over the positions of a channels-last map [N, positions, C] run fast when C is a multiple of this
+and slowly otherwise: `amax` of [4, 4096, 16] took 383 µs here, of [4, 4096, 32] 18 µs (2 threads)."""
+
+
+def _channels_last_amax(flat: torch.Tensor) -> torch.Tensor:
+    """Each channel's maximum of a channels-last map viewed as [N, positions, C]. Where C is not a multiple of
+    `LANES`, g consecutive positions are read as one row of g·C values (a view), reduced, and the g partial maxima
+    reduced again: the same maxima (NaN included), 5–20× faster for 8–48 channels (16 channels at 112×112: 1,051
+    against 48 µs), 1.5–3× for 120–240."""
+    n, positions, c = flat.shape
+    group = LANES // math.gcd(c, LANES)
+    if group == 1 or positions % group:
+        return flat.amax(1)
+    while group * c < 8 * LANES and positions % (2 * group) == 0:
+        group *= 2
+    return flat.reshape(n, positions // group, group * c).amax(1).view(n, group, c).amax(1)
+
+
 def _maxima(output: torch.Tensor, floor: torch.Tensor | None, fraction: float) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
     """Per image and channel of an [N,C,H,W] map (or [N,C,T,H,W]): the maximum (float32), where it first
     occurs (in row-major H·W, or T·H·W, order), read in the map's own memory layout (channels-last maps are not
@@ -148,7 +167,7 @@ def _maxima(output: torch.Tensor, floor: torch.Tensor | None, fraction: float) -
         values, where = _row_maxima(output) if channels_last and flat.shape[1] >= ROW_SEARCH_FROM else flat.max(positions)
         values = values.float()
         return values, where, 1.0 if floor is None else float((values > floor).float().mean())
-    values = flat.amax(positions).float()
+    values = (_channels_last_amax(flat) if channels_last else flat.amax(positions)).float()
     chosen = (values > floor).view(-1).nonzero().squeeze(1)  # image · C + channel
     if not chosen.numel():
         return None, None, 0.0
