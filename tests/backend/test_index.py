@@ -405,3 +405,16 @@ def test_image_hashes_are_fixed_per_content_and_tell_one_bit_apart():
     assert image_hash(flipped) != image_hash(images[0])
     assert image_hash(images[0].to(torch.float64)) == image_hash(images[0])  # the float32 values are what is hashed
     assert len(set(image_hashes(torch.randn(500, 3, 8, 8, generator=torch.Generator().manual_seed(0))).tolist())) == 500
+
+
+@pytest.mark.parametrize("channels, side", [(16, 12), (24, 7), (40, 8), (32, 6), (120, 4), (3, 5)])
+def test_channels_last_maxima_read_in_groups_equal_one_reduction(channels, side):
+    from cnnwidgets.backend.index.builder import _channels_last_amax
+
+    maps = torch.randn(3, channels, side, side, generator=torch.Generator().manual_seed(channels))
+    maps[1, 2, 0, 1] = float("nan")
+    maps[2, 1] = 5.0  # a constant map: every position ties
+    flat = maps.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(3, -1, channels)
+    expected = maps.flatten(2).amax(2)
+    found = _channels_last_amax(flat)
+    assert torch.equal(found.nan_to_num(-7.0), expected.nan_to_num(-7.0)) and bool(found[1, 2].isnan())
