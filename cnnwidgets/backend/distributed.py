@@ -129,7 +129,7 @@ def index_on_ray(
         batch_size = batch_size or dataset.batch_size
         dataset = dataset.dataset
     source = Source(dataset)
-    count = source.__len__()  # None for an iterable dataset
+    count = source.length  # None for an iterable dataset
     if not source.random_access or count is None:
         raise InputError("a Ray index needs a dataset with random access to cut into shards; pass a map-style Dataset")
     if count == 0:

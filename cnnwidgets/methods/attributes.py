@@ -201,7 +201,7 @@ def slicing_steps(inspector, dataset: object, attributes: Mapping[str, Attribute
     for spec in (requested or {}).values():
         if isinstance(spec, str) and spec not in names:
             raise InputError(f"no computed attribute {spec!r}; pick one of {sorted(names)} or pass values per image")
-    size = source.__len__()
+    size = source.length
     total = min(size, limit) if size is not None and limit is not None else (size if size is not None else limit)
     items = itertools.islice(source.items(), limit)
     shape: tuple | None = None

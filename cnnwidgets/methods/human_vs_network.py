@@ -27,7 +27,7 @@ Answer = int | str | Sequence[int | str]
 def labelled_items(dataset: object, indices: Sequence[int]) -> tuple[Source, list[tuple[object, int]]]:
     """(image, true class) of each of `indices`; a dataset without labels or random access is a one-line error."""
     source = Source(dataset)
-    size = source.__len__()  # None for an iterable dataset, so len(source) is not typed as an int
+    size = source.length  # None for an iterable dataset
     if not source.random_access or size is None:
         raise InputError("the human test needs images by position; pass a map-style Dataset, a list or a folder")
     items = []

@@ -56,7 +56,7 @@ class HumanVsNetwork(CnnWidget):
         if dataset is None:
             raise InputError("HumanVsNetwork needs a labelled dataset; pass e.g. zoo.digits('test') with zoo.digits_cnn()")
         if indices is None:
-            size = Source(dataset).__len__()  # None for an iterable dataset
+            size = Source(dataset).length  # None for an iterable dataset
             if size is None:
                 raise InputError("the human test needs images by position; pass a map-style Dataset, a list or a folder")
             if not isinstance(count, int) or not 1 <= count <= min(MAX_COUNT, size):

@@ -99,10 +99,6 @@ class Source:
                 "a list of images or an [N,C,H,W] tensor"
             )
 
-    def __len__(self) -> int | None:
-        """`length`: None for an IterableDataset (so `len(source)` raises there; `source.__len__()` does not)."""
-        return self.length
-
     @property
     def random_access(self) -> bool:
         return self._get is not None
