@@ -18,7 +18,8 @@ from ..checkpoints import load_file
 from ..inspector import Inspector
 from .datasets import Source, _display, _preprocessed, image_hash
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: image hashes are `image_hashes` (a random linear hash); 1 held SHA-256 digests, which no longer match."""
 NO_IMAGE = torch.iinfo(torch.int64).max
 """Image id of an empty top-k slot (fewer images seen than k); sorts after every real id."""
 HASH_CHECKS = 8
