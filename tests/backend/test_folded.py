@@ -124,8 +124,22 @@ def test_a_training_loop_that_scores_every_step_never_pays_for_a_copy(monkeypatc
     assert copies == []
 
 
+class Counted(nn.Sequential):
+    """A model without batch norm that counts its forwards."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.forwards = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.forwards += 1
+        return super().forward(x)
+
+
 def test_a_model_with_nothing_to_fold_scores_with_itself():
-    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    model = Counted().eval()
+    assert fast_copy(model, torch.randn(1, 3, 8, 8)) is None
+    assert model.forwards == 0  # no batch norm: nothing can fold, and no forward is traced to find that out
     assert Inspector(model).scoring_model(torch.randn(1, 3, 8, 8)) is model
 
 
