@@ -88,3 +88,15 @@ def assert_same_state(before: dict, after: dict) -> None:
     assert before["state"].keys() == after["state"].keys()
     for key in before["state"]:
         assert torch.equal(before["state"][key], after["state"][key]), key
+
+
+def assert_refused(inspector, bad: object, fix: str) -> None:
+    """`inspector.predict(bad)` raises a one-line InputError matching `fix`, and leaves the model as it came."""
+    from cnnwidgets import InputError
+
+    before = model_state(inspector.model)
+    with pytest.raises(InputError, match=fix) as raised:
+        inspector.predict(bad)
+    assert "\n" not in str(raised.value)
+    assert hooks_left(inspector.model) == 0
+    assert_same_state(before, model_state(inspector.model))
