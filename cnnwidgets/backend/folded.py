@@ -91,7 +91,7 @@ def foldable_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, s
             if isinstance(module, nn.Conv2d):
                 handles.append(module.register_forward_hook(after_conv))
             elif (isinstance(module, nn.BatchNorm2d) and module.track_running_stats and module.running_mean is not None
-                  and (type(module) is nn.BatchNorm2d or set(dict(module.named_children())) == {"drop", "act"})):
+                  and (type(module) is nn.BatchNorm2d or _norm_and_act(module))):
                 handles.append(module.register_forward_pre_hook(before_norm))
         with uses:
             model(example)
@@ -119,14 +119,16 @@ class AfterNorm(nn.Module):
         return self.act(self.drop(batch))
 
 
+def _norm_and_act(norm: nn.BatchNorm2d) -> bool:
+    """Whether `norm` is a norm-and-activation subclass: its only children are `drop` and `act` (`fast_copy` checks
+    the copy's scores, so a subclass that does more is caught)."""
+    return {name for name, _child in norm.named_children()} == {"drop", "act"}
+
+
 def _after_norm(norm: nn.BatchNorm2d) -> nn.Module:
     """The module that takes a folded batch norm's place: nothing for a plain BatchNorm2d, its dropout and activation
-    for a norm-and-activation subclass (`fast_copy` checks the copy's scores, so a subclass that does more is
-    caught)."""
-    children = dict(norm.named_children())
-    if set(children) == {"drop", "act"}:
-        return AfterNorm(children["drop"], children["act"])
-    return nn.Identity()
+    for a norm-and-activation subclass."""
+    return AfterNorm(norm.get_submodule("drop"), norm.get_submodule("act")) if _norm_and_act(norm) else nn.Identity()
 
 
 def folded_copy(model: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:

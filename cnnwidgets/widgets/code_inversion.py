@@ -22,13 +22,15 @@ from .arrays import Array, array_message
 from .base import front_end
 from .defaults import as_inspector, default_image
 
-DEFAULT_SIZE = 128  # px; Lite0 inverts about 3× faster at 128 than at 224. A smaller image or a fixed-size model keeps its own.
+DEFAULT_SIZE = 128
+"""px; Lite0 inverts about 3× faster at 128 than at 224. A smaller image or a fixed-size model keeps its own size."""
+
 
 class CodeInversion(BackgroundOptimization):
     """Invert `image`'s code at each of `selected_layers` (the constructor's `layers=`; default: four from shallow
-    to deep; `layer_names` are the layers to pick from) at `size` px (smaller is faster; default 128, or the image's own size where that is smaller or the model
-    takes one size only), all advancing together in
-    the background: `steps` more per run, the view refreshed every `every`.
+    to deep; `layer_names` are the layers to pick from) at `size` px (smaller is faster; default `DEFAULT_SIZE`, or
+    the image's own size where that is smaller or the model takes one size only), all advancing together in the
+    background: `steps` more per run, the view refreshed every `every`.
     `param`, `lr` and `tv` are the optimizer and total-variation prior of `cnnwidgets.methods.invert`."""
 
     _esm = front_end("code_inversion")

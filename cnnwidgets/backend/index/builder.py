@@ -294,9 +294,9 @@ def _input_batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, bool]]:
     """(model inputs [B,C,H,W] on the CPU, labels (-1: none), whether an image was resized to `shape`) batch by
     batch from item `start` on. A random-access dataset goes through a DataLoader whose `num_workers` processes
-    decode and preprocess images while the model runs (pinned memory for CUDA); a
-    DataLoader passed by the user is read as it batches (its own workers decode; float batches of the model's input
-    shape are used as they are); other iterables are read item by item."""
+    decode and preprocess images while the model runs (pinned memory for CUDA); a DataLoader passed by the user is
+    read as it batches (its own workers decode; float batches of the model's input shape are used as they are);
+    other iterables are read item by item."""
     if source.random_access and not source.batched:
         loader = torch.utils.data.DataLoader(
             _Prepared(inspector, source, start, shape), batch_size=batch_size, num_workers=num_workers,
@@ -350,8 +350,9 @@ def build_index(
     none). `batch_size`: images per forward (default: fast for the device; a DataLoader keeps its own batches).
     `num_workers`: processes that decode and preprocess images while the model runs (a DataLoader's are its own).
     `amp`: run the model under autocast (bfloat16, or float16 on GPUs without it): faster on GPUs, activations
-    within a few % of float32's (3 % relative L2 on Lite0, bench/results/gpu.json), so near-ties in the top-k may swap. `offset`: the id of the first image, for
-    shards of a bigger dataset (merge them with `Index.merge`; `backend.distributed` does it on Ray).
+    within a few % of float32's (3 % relative L2 on Lite0, bench/results/gpu.json), so near-ties in the top-k may
+    swap. `offset`: the id of the first image, for shards of a bigger dataset (merge them with `Index.merge`;
+    `backend.distributed` does it on Ray).
     `path`: save there as it goes, and resume from there (or return the finished index) when called again.
     Runs on the model's device, through its folded copy where that gives the same maps (see `_index_model`);
     receptive fields are traced later, when first asked for. The model is left as it was.
