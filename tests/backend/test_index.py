@@ -407,14 +407,42 @@ def test_image_hashes_are_fixed_per_content_and_tell_one_bit_apart():
     assert len(set(image_hashes(torch.randn(500, 3, 8, 8, generator=torch.Generator().manual_seed(0))).tolist())) == 500
 
 
-@pytest.mark.parametrize("channels, side", [(16, 12), (24, 7), (40, 8), (32, 6), (120, 4), (3, 5)])
-def test_channels_last_maxima_read_in_groups_equal_one_reduction(channels, side):
-    from cnnwidgets.backend.index.builder import _channels_last_amax
+def _maps_with_ties_and_nan(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Random maps where map (1, 2) holds two NaN, map (2, 1) is constant (every position ties), and map (0, 0) has
+    its maximum twice."""
+    maps = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    maps[1, 2].view(-1)[[1, -1]] = float("nan")
+    maps[2, 1] = 5.0
+    maps[0, 0].view(-1)[[2, -2]] = 9.0
+    return maps
 
-    maps = torch.randn(3, channels, side, side, generator=torch.Generator().manual_seed(channels))
-    maps[1, 2, 0, 1] = float("nan")
-    maps[2, 1] = 5.0  # a constant map: every position ties
-    flat = maps.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(3, -1, channels)
-    expected = maps.flatten(2).amax(2)
-    found = _channels_last_amax(flat)
-    assert torch.equal(found.nan_to_num(-7.0), expected.nan_to_num(-7.0)) and bool(found[1, 2].isnan())
+
+LAYOUTS = {
+    "contiguous": lambda maps: maps,
+    "channels-last": lambda maps: maps.contiguous(
+        memory_format=torch.channels_last if maps.dim() == 4 else torch.channels_last_3d),
+    "strided": lambda maps: torch.cat([maps, maps], -1)[..., :maps.shape[-1]],  # neither: PyTorch's search
+    "float64": lambda maps: maps.double(),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", [(3, 16, 12, 12), (3, 24, 7, 7), (3, 40, 8, 8), (3, 3, 5, 5), (3, 120, 4, 4),
+                                   (3, 96, 2, 2), (3, 5, 4, 6, 6)], ids=str)
+def test_searched_maxima_and_positions_equal_torch_max(shape, layout):
+    """The compiled searches (`backend.index.maxima`) give what `torch.max(dim)` gives, ties (first position) and NaN
+    (the first NaN) included, in every layout: in place for float32 channels-last and contiguous maps, by PyTorch
+    for the rest."""
+    from cnnwidgets.backend.index.maxima import channel_amax, channel_maxima, positions_of
+
+    maps = LAYOUTS[layout](_maps_with_ties_and_nan(shape, seed=sum(shape)))
+    expected_values, expected_where = maps.flatten(2).max(2)
+    expected_values = expected_values.float()
+    values, where = channel_maxima(maps)
+    assert torch.equal(values.nan_to_num(-7.0), expected_values.nan_to_num(-7.0)) and torch.equal(where, expected_where)
+    assert bool(values[1, 2].isnan()) and int(where[0, 0]) == 2
+    assert torch.equal(channel_amax(maps).nan_to_num(-7.0), expected_values.nan_to_num(-7.0))
+    chosen = torch.rand(values.shape, generator=torch.Generator().manual_seed(1)) < 0.5
+    chosen[1, 2] = chosen[2, 1] = chosen[0, 0] = True
+    found = positions_of(maps, channel_amax(maps), chosen)
+    assert torch.equal(found, torch.where(chosen, expected_where, 0))

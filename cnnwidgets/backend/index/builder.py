@@ -1,7 +1,8 @@
 """Building an index: one streaming pass of a dataset through the model (see the package doc for what it keeps).
 
-Runs the model's folded, channels-last copy where that gives the same maps, finds each channel's maximum with
-`amax` and its position only where it can still enter the top-k, and saves as it goes with `path=`."""
+Runs the model's folded, channels-last copy where that gives the same maps, finds each channel's maximum and its
+position with the compiled searches of `maxima` (positions only where they can still enter the top-k, once few
+can), and saves as it goes with `path=`."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ..inspector import FOLD_AFTER_IMAGES, Inspector, class_scores
 from ..layers import LayerInfo
 from ..preprocess import display_batch
 from .datasets import Source, _label, _preprocessed, _split_batch, image_hashes
+from .maxima import channel_amax, channel_maxima, positions_of
 from .value import FORMAT_VERSION, NO_IMAGE, Index, _select, top_parts, weights_fingerprint
 
 FILMSTRIP_FRAMES = 4
@@ -93,90 +95,52 @@ def _index_model(inspector: Inspector, example: torch.Tensor, tapped: set[str]) 
     model = inspector.scoring_model(example, images=FOLD_AFTER_IMAGES)
     if model is inspector.model:
         return model
-    with eval_mode(inspector.model), torch.inference_mode():
-        folded = {conv for conv, _norm in foldable_pairs(inspector.model, example)}
+
+    def folded_convs() -> frozenset[str]:
+        with eval_mode(inspector.model), torch.inference_mode():
+            return frozenset(conv for conv, _norm in foldable_pairs(inspector.model, example))
+
+    folded = inspector.memo(("folded convolutions", tuple(example.shape)), folded_convs, nbytes=lambda _names: 0)  # a traced forward: 47 ms
     return inspector.model if folded & tapped else model
 
 
 SPARSE_BELOW = {"channels_last": 0.125, "contiguous": 0.5}
 """Search only the maxima above the floor for their position when under this fraction of them were above it in
-the layer's previous batch; else search all. Gathering a channels-last map reads it with a stride, so most maps
-one by one cost more than one pass over all; a contiguous map is one block of memory, and its gather costs little
-more than the search (mobilenetv3_large_100 at 128 px: searching every map costs 20 % of the forward, the
-maxima alone 6 %)."""
-
-ROW_SEARCH_FROM = 64 * 64
-"""Channels-last maps of at least this many positions are searched row by row (`_row_maxima`): 5× faster than one
-strided search for [4, 32, 112, 112] on this CPU, even at 56×56, slower below."""
-
-
-def _row_maxima(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image and channel of a channels-last [N,C,H,W] map: the maximum and its first row-major position, found
-    as the first row holding the maximum (from each row's `amax`, a fast reduction) and the first place in that row,
-    so only one row per map is searched with positions. Ties and NaN come out as from one `max` over the map."""
-    n, c, _height, width = output.shape
-    rows = output.permute(0, 2, 3, 1)  # [N,H,W,C], contiguous
-    values, row = rows.amax(2).max(1)
-    line = rows.gather(1, row[:, None, None, :].expand(n, 1, width, c)).squeeze(1)  # [N,W,C]: the chosen rows
-    return values, row * width + line.argmax(1)
-
-
-LANES = 32
-"""CPU reductions over the positions of a channels-last map [N, positions, C] run fast when C is a multiple of this
-and slowly otherwise: `amax` of [4, 4096, 16] took 383 µs here, of [4, 4096, 32] 18 µs (2 threads)."""
-
-
-def _channels_last_amax(flat: torch.Tensor) -> torch.Tensor:
-    """Each channel's maximum of a channels-last map viewed as [N, positions, C]. Where C is not a multiple of
-    `LANES`, g consecutive positions are read as one row of g·C values (a view), reduced, and the g partial maxima
-    reduced again: the same maxima (NaN included), 5–20× faster for 8–48 channels (16 channels at 112×112: 1,051
-    against 48 µs), 1.5–3× for 120–240."""
-    n, positions, c = flat.shape
-    group = LANES // math.gcd(c, LANES)
-    if group == 1 or positions % group:
-        return flat.amax(1)
-    while group * c < 8 * LANES and positions % (2 * group) == 0:
-        group *= 2
-    return flat.reshape(n, positions // group, group * c).amax(1).view(n, group, c).amax(1)
+the layer's previous batch; else search all. Finding the chosen maps' positions (`maxima.positions_of`) scans each
+from its start: a channels-last map is read with a stride of C values, a cache line per position, so one full
+pass (`maxima.channel_maxima`) costs less once an eighth of them are chosen; a contiguous map's positions are
+adjacent, and scanning half of the chosen ones stays cheaper up to about half of them."""
 
 
 def _maxima(output: torch.Tensor, floor: torch.Tensor | None, fraction: float) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
     """Per image and channel of an [N,C,H,W] map (or [N,C,T,H,W]): the maximum (float32), where it first
-    occurs (in row-major H·W, or T·H·W, order), read in the map's own memory layout (channels-last maps are not
-    copied), and the fraction of maxima above `floor`.
+    occurs (in row-major H·W, or T·H·W, order), and the fraction of maxima above `floor` (see `maxima`: the map is
+    read in its own memory layout).
 
     NaN maxima stay NaN here (`_Pending.select` makes them -inf once for many batches); they never count as
     above the floor.
 
     `floor` [C] (each channel's k-th best value so far, when it has k): only maxima above it can enter the top k.
     When `fraction` (of maxima above the floor in the layer's previous batch) is under `SPARSE_BELOW` for the
-    map's layout, only the chosen maps are searched for their position (the others get position 0: at most the
-    floor, and later than the images that set it, they can never enter the top-k); when none is chosen,
-    (None, None, 0.0): the batch cannot change this layer's top-k. Finding maxima alone (`amax`) costs a quarter of
-    finding them with their positions on a channels-last map (7 ms against 25 ms for [4, 96, 112, 112] on one core
-    here); past the first k·10 images or so, few maxima beat the floor (about k/n after n images of a shuffled
-    dataset), and past about batch × channels × k images most batches have none. Off the CPU every map is searched.
+    map's layout, the maxima come from `amax` and only the chosen maps are searched for their position (the others
+    get position 0: at most the floor, and later than the images that set it, they can never enter the top-k);
+    when none is chosen, (None, None, 0.0): the batch cannot change this layer's top-k. Past the first k·10 images
+    or so, few maxima beat the floor (about k/n after n images of a shuffled dataset), and past about batch ×
+    channels × k images most batches have none. Off the CPU every map is searched.
     """
-    n, c = output.shape[:2]
     output = output.detach()
     if output.device.type != "cpu":  # a full search is cheap there, and counting the chosen maps would wait for the device
         floor = None
-    channels_last = output.dim() == 4 and output.is_contiguous(memory_format=torch.channels_last) and not output.is_contiguous()
-    flat, positions = (output.permute(0, 2, 3, 1).reshape(n, -1, c), 1) if channels_last else (output.flatten(2), 2)
+    channels_last = output.movedim(1, -1).is_contiguous() and not output.is_contiguous()
     if floor is None or fraction >= SPARSE_BELOW["channels_last" if channels_last else "contiguous"]:
-        values, where = _row_maxima(output) if channels_last and flat.shape[1] >= ROW_SEARCH_FROM else flat.max(positions)
-        values = values.float()
+        values, where = channel_maxima(output)
         return values, where, 1.0 if floor is None else float((values > floor).float().mean())
-    values = (_channels_last_amax(flat) if channels_last else flat.amax(positions)).float()
-    chosen = (values > floor).view(-1).nonzero().squeeze(1)  # image · C + channel
-    if not chosen.numel():
+    values = channel_amax(output)
+    chosen = values > floor
+    share = float(chosen.float().mean())
+    if share == 0.0:
         return None, None, 0.0
-    if channels_last:
-        found = output[chosen // c, chosen % c].flatten(1).argmax(1)
-    else:  # one block of memory: its maps are rows
-        found = flat.reshape(n * c, -1).index_select(0, chosen).argmax(1)
-    where = torch.zeros(n * c, dtype=torch.int64, device=output.device).index_copy_(0, chosen, found).view(n, c)
-    return values, where, chosen.numel() / (n * c)  # the others are at most the floor: they cannot enter
+    return values, positions_of(output, values, chosen), share  # the others are at most the floor: they cannot enter
 
 
 def _ravel(axes: Sequence[torch.Tensor], grid: Sequence[int]) -> torch.Tensor:
@@ -375,7 +339,7 @@ def build_index(
         raise InputError("pass at least one layer name to index (see inspector.layer_names)")
     codes_name, codes_module_name, codes_call, codes_layer = _codes_target(inspector, codes)
     codes_from_input = codes_layer is None
-    weights = weights_fingerprint(inspector.model)
+    weights = inspector.memo("weights fingerprint", lambda: weights_fingerprint(inspector.model), nbytes=len)  # 32 ms for 5 M weights
     config = {"layers": names, "k": k, "codes": codes_name, "thumbnails": int(thumbnails)}
 
     state = None
