@@ -179,24 +179,28 @@ batch, 49 layers' selections a batch."""
 
 
 class _Pending:
-    """A layer's top-k so far (`top`, the tables of `top_parts`) and the per-batch maxima not yet compared with it.
+    """A layer's top-k so far (`top`: values, image ids and flat positions, each [C, ≤k]) and the per-batch maxima not
+    yet compared with it.
 
     Selecting once for several batches gives the same top-k as selecting after each (`_select`'s order is total:
     activation descending, then image id), at a fraction of the per-layer, per-batch small-op cost that dominates
-    when the forward is cheap."""
+    when the forward is cheap. Positions stay flat until `parts` (row and column tables) is asked for."""
 
-    def __init__(self, k: int, top: dict[str, torch.Tensor] | None) -> None:
-        self.k, self.top = k, top
+    def __init__(self, k: int, parts: dict[str, torch.Tensor] | None, grid: tuple[int, ...]) -> None:
+        """`parts`: a top-k in the tables of `top_parts` (an index being resumed) on a map grid (H, W) or (T, H, W)."""
+        self.k, self.grid = k, grid
+        self.top = None if parts is None else {
+            "values": parts["values"], "ids": parts["ids"],
+            "where": _ravel([parts[key] for key in top_parts([0, *grid])[2:]], grid)}
         self.floor = self._floor()
-        ids = top["ids"] if top is not None else torch.zeros(0, dtype=torch.int64)
+        ids = parts["ids"] if parts is not None else torch.zeros(0, dtype=torch.int64)
         self.id_range = (int(ids.min()), int(ids.max())) if ids.numel() else (NO_IMAGE, -1)  # of `top` and the batches
-        self.grid: tuple[int, ...] = ()
         self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.images = 0
 
     def add(self, values: torch.Tensor, ids: torch.Tensor, first_id: int, where: torch.Tensor, grid: tuple[int, ...]) -> bool:
-        """Keep one batch's maxima [N,C] (NaN allowed), image ids [N] (`first_id` … on) and flat positions [N,C];
-        True when it is time to `select`."""
+        """Keep one batch's maxima [N,C] (NaN allowed), image ids [N] (`first_id` … on) and flat positions [N,C] on
+        the map grid `grid`; True when it is time to `select`."""
         self.grid = grid
         self.batches.append((values, ids, where))
         self.images += len(ids)
@@ -205,23 +209,36 @@ class _Pending:
             return self.images >= self.k
         return self.images >= PENDING_TIMES_K * self.k and len(self.batches) >= PENDING_BATCHES
 
-    def select(self) -> dict[str, torch.Tensor] | None:
-        """Merge the pending maxima into the top-k and return it."""
+    def select(self) -> None:
+        """Merge the pending maxima into the top-k."""
         if not self.batches:
-            return self.top
+            return
         values = torch.cat([batch[0] for batch in self.batches]).T.nan_to_num(nan=-torch.inf)
         ids = torch.cat([batch[1] for batch in self.batches]).expand(values.shape[0], -1)
         where = torch.cat([batch[2] for batch in self.batches]).T
         self.batches, self.images = [], 0
-        parts = top_parts([values.shape[0], *self.grid])
         if self.top is not None:
             values = torch.cat([self.top["values"], values], 1)
             ids = torch.cat([self.top["ids"], ids], 1)
-            where = torch.cat([_ravel([self.top[key] for key in parts[2:]], self.grid), where], 1)
+            where = torch.cat([self.top["where"], where], 1)
         values, ids, where = _select(values, ids, where, k=self.k, id_range=self.id_range)
-        self.top = dict(zip(parts, (values, ids, *(axis.int() for axis in _unravel(where, self.grid)))))
+        self.top = {"values": values, "ids": ids, "where": where}
         self.floor = self._floor()
-        return self.top
+
+    def parts(self, pad: bool = False) -> dict[str, torch.Tensor] | None:
+        """The top-k so far (pending maxima merged) in the tables of `top_parts`, or None before any batch; `pad`:
+        fewer than k images fill up with empty slots (value -inf, id `NO_IMAGE`)."""
+        self.select()
+        if self.top is None:
+            return None
+        values, ids, where = self.top["values"], self.top["ids"], self.top["where"]
+        missing = self.k - values.shape[1] if pad else 0
+        if missing > 0:
+            empty = torch.full((values.shape[0], missing), -torch.inf, device=values.device)
+            values = torch.cat([values, empty], 1)
+            ids = torch.cat([ids, torch.full_like(empty, NO_IMAGE, dtype=torch.int64)], 1)
+            where = torch.cat([where, torch.zeros_like(empty, dtype=torch.int64)], 1)
+        return dict(zip(top_parts([values.shape[0], *self.grid]), (values, ids, *(axis.int() for axis in _unravel(where, self.grid)))))
 
     def _floor(self) -> torch.Tensor | None:
         """Each channel's k-th best value in `top` (kept as `floor`), once it holds k images."""
@@ -413,7 +430,8 @@ def build_index(
 
     codes_module = None if codes_module_name is None else root.get_submodule(codes_module_name)
     shapes: dict[str, list[int]] = {} if state is None else dict(state["shapes"])
-    pending = {name: _Pending(k, None if state is None else {key: t.to(device) for key, t in state["top"][name].items()})
+    pending = {name: _Pending(k, None if state is None else {key: t.to(device) for key, t in state["top"][name].items()},
+                              () if state is None else tuple(state["shapes"][name][1:]))
                for name in names}
     per_image: dict[str, list[torch.Tensor]] = {key: [] for key in ("hashes", "labels", "predictions", "confidences", "codes", "thumbnails")}
     if state is not None:
@@ -434,7 +452,7 @@ def build_index(
                 parts[:] = [*(part for part in parts if part.device.type == "cpu"), torch.cat(on_device).cpu()]
 
     def snapshot(complete: bool) -> Index:
-        top = {name: parts for name in names if (parts := pending[name].select()) is not None}
+        top = {name: parts for name in names if (parts := pending[name].parts(pad=complete)) is not None}
         to_host()
         joined = {key: (torch.cat(parts) if parts else None) for key, parts in per_image.items()}
         for key, part in joined.items():  # one tensor per kind from here on
@@ -511,19 +529,6 @@ def build_index(
             snapshot(False).save(path)  # interrupted: keep what is done, a second call resumes here
     if count == 0:
         raise InputError("the dataset is empty; pass one with at least one image")
-    top: dict[str, dict[str, torch.Tensor]] = {}
-    for name in names:
-        selected = pending[name].select()
-        assert selected is not None  # count > 0: every layer saw a batch
-        top[name] = selected
-        if top[name]["values"].shape[1] < k:  # fewer images than k: pad with empty slots
-            pad = k - top[name]["values"].shape[1]
-            channels = top[name]["values"].shape[0]
-            filler = {"values": torch.full((channels, pad), -torch.inf, device=device),
-                      "ids": torch.full((channels, pad), NO_IMAGE, dtype=torch.int64, device=device)}
-            filler.update({key: torch.zeros((channels, pad), dtype=torch.int32, device=device)
-                           for key in top_parts(shapes[name])[2:]})
-            pending[name].top = {key: torch.cat([t, filler[key]], 1) for key, t in top[name].items()}
     index = snapshot(True)
     if path is not None:
         index.save(path)
