@@ -118,7 +118,7 @@ def _maxima(output: torch.Tensor, floor: torch.Tensor | None, fraction: float) -
     occurs (in row-major H·W, or T·H·W, order), and the fraction of maxima above `floor` (see `maxima`: the map is
     read in its own memory layout).
 
-    NaN maxima stay NaN here (`_Pending.select` makes them -inf once for many batches); they never count as
+    NaN maxima stay NaN here (`_TopK.select` makes them -inf once for many batches); they never count as
     above the floor.
 
     `floor` [C] (each channel's k-th best value so far, when it has k): only maxima above it can enter the top k.
@@ -167,44 +167,64 @@ def _unravel(where: torch.Tensor, grid: Sequence[int]) -> list[torch.Tensor]:
 
 
 PENDING_TIMES_K = 4
-"""A layer's maxima wait for `_Pending.select` until its pending images reach this many times k: one selection
-then replaces 16 per-batch ones at batch 4 and k 16, and the floor it gives stays recent enough for `_maxima` to
-skip most maps' positions on long datasets. Index over forward, 160 images at batch 4, one thread, load ~7 on 2
-cores: mobilenetv3_large_100 0.49 / 0.52 / 0.55 with 1 / 4 / 10; resnet50 0.84 / 0.85 / 0.79. The first
-selection comes after k images, so that a floor exists early."""
+"""The maxima wait for `_TopK.select` until the pending images reach this many times k: one selection then replaces
+16 per-batch ones at batch 4 and k 16, and the floor it gives stays recent enough for `_maxima` to skip most maps'
+positions on long datasets. Index over forward, 160 images at batch 4, one thread, load ~7 on 2 cores (per-layer
+selections then): mobilenetv3_large_100 0.49 / 0.52 / 0.55 with 1 / 4 / 10; resnet50 0.84 / 0.85 / 0.79. The
+first selection comes after k images, so that a floor exists early."""
 
 PENDING_BATCHES = 4
 """…and until at least this many batches wait: at GPU batch sizes (64) the images alone would select after every
-batch, 49 layers' selections a batch."""
+batch."""
 
 
-class _Pending:
-    """A layer's top-k so far (`top`: values, image ids and flat positions, each [C, ≤k]) and the per-batch maxima not
-    yet compared with it.
+class _TopK:
+    """Every indexed layer's top-k so far as one table over all their channels (`top`: values, image ids and flat
+    positions, each [ΣC, ≤k], the layers' rows in order), and the per-batch maxima not yet compared with it.
 
     Selecting once for several batches gives the same top-k as selecting after each (`_select`'s order is total:
-    activation descending, then image id), at a fraction of the per-layer, per-batch small-op cost that dominates
-    when the forward is cheap. Positions stay flat until `parts` (row and column tables) is asked for."""
+    activation descending, then image id), and one selection over every layer's channels replaces one per layer
+    (65 on efficientnet_b0: 8 % of the index's time went to them). Positions stay flat until `parts` (row and
+    column tables) is asked for."""
 
-    def __init__(self, k: int, parts: dict[str, torch.Tensor] | None, grid: tuple[int, ...]) -> None:
-        """`parts`: a top-k in the tables of `top_parts` (an index being resumed) on a map grid (H, W) or (T, H, W)."""
-        self.k, self.grid = k, grid
-        self.top = None if parts is None else {
-            "values": parts["values"], "ids": parts["ids"],
-            "where": _ravel([parts[key] for key in top_parts([0, *grid])[2:]], grid)}
+    def __init__(self, k: int, shapes: dict[str, list[int]], parts: dict[str, dict[str, torch.Tensor]] | None) -> None:
+        """`shapes`: each layer's map shape [C, H, W] (or [C, T, H, W]), in layer order; `parts`: each layer's
+        top-k in the tables of `top_parts` (an index being resumed)."""
+        self.k = k
+        self.grids = {name: tuple(shape[1:]) for name, shape in shapes.items()}
+        ends = list(itertools.accumulate(shape[0] for shape in shapes.values()))
+        self.rows = {name: slice(end - shape[0], end) for (name, shape), end in zip(shapes.items(), ends)}
+        self.top: dict[str, torch.Tensor] | None = None
+        ids = torch.zeros(0, dtype=torch.int64)
+        if parts is not None:
+            ids = torch.cat([parts[name]["ids"] for name in shapes])
+            self.top = {"values": torch.cat([parts[name]["values"] for name in shapes]), "ids": ids,
+                        "where": torch.cat([_ravel([parts[name][key] for key in top_parts(shape)[2:]], shape[1:])
+                                            for name, shape in shapes.items()])}
         self.floor = self._floor()
-        ids = parts["ids"] if parts is not None else torch.zeros(0, dtype=torch.int64)
         self.id_range = (int(ids.min()), int(ids.max())) if ids.numel() else (NO_IMAGE, -1)  # of `top` and the batches
         self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.images = 0
 
-    def add(self, values: torch.Tensor, ids: torch.Tensor, first_id: int, where: torch.Tensor, grid: tuple[int, ...]) -> bool:
-        """Keep one batch's maxima [N,C] (NaN allowed), image ids [N] (`first_id` … on) and flat positions [N,C] on
-        the map grid `grid`; True when it is time to `select`."""
-        self.grid = grid
-        self.batches.append((values, ids, where))
-        self.images += len(ids)
-        self.id_range = (min(self.id_range[0], first_id), max(self.id_range[1], first_id + len(ids) - 1))
+    def layer_floor(self, name: str) -> torch.Tensor | None:
+        """Each of the layer's channels' k-th best value so far, once k images are in."""
+        return None if self.floor is None else self.floor[self.rows[name]]
+
+    def add(self, reduced: dict[str, tuple[torch.Tensor | None, torch.Tensor | None]], ids: torch.Tensor, first_id: int) -> bool:
+        """Keep one batch's maxima [N,C] (NaN allowed) and flat positions [N,C] per layer (None, None: none can
+        enter), of images `ids` [N] (`first_id` … on); True when it is time to `select`."""
+        n = len(ids)
+        values, where = [], []
+        for name, rows in self.rows.items():
+            found, position = reduced[name]
+            if found is None or position is None:  # at most the floor, so they cannot enter: kept as -inf
+                found = torch.full((n, rows.stop - rows.start), -torch.inf, device=ids.device)
+                position = torch.zeros((n, rows.stop - rows.start), dtype=torch.int64, device=ids.device)
+            values.append(found)
+            where.append(position)
+        self.batches.append((torch.cat(values, 1), ids, torch.cat(where, 1)))
+        self.images += n
+        self.id_range = (min(self.id_range[0], first_id), max(self.id_range[1], first_id + n - 1))
         if self.top is None:
             return self.images >= self.k
         return self.images >= PENDING_TIMES_K * self.k and len(self.batches) >= PENDING_BATCHES
@@ -225,12 +245,11 @@ class _Pending:
         self.top = {"values": values, "ids": ids, "where": where}
         self.floor = self._floor()
 
-    def parts(self, pad: bool = False) -> dict[str, torch.Tensor] | None:
-        """The top-k so far (pending maxima merged) in the tables of `top_parts`, or None before any batch; `pad`:
-        fewer than k images fill up with empty slots (value -inf, id `NO_IMAGE`)."""
+    def parts(self, pad: bool = False) -> dict[str, dict[str, torch.Tensor]]:
+        """Each layer's top-k so far (pending maxima merged) in the tables of `top_parts`; `pad`: fewer than k
+        images fill up with empty slots (value -inf, id `NO_IMAGE`)."""
         self.select()
-        if self.top is None:
-            return None
+        assert self.top is not None  # `add` was called
         values, ids, where = self.top["values"], self.top["ids"], self.top["where"]
         missing = self.k - values.shape[1] if pad else 0
         if missing > 0:
@@ -238,10 +257,12 @@ class _Pending:
             values = torch.cat([values, empty], 1)
             ids = torch.cat([ids, torch.full_like(empty, NO_IMAGE, dtype=torch.int64)], 1)
             where = torch.cat([where, torch.zeros_like(empty, dtype=torch.int64)], 1)
-        return dict(zip(top_parts([values.shape[0], *self.grid]), (values, ids, *(axis.int() for axis in _unravel(where, self.grid)))))
+        return {name: dict(zip(top_parts([rows.stop - rows.start, *self.grids[name]]),
+                               (values[rows], ids[rows], *(axis.int() for axis in _unravel(where[rows], self.grids[name])))))
+                for name, rows in self.rows.items()}
 
     def _floor(self) -> torch.Tensor | None:
-        """Each channel's k-th best value in `top` (kept as `floor`), once it holds k images."""
+        """Each channel's k-th best value in `top`, once it holds k images."""
         return self.top["values"][:, self.k - 1] if self.top is not None and self.top["values"].shape[1] == self.k else None
 
 
@@ -389,7 +410,7 @@ def build_index(
     model = _index_model(inspector, example[None].expand(min(size, 4), *input_shape), tapped)
     root = model.inner if isinstance(model, ChannelsLast) else model
 
-    reduced: dict[str, tuple[torch.Tensor | None, torch.Tensor | None, tuple[int, ...]]] = {}  # None: nothing can enter
+    reduced: dict[str, tuple[torch.Tensor | None, torch.Tensor | None]] = {}  # None: nothing can enter
     captured_codes: list[torch.Tensor] = []
     wanted: dict[nn.Module, dict[int, str]] = {}
     for name, info in infos.items():
@@ -407,8 +428,10 @@ def build_index(
             output = infos[name].to_map(output)  # channels-last and token layers as the [N,C,H,W] maps users see
             if output.dim() not in (4, 5):
                 return
-            values, where, chosen[name] = _maxima(output, pending[name].floor, chosen.get(name, 1.0))
-            reduced[name] = (values, where, tuple(output.shape[1:]))
+            floor = None if table is None else table.layer_floor(name)
+            values, where, chosen[name] = _maxima(output, floor, chosen.get(name, 1.0))
+            reduced[name] = (values, where)
+            shapes[name] = list(output.shape[1:])
 
         return hook
 
@@ -430,9 +453,9 @@ def build_index(
 
     codes_module = None if codes_module_name is None else root.get_submodule(codes_module_name)
     shapes: dict[str, list[int]] = {} if state is None else dict(state["shapes"])
-    pending = {name: _Pending(k, None if state is None else {key: t.to(device) for key, t in state["top"][name].items()},
-                              () if state is None else tuple(state["shapes"][name][1:]))
-               for name in names}
+    table = None if state is None else _TopK(  # made after the first batch, which tells the layers' shapes
+        k, {name: shapes[name] for name in names},
+        {name: {key: t.to(device) for key, t in state["top"][name].items()} for name in names})
     per_image: dict[str, list[torch.Tensor]] = {key: [] for key in ("hashes", "labels", "predictions", "confidences", "codes", "thumbnails")}
     if state is not None:
         for key in per_image:
@@ -452,7 +475,7 @@ def build_index(
                 parts[:] = [*(part for part in parts if part.device.type == "cpu"), torch.cat(on_device).cpu()]
 
     def snapshot(complete: bool) -> Index:
-        top = {name: parts for name in names if (parts := pending[name].parts(pad=complete)) is not None}
+        top = {} if table is None else table.parts(pad=complete)
         to_host()
         joined = {key: (torch.cat(parts) if parts else None) for key, parts in per_image.items()}
         for key, part in joined.items():  # one tensor per kind from here on
@@ -498,10 +521,10 @@ def build_index(
                 for name in names:
                     if name not in reduced:
                         raise InputError(f"layer {name!r} gave no [N,C,H,W] output on this batch; pick layers from inspector.layers")
-                    values, where, shape = reduced[name]
-                    shapes[name] = list(shape)
-                    if values is not None and where is not None and pending[name].add(values, ids, offset + count, where, shape[1:]):
-                        pending[name].select()
+                if table is None:
+                    table = _TopK(k, {name: shapes[name] for name in names}, None)
+                if table.add(reduced, ids, offset + count):
+                    table.select()
                 classes[0] = scores.shape[1]
                 confidence, predicted = scores.softmax(1).max(1)
                 per_image["hashes"].append(image_hashes(images))
