@@ -69,11 +69,14 @@ def brute_force(inspector: Inspector, images: torch.Tensor, layer: str, k: int):
     return expected
 
 
-@pytest.mark.parametrize("pending_times_k", [1, 4], ids=["selected-every-k-images", "selected-every-4k-images"])
+@pytest.mark.parametrize("merge", ["in-place", "every-k-images", "every-4k-images"])
 @pytest.mark.parametrize("sparse_below", [0.0, 1.01], ids=["every-position-searched", "only-maxima-above-the-floor"])
-def test_streaming_top_k_equals_brute_force(small, images, sparse_below, pending_times_k, monkeypatch):
+def test_streaming_top_k_equals_brute_force(small, images, sparse_below, merge, monkeypatch):
+    """In place batch by batch (the CPU's `topk.merge_into`) or by `_select` every few batches (what a GPU runs)."""
     monkeypatch.setattr(builder_module, "SPARSE_BELOW", dict.fromkeys(builder_module.SPARSE_BELOW, sparse_below))
-    monkeypatch.setattr(builder_module, "PENDING_TIMES_K", pending_times_k)
+    if merge != "in-place":
+        monkeypatch.setattr(builder_module, "MERGE_IN_PLACE_ON", ())
+        monkeypatch.setattr(builder_module, "PENDING_TIMES_K", 1 if merge == "every-k-images" else 4)
     index = build_index(small, images, LAYERS, k=5, batch_size=4, progress=False)
     for layer in LAYERS:
         expected = brute_force(small, images, layer, 5)
@@ -446,3 +449,30 @@ def test_searched_maxima_and_positions_equal_torch_max(shape, layout):
     chosen[1, 2] = chosen[2, 1] = chosen[0, 0] = True
     found = positions_of(maps, channel_amax(maps), chosen)
     assert torch.equal(found, torch.where(chosen, expected_where, 0))
+
+
+def test_in_place_merge_keeps_the_order_of_select():
+    """`topk.merge_into`, batch by batch into k slots per row, gives `_select`'s top-k of all candidates at once:
+    activation descending, ties to the lower image id, NaN as -inf, -0.0 equal to 0.0, fewer than k images leaving
+    empty slots."""
+    from cnnwidgets.backend.index.topk import merge_into
+    from cnnwidgets.backend.index.value import _select
+
+    generator = torch.Generator().manual_seed(3)
+    rows, k = 7, 5
+    values = torch.randint(-3, 4, (23, rows), generator=generator).float()  # many ties
+    values[4, 0], values[9, 1], values[2, 2], values[5, 2] = float("nan"), -torch.inf, -0.0, 0.0
+    values[:, 6] = float("nan")  # a row of NaN only
+    where = torch.randint(0, 100, (23, rows), generator=generator)
+    ids = torch.arange(10, 33)
+    top = {"values": torch.full((rows, k), -torch.inf), "ids": torch.full((rows, k), NO_IMAGE),
+           "where": torch.zeros((rows, k), dtype=torch.int64)}
+    for start in range(0, 23, 4):
+        merge_into(top, values[start:start + 4], ids[start:start + 4], where[start:start + 4])
+    expected = _select(values.T.nan_to_num(nan=-torch.inf), ids.expand(rows, -1), where.T, k=k)
+    assert torch.equal(top["values"], expected[0]) and torch.equal(top["ids"], expected[1])
+    assert torch.equal(top["where"], expected[2])
+    few = {"values": torch.full((rows, k), -torch.inf), "ids": torch.full((rows, k), NO_IMAGE),
+           "where": torch.zeros((rows, k), dtype=torch.int64)}
+    merge_into(few, values[:3], ids[:3], where[:3])
+    assert torch.equal(few["ids"][:, 3:], torch.full((rows, 2), NO_IMAGE)) and bool((few["ids"][:, :3] < NO_IMAGE).all())

@@ -30,6 +30,7 @@ from ..layers import LayerInfo
 from ..preprocess import display_batch
 from .datasets import Source, _label, _preprocessed, _split_batch, image_hashes
 from .maxima import channel_amax, channel_maxima, positions_of
+from .topk import merge_into
 from .value import FORMAT_VERSION, NO_IMAGE, Index, _select, top_parts, weights_fingerprint
 
 FILMSTRIP_FRAMES = 4
@@ -178,19 +179,25 @@ PENDING_BATCHES = 4
 batch."""
 
 
+MERGE_IN_PLACE_ON = ("cpu",)
+"""Devices whose top-k tables take each batch in place (`topk.merge_into`); elsewhere the maxima stay on the device
+and `_select` merges them every few batches (a read on the host after each batch would make a GPU wait)."""
+
+
 class _TopK:
     """Every indexed layer's top-k so far as one table over all their channels (`top`: values, image ids and flat
     positions, each [ΣC, ≤k], the layers' rows in order), and the per-batch maxima not yet compared with it.
 
-    Selecting once for several batches gives the same top-k as selecting after each (`_select`'s order is total:
-    activation descending, then image id), and one selection over every layer's channels replaces one per layer
-    (65 on efficientnet_b0: 8 % of the index's time went to them). Positions stay flat until `parts` (row and
-    column tables) is asked for."""
+    On the CPU each batch is merged into a table of k slots per channel at once (`topk.merge_into`, in place), so
+    the floor is always current. Elsewhere the maxima wait on the device and are merged for several batches at once
+    by `_select` (the same top-k as after each: its order is total, activation descending, then image id), over
+    every layer's channels together. Positions stay flat until `parts` (row and column tables) is asked for."""
 
-    def __init__(self, k: int, shapes: dict[str, list[int]], parts: dict[str, dict[str, torch.Tensor]] | None) -> None:
+    def __init__(self, k: int, shapes: dict[str, list[int]], parts: dict[str, dict[str, torch.Tensor]] | None,
+                 device: torch.device) -> None:
         """`shapes`: each layer's map shape [C, H, W] (or [C, T, H, W]), in layer order; `parts`: each layer's
         top-k in the tables of `top_parts` (an index being resumed)."""
-        self.k = k
+        self.k, self.in_place = k, device.type in MERGE_IN_PLACE_ON
         self.grids = {name: tuple(shape[1:]) for name, shape in shapes.items()}
         ends = list(itertools.accumulate(shape[0] for shape in shapes.values()))
         self.rows = {name: slice(end - shape[0], end) for (name, shape), end in zip(shapes.items(), ends)}
@@ -198,21 +205,28 @@ class _TopK:
         ids = torch.zeros(0, dtype=torch.int64)
         if parts is not None:
             ids = torch.cat([parts[name]["ids"] for name in shapes])
-            self.top = {"values": torch.cat([parts[name]["values"] for name in shapes]), "ids": ids,
+            self.top = {"values": torch.cat([parts[name]["values"] for name in shapes]).float(), "ids": ids,
                         "where": torch.cat([_ravel([parts[name][key] for key in top_parts(shape)[2:]], shape[1:])
                                             for name, shape in shapes.items()])}
-        self.floor = self._floor()
+        self.filled = int(ids.shape[1]) if ids.dim() == 2 else 0  # images in each channel's top-k
+        if self.in_place:  # k slots per channel, empty ones after the filled
+            table = {"values": torch.full((ends[-1], k), -torch.inf), "ids": torch.full((ends[-1], k), NO_IMAGE),
+                     "where": torch.zeros((ends[-1], k), dtype=torch.int64)}
+            for key, part in (self.top or {}).items():
+                table[key][:, :self.filled] = part
+            self.table = table
         self.id_range = (int(ids.min()), int(ids.max())) if ids.numel() else (NO_IMAGE, -1)  # of `top` and the batches
         self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.images = 0
+        self.floor = self._floor()
 
     def layer_floor(self, name: str) -> torch.Tensor | None:
         """Each of the layer's channels' k-th best value so far, once k images are in."""
         return None if self.floor is None else self.floor[self.rows[name]]
 
-    def add(self, reduced: dict[str, tuple[torch.Tensor | None, torch.Tensor | None]], ids: torch.Tensor, first_id: int) -> bool:
-        """Keep one batch's maxima [N,C] (NaN allowed) and flat positions [N,C] per layer (None, None: none can
-        enter), of images `ids` [N] (`first_id` … on); True when it is time to `select`."""
+    def add(self, reduced: dict[str, tuple[torch.Tensor | None, torch.Tensor | None]], ids: torch.Tensor, first_id: int) -> None:
+        """Take one batch's maxima [N,C] (NaN allowed) and flat positions [N,C] per layer (None, None: none can
+        enter), of images `ids` [N] (`first_id` … on)."""
         n = len(ids)
         values, where = [], []
         for name, rows in self.rows.items():
@@ -225,13 +239,21 @@ class _TopK:
         self.batches.append((torch.cat(values, 1), ids, torch.cat(where, 1)))
         self.images += n
         self.id_range = (min(self.id_range[0], first_id), max(self.id_range[1], first_id + n - 1))
-        if self.top is None:
-            return self.images >= self.k
-        return self.images >= PENDING_TIMES_K * self.k and len(self.batches) >= PENDING_BATCHES
+        if self.in_place or (self.images >= self.k if self.top is None else
+                             self.images >= PENDING_TIMES_K * self.k and len(self.batches) >= PENDING_BATCHES):
+            self.select()
 
     def select(self) -> None:
         """Merge the pending maxima into the top-k."""
         if not self.batches:
+            return
+        if self.in_place:
+            for values, ids, where in self.batches:
+                merge_into(self.table, values, ids, where)
+            self.filled = min(self.k, self.filled + self.images)
+            self.top = {key: part[:, :self.filled] for key, part in self.table.items()}
+            self.batches, self.images = [], 0
+            self.floor = self._floor()
             return
         values = torch.cat([batch[0] for batch in self.batches]).T.nan_to_num(nan=-torch.inf)
         ids = torch.cat([batch[1] for batch in self.batches]).expand(values.shape[0], -1)
@@ -244,7 +266,6 @@ class _TopK:
         values, ids, where = _select(values, ids, where, k=self.k, id_range=self.id_range)
         self.top = {"values": values, "ids": ids, "where": where}
         self.floor = self._floor()
-
     def parts(self, pad: bool = False) -> dict[str, dict[str, torch.Tensor]]:
         """Each layer's top-k so far (pending maxima merged) in the tables of `top_parts`; `pad`: fewer than k
         images fill up with empty slots (value -inf, id `NO_IMAGE`)."""
@@ -258,7 +279,8 @@ class _TopK:
             ids = torch.cat([ids, torch.full_like(empty, NO_IMAGE, dtype=torch.int64)], 1)
             where = torch.cat([where, torch.zeros_like(empty, dtype=torch.int64)], 1)
         return {name: dict(zip(top_parts([rows.stop - rows.start, *self.grids[name]]),
-                               (values[rows], ids[rows], *(axis.int() for axis in _unravel(where[rows], self.grids[name])))))
+                               (values[rows].clone(), ids[rows].clone(),
+                                *(axis.int() for axis in _unravel(where[rows], self.grids[name])))))
                 for name, rows in self.rows.items()}
 
     def _floor(self) -> torch.Tensor | None:
@@ -455,7 +477,7 @@ def build_index(
     shapes: dict[str, list[int]] = {} if state is None else dict(state["shapes"])
     table = None if state is None else _TopK(  # made after the first batch, which tells the layers' shapes
         k, {name: shapes[name] for name in names},
-        {name: {key: t.to(device) for key, t in state["top"][name].items()} for name in names})
+        {name: {key: t.to(device) for key, t in state["top"][name].items()} for name in names}, device)
     per_image: dict[str, list[torch.Tensor]] = {key: [] for key in ("hashes", "labels", "predictions", "confidences", "codes", "thumbnails")}
     if state is not None:
         for key in per_image:
@@ -522,9 +544,8 @@ def build_index(
                     if name not in reduced:
                         raise InputError(f"layer {name!r} gave no [N,C,H,W] output on this batch; pick layers from inspector.layers")
                 if table is None:
-                    table = _TopK(k, {name: shapes[name] for name in names}, None)
-                if table.add(reduced, ids, offset + count):
-                    table.select()
+                    table = _TopK(k, {name: shapes[name] for name in names}, None, device)
+                table.add(reduced, ids, offset + count)
                 classes[0] = scores.shape[1]
                 confidence, predicted = scores.softmax(1).max(1)
                 per_image["hashes"].append(image_hashes(images))
