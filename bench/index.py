@@ -10,14 +10,17 @@ random preprocessed tensors, so decoding costs nothing and the ratio shows the i
 on the CPU (2,048 on a GPU): the index's per-image cost falls as the dataset grows past k (fewer maxima can still
 enter a top-k, see `backend.index._maxima`), so a dataset of a few k images would show only its start.
 
-Where the goal is missed (session 20, two threads, quiet, 160 images at batch 4): Lite0 0.65, resnet50 0.78,
-efficientnet_b0 0.57, mobilenetv3_large_100 0.55; at 4,000 images mobilenetv3 0.55, Lite0 0.67. On mobilenetv3,
-replacing parts of the index by stubs: hooks, hashes, thumbnails and codes cost 9 % of the bare forward, each map's
-`amax` 10 %, the positions of the maxima that can still enter a top-k and the top-k bookkeeping 25 %. Tried and
-measured without gain: a contiguous (not channels-last) copy for the index (0.49 against 0.54), batch 16 (0.49),
-selecting every 8 or 16 k images, searching positions by gathers at higher fractions, and reading all maps after
-the forward (keeping them alive cost 15 % by itself: the allocator no longer hands the next layer warm memory).
-On an H200 (batch 64, `bench/results/index_cuda.json`): 0.53-0.67, limited by the host's Python work per layer.
+Session 21 (two threads, 160 images at batch 4): Lite0 0.75, resnet50 0.89, efficientnet_b0 0.62,
+mobilenetv3_large_100 0.61; at 4,000 images Lite0 0.82, mobilenetv3 0.62 (session 20: 0.65 / 0.78 / 0.57 / 0.55;
+4,000 images 0.67 / 0.55), after compiled maximum-and-position searches (`backend/index/maxima.py`), the in-place
+top-k merge (`backend/index/topk.py`) and per-weights memos of the folded-conv trace and the weights' fingerprint.
+On the mobile models, replacing parts by stubs: hooks, hashes, thumbnails and codes 12-13 % of the bare forward,
+each map's search about 15 %; a hook that holds the CPU for ~100 µs also slows the next convolutions (the OpenMP
+worker sleeps and is woken: hooks that only sleep 100 µs made the forward itself 10 % slower). Tried without gain:
+running the searches on a second thread (per map, or overlapping the next layers), block-wise `amax` followed by a
+search in the winning block, a single selection over all layers with `_select` (the cost is in the data, not the
+calls). On an H200 (batch 64, `bench/results/index_cuda.json`, before these changes): 0.53-0.67, limited by the
+host's Python work per layer.
 
     .venv/bin/python bench/run.py index
     .venv/bin/python bench/index.py --device cuda --images 2048     # on a GPU (bench/gpu_check runs it too)

@@ -455,7 +455,7 @@ def test_in_place_merge_keeps_the_order_of_select():
     """`topk.merge_into`, batch by batch into k slots per row, gives `_select`'s top-k of all candidates at once:
     activation descending, ties to the lower image id, NaN as -inf, -0.0 equal to 0.0, fewer than k images leaving
     empty slots."""
-    from cnnwidgets.backend.index.topk import merge_into
+    from cnnwidgets.backend.index.topk import empty_table, merge_into
     from cnnwidgets.backend.index.value import _select
 
     generator = torch.Generator().manual_seed(3)
@@ -465,14 +465,13 @@ def test_in_place_merge_keeps_the_order_of_select():
     values[:, 6] = float("nan")  # a row of NaN only
     where = torch.randint(0, 100, (23, rows), generator=generator)
     ids = torch.arange(10, 33)
-    top = {"values": torch.full((rows, k), -torch.inf), "ids": torch.full((rows, k), NO_IMAGE),
-           "where": torch.zeros((rows, k), dtype=torch.int64)}
+    top = empty_table(rows, k)
     for start in range(0, 23, 4):
         merge_into(top, values[start:start + 4], ids[start:start + 4], where[start:start + 4])
     expected = _select(values.T.nan_to_num(nan=-torch.inf), ids.expand(rows, -1), where.T, k=k)
     assert torch.equal(top["values"], expected[0]) and torch.equal(top["ids"], expected[1])
     assert torch.equal(top["where"], expected[2])
-    few = {"values": torch.full((rows, k), -torch.inf), "ids": torch.full((rows, k), NO_IMAGE),
-           "where": torch.zeros((rows, k), dtype=torch.int64)}
+    assert torch.equal(top["kth"], top["values"][:, -1])
+    few = empty_table(rows, k)
     merge_into(few, values[:3], ids[:3], where[:3])
     assert torch.equal(few["ids"][:, 3:], torch.full((rows, 2), NO_IMAGE)) and bool((few["ids"][:, :3] < NO_IMAGE).all())

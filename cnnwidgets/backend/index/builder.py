@@ -30,7 +30,7 @@ from ..layers import LayerInfo
 from ..preprocess import display_batch
 from .datasets import Source, _label, _preprocessed, _split_batch, image_hashes
 from .maxima import channel_amax, channel_maxima, positions_of
-from .topk import merge_into
+from .topk import empty_table, merge_into
 from .value import FORMAT_VERSION, NO_IMAGE, Index, _select, top_parts, weights_fingerprint
 
 FILMSTRIP_FRAMES = 4
@@ -210,14 +210,15 @@ class _TopK:
                                             for name, shape in shapes.items()])}
         self.filled = int(ids.shape[1]) if ids.dim() == 2 else 0  # images in each channel's top-k
         if self.in_place:  # k slots per channel, empty ones after the filled
-            table = {"values": torch.full((ends[-1], k), -torch.inf), "ids": torch.full((ends[-1], k), NO_IMAGE),
-                     "where": torch.zeros((ends[-1], k), dtype=torch.int64)}
+            self.table = empty_table(ends[-1], k)
             for key, part in (self.top or {}).items():
-                table[key][:, :self.filled] = part
-            self.table = table
+                self.table[key][:, :self.filled] = part
+            if self.filled == k:
+                self.table["kth"][:] = self.table["values"][:, -1]
         self.id_range = (int(ids.min()), int(ids.max())) if ids.numel() else (NO_IMAGE, -1)  # of `top` and the batches
         self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.images = 0
+        self.nothing: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.floor = self._floor()
 
     def layer_floor(self, name: str) -> torch.Tensor | None:
@@ -232,8 +233,7 @@ class _TopK:
         for name, rows in self.rows.items():
             found, position = reduced[name]
             if found is None or position is None:  # at most the floor, so they cannot enter: kept as -inf
-                found = torch.full((n, rows.stop - rows.start), -torch.inf, device=ids.device)
-                position = torch.zeros((n, rows.stop - rows.start), dtype=torch.int64, device=ids.device)
+                found, position = self._nothing(n, rows.stop - rows.start, ids.device)
             values.append(found)
             where.append(position)
         self.batches.append((torch.cat(values, 1), ids, torch.cat(where, 1)))
@@ -243,6 +243,14 @@ class _TopK:
                              self.images >= PENDING_TIMES_K * self.k and len(self.batches) >= PENDING_BATCHES):
             self.select()
 
+    def _nothing(self, n: int, channels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maxima of -inf at position 0 for n images of a layer whose batch cannot change its top-k (made once per
+        shape: most layers of most batches, late in a long dataset; read only)."""
+        if (n, channels) not in self.nothing:
+            self.nothing[n, channels] = (torch.full((n, channels), -torch.inf, device=device),
+                                         torch.zeros((n, channels), dtype=torch.int64, device=device))
+        return self.nothing[n, channels]
+
     def select(self) -> None:
         """Merge the pending maxima into the top-k."""
         if not self.batches:
@@ -251,7 +259,7 @@ class _TopK:
             for values, ids, where in self.batches:
                 merge_into(self.table, values, ids, where)
             self.filled = min(self.k, self.filled + self.images)
-            self.top = {key: part[:, :self.filled] for key, part in self.table.items()}
+            self.top = {key: self.table[key][:, :self.filled] for key in ("values", "ids", "where")}
             self.batches, self.images = [], 0
             self.floor = self._floor()
             return
@@ -284,8 +292,11 @@ class _TopK:
                 for name, rows in self.rows.items()}
 
     def _floor(self) -> torch.Tensor | None:
-        """Each channel's k-th best value in `top`, once it holds k images."""
-        return self.top["values"][:, self.k - 1] if self.top is not None and self.top["values"].shape[1] == self.k else None
+        """Each channel's k-th best value in `top`, once it holds k images (on the CPU the table's own, kept
+        current by each merge)."""
+        if self.top is None or self.top["values"].shape[1] < self.k:
+            return None
+        return self.table["kth"] if self.in_place else self.top["values"][:, self.k - 1]
 
 
 PARTS_ON_DEVICE = 32
