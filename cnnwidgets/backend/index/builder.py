@@ -119,8 +119,7 @@ def _maxima(output: torch.Tensor, floor: torch.Tensor | None, fraction: float) -
     occurs (in row-major H·W, or T·H·W, order), and the fraction of maxima above `floor` (see `maxima`: the map is
     read in its own memory layout).
 
-    NaN maxima stay NaN here (`_TopK.select` makes them -inf once for many batches); they never count as
-    above the floor.
+    NaN maxima stay NaN here (the top-k merge ranks them as -inf); they never count as above the floor.
 
     `floor` [C] (each channel's k-th best value so far, when it has k): only maxima above it can enter the top k.
     When `fraction` (of maxima above the floor in the layer's previous batch) is under `SPARSE_BELOW` for the
@@ -168,9 +167,9 @@ def _unravel(where: torch.Tensor, grid: Sequence[int]) -> list[torch.Tensor]:
 
 
 PENDING_TIMES_K = 4
-"""The maxima wait for `_TopK.select` until the pending images reach this many times k: one selection then replaces
-16 per-batch ones at batch 4 and k 16, and the floor it gives stays recent enough for `_maxima` to skip most maps'
-positions on long datasets. Index over forward, 160 images at batch 4, one thread, load ~7 on 2 cores (per-layer
+"""Off the CPU (see `MERGE_IN_PLACE_ON`), the maxima wait for `_TopK.select` until the pending images reach this
+many times k: one selection then replaces 16 per-batch ones at batch 4 and k 16, and the floor it gives stays recent
+enough for `_maxima` to skip most maps' positions on long datasets. Index over forward, 160 images at batch 4, one thread, load ~7 on 2 cores (per-layer
 selections then): mobilenetv3_large_100 0.49 / 0.52 / 0.55 with 1 / 4 / 10; resnet50 0.84 / 0.85 / 0.79. The
 first selection comes after k images, so that a floor exists early."""
 
@@ -274,6 +273,7 @@ class _TopK:
         values, ids, where = _select(values, ids, where, k=self.k, id_range=self.id_range)
         self.top = {"values": values, "ids": ids, "where": where}
         self.floor = self._floor()
+
     def parts(self, pad: bool = False) -> dict[str, dict[str, torch.Tensor]]:
         """Each layer's top-k so far (pending maxima merged) in the tables of `top_parts`; `pad`: fewer than k
         images fill up with empty slots (value -inf, id `NO_IMAGE`)."""
