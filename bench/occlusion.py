@@ -10,6 +10,10 @@ models (random weights) run stride 16 (169 positions) to keep the bench short on
 forward) runs the 49 positions of stride 32 (the incremental saving per position depends on the patch, not on the
 stride). Timings on a shared 2-core CPU are noisy: compare the ratios, which come from the
 same run (each side is timed in alternating rounds; the fastest round of each counts).
+
+A faster exact forward would lift every ratio; measured for convnext_nano (batch 4, 224 px, two threads, session
+21), none pays: a channels-last copy 171-176 ms against 172-176 ms; `torch.jit.freeze` + `optimize_for_inference`
+1.2× (deprecated in this PyTorch); `torch.compile` 1.2× after 35 s of compiling.
 """
 
 from __future__ import annotations
