@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -25,7 +27,7 @@ def device_of(model: nn.Module) -> torch.device:
 def dtype_of(model: nn.Module) -> torch.dtype:
     """The floating dtype of the model's first floating parameter or buffer (float32 for a model without any):
     the dtype its inputs are cast to (see `hooks.eval_mode`)."""
-    for tensor in list(model.parameters()) + list(model.buffers()):
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         if tensor.is_floating_point():
             return tensor.dtype
     return torch.float32

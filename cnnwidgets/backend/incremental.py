@@ -24,6 +24,7 @@ forward pass up to float rounding; `IncrementalEngine.verify` checks that on rea
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .cache import Memo
 from .hooks import eval_mode
@@ -612,11 +614,73 @@ def _as_layout(value: torch.Tensor, layout) -> torch.Tensor:
 # --- one engine per (input shape, weights), kept in the inspector's memo ---------------------------------------------
 
 
-ENGINE_PAYS_AFTER = 200
-"""Occluder positions after which tracing the engine has paid for itself. Tracing and checking it cost about 15
-(ConvNeXt-nano) to 40 (ResNet-50, EfficientNet-B0) batched forwards (timm, 224×224, 2-core CPU, 2026-11-30), and
-each position then saves about a third to a half of a forward: below this many positions, batched full forwards
-(what Captum runs) are faster, so occlusion runs those until this many have been asked for on the same weights."""
+ENGINE_PAYS_AFTER = 100
+"""Occluder positions after which tracing the engine has paid for itself. Tracing and checking it cost 5-8 batched
+forwards of 4 (timm resnet50 1.4 s, convnext_nano 0.7-1.1 s; 224×224, 2-core CPU, 2026-12-01), the work of 20-30
+positions, and each position then costs a quarter (convnext_nano: 25 against 34 ms) to a half (resnet50: 25 against
+50 ms) less than in a batched forward of the folded copy, so the engine breaks even by about 100 positions on
+convnext_nano and 45 on resnet50. Below this many positions, batched full forwards (what Captum runs) are as fast,
+so occlusion runs those until this many have been asked for on the same weights."""
+
+ENGINE_MIN_SAVING = 0.1
+"""The least fraction of a forward's convolution multiply-adds the engine must save (measured by `verify` on
+occluders of a seventh of the input, or bounded beforehand by `local_share`) for occlusion's method="auto" to use
+it. Measured at 224 px (2026-11-30): EfficientNet-Lite0 0.28, timm resnet50 0.34, torchvision resnet18 0.39 (the
+engine ran 2.7-4.7× faster than Captum there); timm efficientnet_b0 0.03 (a squeeze-excitation gate in its first
+block makes every later map change): there the engine ran 0.92× Captum's time and batched forwards of the folded
+copy are faster. timm convnext_nano saved 0.004 while its layer norms on permuted maps ran in full, 0.15 since they
+run on patches (16 positions: 2.6 s by the engine, 3.1 s by batched forwards, one thread, load 7-9 on 2 cores)."""
+
+GATE_OPS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "add", "add_", "__add__", "__radd__",
+                      "__iadd__", "sub", "sub_", "__sub__", "__rsub__", "__isub__", "div", "div_", "__truediv__",
+                      "__rtruediv__", "__itruediv__", "addcmul", "addcmul_", "where"})
+"""Elementwise torch functions through which a value per image and channel can be spread over a whole map."""
+
+
+WATCHED_IMAGES = 2
+"""Images in the batch `_GateWatch` watches: a value per image has this many rows, so a constant per channel
+([1,C,1,1]: ConvNeXt's layer scale) is not mistaken for a gate."""
+
+
+class _GateWatch(TorchFunctionMode):
+    """Watches one forward pass of `WATCHED_IMAGES` images for the first map-wide gate, an elementwise op
+    (`GATE_OPS`) that spreads a value per image and channel, [N,C,1,…], over a map [N,C,H,…] (squeeze-and-excitation
+    and other channel attention pool the whole map into such a value), and counts the convolution multiply-adds
+    before it and in all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_gate = 0
+        self.total = 0
+        self.gated = False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        if func in (F.conv1d, F.conv2d, F.conv3d) and isinstance(result, torch.Tensor):
+            weight = args[1] if len(args) > 1 else kwargs["weight"]
+            self.total += result.numel() * weight[0].numel()
+            self.before_gate += 0 if self.gated else result.numel() * weight[0].numel()
+        elif not self.gated and getattr(func, "__name__", None) in GATE_OPS:
+            maps = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dim() >= 3 and len(a) == WATCHED_IMAGES]
+            spread = [m for m in maps if math.prod(m.shape[2:]) == 1]
+            self.gated = bool(spread) and any(math.prod(m.shape[2:]) > 1 and m.dim() == spread[0].dim() for m in maps)
+        return result
+
+
+def local_share(memo: Memo, example: torch.Tensor) -> float:
+    """The share of a forward's convolution multiply-adds that run before the model's first map-wide gate (see
+    `_GateWatch`; 1.0 without one), on inputs shaped like `example`, kept in `memo`. Every map after such a gate
+    changes wherever the occluder is, so this bounds what the engine can save per position (timm efficientnet_b0:
+    0.04, its first block has one; the engine saved 0.03), and an engine below `ENGINE_MIN_SAVING` is not worth
+    tracing. Costs one forward of two images, watched op by op (30-160 ms at 224 px on the timm models; VGG-11 0.4 s)."""
+    def measured() -> float:
+        watch = _GateWatch()
+        with eval_mode(memo.model), torch.inference_mode(), watch:
+            memo.model(example[:1].expand(WATCHED_IMAGES, *example.shape[1:]))
+        return 1.0 if watch.total == 0 else watch.before_gate / watch.total
+
+    return memo(("local share", tuple(example.shape), example.device), measured, nbytes=lambda _share: 0)
 
 
 def engine_for(memo: Memo, example: torch.Tensor, positions: int | None = None) -> IncrementalEngine | None:
@@ -625,7 +689,8 @@ def engine_for(memo: Memo, example: torch.Tensor, positions: int | None = None) 
 
     With `positions` (the occluder positions a call is about to compute), None while tracing would not pay yet:
     the engine is built once this call's positions and those of earlier calls on the same weights reach
-    ENGINE_PAYS_AFTER (a training loop that changes the weights between small calls never pays for a trace).
+    ENGINE_PAYS_AFTER (a training loop that changes the weights between small calls never pays for a trace), and
+    only where a map-wide gate does not come so early that the engine cannot save ENGINE_MIN_SAVING (`local_share`).
     Raises UnsupportedModel when the model cannot be traced or the engine's answer differs from a full forward.
     """
     model, shape = memo.model, (tuple(example.shape), example.device)
@@ -633,7 +698,7 @@ def engine_for(memo: Memo, example: torch.Tensor, positions: int | None = None) 
     engine = kept[1] if isinstance(kept, tuple) and kept[0] == shape else None
     if engine is None or isinstance(engine, int):
         asked = (engine or 0) + (positions or 0)
-        if positions is not None and asked < ENGINE_PAYS_AFTER:
+        if positions is not None and (asked < ENGINE_PAYS_AFTER or local_share(memo, example) < ENGINE_MIN_SAVING):
             memo.put("incremental engine", (shape, asked), nbytes=0)
             return None
         engine = _traced_engine(model, example)

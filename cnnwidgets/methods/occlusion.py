@@ -25,7 +25,7 @@ from ..backend.cache import image_key
 from ..backend.device import batch_size_for
 from ..backend.hooks import capture_outputs, eval_mode
 from ..backend.images import ImageLike
-from ..backend.incremental import IncrementalEngine, UnsupportedModel, engine_for
+from ..backend.incremental import ENGINE_MIN_SAVING, IncrementalEngine, UnsupportedModel, engine_for
 from ..backend.inspector import Inspector, class_scores
 from ..errors import InputError, model_errors
 
@@ -36,14 +36,6 @@ METHODS = ("auto", "incremental", "full")
 OUTPUTS = ("probability", "logit", "attribution")
 INCREMENTAL_BATCH = 16
 """Positions per incremental batch on the CPU (crops are small, so larger batches than full forwards pay off)."""
-ENGINE_MIN_SAVING = 0.1
-"""The least fraction of a forward's convolution multiply-adds the incremental engine must save (measured by
-`verify` on occluders of a seventh of the input) for method="auto" to use it. Measured at 224 px (2026-11-30):
-EfficientNet-Lite0 0.28, timm resnet50 0.34, torchvision resnet18 0.39 (the engine ran 2.7-4.7× faster than Captum
-there); timm efficientnet_b0 0.03 (a squeeze-excitation gate in its first block makes every later map change):
-there the engine ran 0.92× Captum's time and batched forwards of the folded copy are faster. timm convnext_nano
-saved 0.004 while its layer norms on permuted maps ran in full, 0.15 since they run on patches (16 positions: 2.6 s
-by the engine, 3.1 s by batched forwards, one thread, load 7-9 on 2 cores)."""
 
 
 # --- geometry ---------------------------------------------------------------------------------------------------

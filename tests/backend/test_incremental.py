@@ -270,6 +270,62 @@ def test_the_engine_is_traced_only_once_it_pays(monkeypatch):
     assert engine_for(memo, x, positions=step) is None and len(traced) == 1
 
 
+class GatedStem(nn.Module):
+    """A squeeze-excitation gate (as modules) right after the stem, and a per-channel layer scale ([1,C,1,1], a
+    constant, not a gate) after the body."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.squeeze = nn.AdaptiveAvgPool2d(1)
+        self.excite = nn.Conv2d(8, 8, 1)
+        self.body = nn.Conv2d(8, 32, 3, padding=1)
+        self.scale = nn.Parameter(torch.rand(1, 32, 1, 1))
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        x = x * torch.sigmoid(self.excite(self.squeeze(x)))
+        x = torch.relu(self.body(x)) * self.scale
+        return self.head(x.mean((2, 3)))
+
+
+class LayerScaled(GatedStem):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head((torch.relu(self.body(torch.relu(self.stem(x)))) * self.scale).mean((2, 3)))
+
+
+def test_local_share_is_the_convolution_work_before_the_first_map_wide_gate():
+    # per output pixel: stem 8·(3·9) = 216 multiply-adds, the 1×1 excitation 8·8 = 64 on one pixel, body 32·(8·9) = 2304
+    from cnnwidgets.backend.incremental import local_share
+
+    x = torch.randn(1, 3, 10, 10)
+    gated = local_share(Memo(GatedStem().eval(), 0), x)
+    assert gated == pytest.approx((216 * 100 + 64) / (216 * 100 + 64 + 2304 * 100))
+    assert local_share(Memo(LayerScaled().eval(), 0), x) == 1.0  # a constant per channel spreads nothing of the image
+    assert local_share(Memo(Zoo().eval(), 0), torch.randn(1, 3, 32, 32)) > 0.9  # its gate comes after all convolutions
+
+
+def test_models_whose_first_gate_comes_early_are_never_traced_by_auto(monkeypatch):
+    # timm efficientnet_b0 has a squeeze-excitation gate in its first block: the engine could save at most 4 % of a
+    # forward (it saved 3 %), so tracing it only cost a first call time; method="incremental" still traces it
+    import timm
+
+    from cnnwidgets.backend import incremental
+
+    traced = []
+    monkeypatch.setattr(incremental.IncrementalEngine, "__init__",
+                        lambda self, model, example, _init=IncrementalEngine.__init__: traced.append(1) or _init(self, model, example))
+    x = torch.randn(1, 3, 16, 16)
+    memo = Memo(GatedStem().eval(), 0)
+    assert engine_for(memo, x, positions=10 * incremental.ENGINE_PAYS_AFTER) is None and not traced
+    assert isinstance(engine_for(memo, x), IncrementalEngine) and len(traced) == 1
+    small = torch.randn(1, 3, 64, 64)
+    assert incremental.local_share(Memo(timm.create_model("efficientnet_b0", pretrained=False).eval(), 0), small) < incremental.ENGINE_MIN_SAVING
+    for name in ("convnext_atto", "resnet18d"):  # layer scale, and no gate at all
+        assert incremental.local_share(Memo(timm.create_model(name, pretrained=False).eval(), 0), small) == 1.0
+
+
 def test_occlusion_traces_the_engine_only_for_grids_where_it_pays(monkeypatch):
     from cnnwidgets import Inspector
     from cnnwidgets.backend import incremental
