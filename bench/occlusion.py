@@ -3,8 +3,9 @@
 and the latency of dragging the occluder in the widget.
 
 Per model two ratios: the first call on a fresh model, which includes any tracing of the incremental engine (or,
-below `ENGINE_PAYS_AFTER` positions, runs batched full forwards of the folded copy instead) and the making of the
-folded copy, and calls once the engine is built. Both are timed in every round, alternating with Captum.
+below `ENGINE_PAYS_AFTER` positions or where an early map-wide gate leaves the engine nothing to save, see
+`local_share`, runs batched full forwards of the folded copy instead) and the making of the folded copy, and calls
+once the engine is built. Both are timed in every round, alternating with Captum.
 EfficientNet-Lite0 (pretrained) and ResNet-18 run the full 625-position grid (224×224, patch 32, stride 8); the timm
 models (random weights) run stride 16 (169 positions) to keep the bench short on a 2-core CPU; VGG-16 (~15 GFLOP a
 forward) runs the 49 positions of stride 32 (the incremental saving per position depends on the patch, not on the
