@@ -475,3 +475,52 @@ def test_in_place_merge_keeps_the_order_of_select():
     few = empty_table(rows, k)
     merge_into(few, values[:3], ids[:3], where[:3])
     assert torch.equal(few["ids"][:, 3:], torch.full((rows, 2), NO_IMAGE)) and bool((few["ids"][:, :3] < NO_IMAGE).all())
+
+
+class ConvBnRelu(nn.Module):
+    """torchvision GoogLeNet's BasicConv2d: the ReLU is a function, so no module's output is an activation layer."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class FunctionalRelus(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = ConvBnRelu(3, 4)
+        self.pool = nn.MaxPool2d(2)
+        self.block2 = ConvBnRelu(4, 6)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(self.block2(self.pool(self.block1(x))).mean((2, 3)))
+
+
+def test_default_layers_of_a_model_with_functional_activations_are_its_blocks(monkeypatch):
+    # the maps after the ReLUs are the blocks' outputs; their convolutions and batch norms come before the ReLU, and
+    # leaving the convolutions out lets the index run the folded copy (torchvision GoogLeNet: 0.37× a bare forward
+    # with its 57 convolutions tapped, as the model itself ran)
+    from cnnwidgets.backend.folded import ChannelsLast
+    from cnnwidgets.backend.index import default_layers
+
+    torch.manual_seed(0)
+    model = FunctionalRelus().eval()
+    inspector = Inspector(model, transform=lambda image: image)
+    assert default_layers(inspector) == ["block1", "pool", "block2"]
+    assert default_layers(Inspector(Small().eval(), transform=lambda image: image)) == LAYERS
+    ran = []
+    real = builder_module._index_model
+    monkeypatch.setattr(builder_module, "_index_model", lambda *args: ran.append(real(*args)) or ran[-1])
+    images = torch.randn(20, 3, 12, 12)
+    index = build_index(inspector, images, progress=False, thumbnails=0)
+    assert isinstance(ran[0], ChannelsLast)
+    assert index.layers == ["block1", "pool", "block2"]
+    with torch.no_grad():  # the folded copy's maxima are the model's, up to rounding
+        expected = torch.relu(model.block1.bn(model.block1.conv(images))).amax((2, 3)).max(0).values
+    best = torch.tensor([index.top("block1", channel)[0][1] for channel in range(4)])
+    torch.testing.assert_close(best, expected, atol=1e-5, rtol=1e-5)
