@@ -2,8 +2,9 @@
 
 The bare forward is the fastest forward cnnwidgets has for class scores (the folded, channels-last copy, see
 `backend.folded`) run over `DataLoader(dataset, batch_size, num_workers)`; the index is `inspector.index(loader)`
-over that very loader with its defaults: the top-16 of every activation layer, the codes (input of the last
-Linear), 32-px thumbnails and a content hash of every image. Both sides run in alternating rounds and the ratio is
+over that very loader with its defaults: the top-16 of every default layer (`default_layers`: the activation
+layers, or a model's blocks and pools where its activations are functions), the codes (input of the last Linear),
+32-px thumbnails and a content hash of every image. Both sides run in alternating rounds and the ratio is
 that of their fastest rounds (a shared 2-core CPU is noisy; the slowest round says how noisy). Models: the
 embedded EfficientNet-Lite0 at 224 px and timm architectures (random weights, offline) at 128 px; images are
 random preprocessed tensors, so decoding costs nothing and the ratio shows the index's own overhead. 160 images
@@ -20,7 +21,10 @@ worker sleeps and is woken: hooks that only sleep 100 µs made the forward itsel
 running the searches on a second thread (per map, or overlapping the next layers), block-wise `amax` followed by a
 search in the winning block, a single selection over all layers with `_select` (the cost is in the data, not the
 calls). On an H200 (batch 64, `bench/results/index_cuda.json`, before these changes): 0.53-0.67, limited by the
-host's Python work per layer.
+host's Python work per layer. Session 22, twelve matrix models (INDEX_BENCH_MODELS=efficientnet_lite0,resnet50,
+efficientnet_b0,mobilenetv3_large_100,convnext_nano,densenet121,regnety_008,vgg11_bn,repvgg_a0,tv_resnet18,
+tv_googlenet,tv_shufflenet_v2_x1_0): 0.59-0.95, ≥ 0.8 on vgg11_bn, convnext_nano, repvgg_a0, torchvision resnet18
+and resnet50.
 
     .venv/bin/python bench/run.py index
     .venv/bin/python bench/index.py --device cuda --images 2048     # on a GPU (bench/gpu_check runs it too)
