@@ -305,6 +305,14 @@ def test_local_share_is_the_convolution_work_before_the_first_map_wide_gate():
     assert local_share(Memo(LayerScaled().eval(), 0), x) == 1.0  # a constant per channel spreads nothing of the image
     assert local_share(Memo(Zoo().eval(), 0), torch.randn(1, 3, 32, 32)) > 0.9  # its gate comes after all convolutions
 
+    class OneImageOnly(GatedStem):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if len(x) != 1:
+                raise RuntimeError("one image at a time")
+            return super().forward(x)
+
+    assert local_share(Memo(OneImageOnly().eval(), 0), x) == 1.0  # no bound known: tracing and `verify` decide
+
 
 def test_models_whose_first_gate_comes_early_are_never_traced_by_auto(monkeypatch):
     # timm efficientnet_b0 has a squeeze-excitation gate in its first block: the engine could save at most 4 % of a
