@@ -477,6 +477,38 @@ def test_in_place_merge_keeps_the_order_of_select():
     assert torch.equal(few["ids"][:, 3:], torch.full((rows, 2), NO_IMAGE)) and bool((few["ids"][:, :3] < NO_IMAGE).all())
 
 
+@pytest.mark.parametrize("track", [True, False], ids=["positions-in-the-pass", "positions-of-those-that-enter"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", [(3, 16, 12, 12), (3, 40, 8, 8), (3, 3, 5, 5), (3, 120, 4, 4), (3, 96, 1, 1),
+                                   (3, 5, 4, 6, 6)], ids=str)
+def test_taking_maps_into_the_table_equals_searching_then_merging(shape, layout, track):
+    """`topk.take_into` (one compiled pass per layer and batch, straight into the table) leaves the table that
+    `maxima.channel_maxima` and `topk.merge_into` leave, batch after batch: ties to the first position and the
+    lower id, NaN ranked as -inf at its first NaN; layouts it cannot read in place are left to those two."""
+    from cnnwidgets.backend.index.maxima import channel_maxima, rows_of
+    from cnnwidgets.backend.index.topk import empty_table, merge_into, table_views, take_into
+
+    k = 4
+    taken, merged = empty_table(shape[1], k), empty_table(shape[1], k)
+    for batch in range(4):  # 12 images: the first fill the table, the later ones must beat its floor
+        one_position = shape[2:] == (1, 1)  # squeeze-excitation maps; no room for the ties and NaN of the others
+        maps = LAYOUTS[layout](torch.randn(shape) if one_position else _maps_with_ties_and_nan(shape, seed=batch))
+        if batch == 3:
+            maps = maps.clone().fill_(9.0) if layout != "float64" else maps  # ties with earlier images' maxima
+        ids = np.arange(3 * batch, 3 * batch + 3, dtype=np.int64)
+        rows = rows_of(maps.numpy())
+        if layout in ("strided", "float64"):
+            assert rows is None
+            return
+        entered = take_into(table_views(taken), rows, ids, track)
+        values, where = channel_maxima(maps)
+        merge_into(merged, values, torch.from_numpy(ids), where)
+        assert 0 < entered <= 1
+        for key in ("values", "ids", "where", "kth"):
+            assert torch.equal(taken[key], merged[key]), (batch, key)
+    assert bool((taken["ids"] < NO_IMAGE).all())
+
+
 class ConvBnRelu(nn.Module):
     """torchvision GoogLeNet's BasicConv2d: the ReLU is a function, so no module's output is an activation layer."""
 

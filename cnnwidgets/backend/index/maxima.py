@@ -88,7 +88,7 @@ def _kernels() -> tuple[Callable, Callable]:
     return max_first, first_holding
 
 
-def _group(positions: int, channels: int) -> int:
+def group_of(positions: int, channels: int) -> int:
     """How many consecutive positions one row of lanes holds: the largest divisor of `positions` with at most
     `SEARCH_LANES` lanes (1 when the channels alone fill them)."""
     most = max(1, SEARCH_LANES // channels)
@@ -96,17 +96,24 @@ def _group(positions: int, channels: int) -> int:
 
 
 def _rows(maps: torch.Tensor) -> np.ndarray | None:
-    """The maps [N,C,…] as a [B, positions, lanes] array read in place: [N, P, C] for channels-last maps, [N·C, P, 1]
-    for contiguous ones; None where the compiled search does not apply (not float32 on the CPU, other layouts)."""
+    """The maps [N,C,…] as a [B, positions, lanes] array read in place (see `rows_of`); None off the CPU or when
+    not float32."""
+    return rows_of(maps.detach().numpy()) if maps.device.type == "cpu" and maps.dtype == torch.float32 else None
+
+
+def rows_of(maps: np.ndarray) -> np.ndarray | None:
+    """Maps [N,C,…] as a [B, positions, lanes] array read in place: [N, P, C] for channels-last maps, [N·C, P, 1]
+    for contiguous ones; None where the compiled loops do not apply (not float32, other layouts). NumPy only: a
+    hook pays for every PyTorch call it makes (each costs microseconds more in the middle of a forward pass)."""
     n, c = maps.shape[:2]
     positions = math.prod(maps.shape[2:])
-    if maps.device.type != "cpu" or maps.dtype != torch.float32 or positions == 0:
+    if maps.dtype != np.float32 or positions == 0:
         return None
-    last = maps.movedim(1, -1)
-    if last.is_contiguous():
-        return last.reshape(n, positions, c).numpy()
-    if maps.is_contiguous():
-        return maps.reshape(n * c, positions, 1).numpy()
+    last = np.moveaxis(maps, 1, -1)
+    if last.flags.c_contiguous:
+        return last.reshape(n, positions, c)
+    if maps.flags.c_contiguous:
+        return maps.reshape(n * c, positions, 1)
     return None
 
 
@@ -120,7 +127,7 @@ def channel_maxima(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         values, where = maps.flatten(2).max(2)
         return values.float(), where
     count, positions, lanes = rows.shape
-    group = _group(positions, lanes)
+    group = group_of(positions, lanes)
     maxima, positions_found = np.empty((count, lanes), np.float32), np.empty((count, lanes), np.int64)
     _kernels()[0](rows.reshape(count, positions // group, group * lanes), group, lanes, maxima, positions_found)
     return torch.from_numpy(maxima).view(n, c), torch.from_numpy(positions_found).view(n, c)
