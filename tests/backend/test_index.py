@@ -408,6 +408,14 @@ def test_image_hashes_are_fixed_per_content_and_tell_one_bit_apart():
     assert image_hash(flipped) != image_hash(images[0])
     assert image_hash(images[0].to(torch.float64)) == image_hash(images[0])  # the float32 values are what is hashed
     assert len(set(image_hashes(torch.randn(500, 3, 8, 8, generator=torch.Generator().manual_seed(0))).tolist())) == 500
+    # the CPU's compiled sums equal PyTorch's (what a GPU runs), special values and channels-last batches included
+    from cnnwidgets.backend.index.datasets import LOW_63_BITS, _hash_multipliers
+
+    odd = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 1e30
+    odd[0, 0, 0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0])
+    for batch in (odd, odd.contiguous(memory_format=torch.channels_last)):
+        bits = batch.contiguous().reshape(3, -1).view(torch.int32).to(torch.int64)
+        assert torch.equal(image_hashes(batch), (bits * _hash_multipliers(bits.shape[1], bits.device)).sum(1) & LOW_63_BITS)
 
 
 def _maps_with_ties_and_nan(shape: tuple[int, ...], seed: int) -> torch.Tensor:

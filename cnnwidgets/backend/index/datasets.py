@@ -35,13 +35,35 @@ def _hash_multipliers(numel: int, device: torch.device) -> torch.Tensor:
     return (torch.randint(-(1 << 62), 1 << 62, (numel,), generator=generator, dtype=torch.int64) * 2 + 1).to(device)
 
 
+@functools.cache
+def _hash_kernel() -> Callable:
+    import numba
+
+    @numba.njit(nogil=True, boundscheck=False, cache=True)
+    def weighted_sums(bits: np.ndarray, multipliers: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover (compiled)
+        """out[n] = Σ_i bits[n, i] · multipliers[i], in int64 arithmetic that wraps (modulo 2^64)."""
+        for n in range(bits.shape[0]):
+            total = np.int64(0)
+            for i in range(bits.shape[1]):
+                total += np.int64(bits[n, i]) * multipliers[i]
+            out[n] = total
+
+    return weighted_sums
+
+
 def image_hashes(batch: torch.Tensor) -> torch.Tensor:
     """63-bit hashes [N] (int64, on the batch's device) of N preprocessed images [N, …], from their exact float32
     values: the bit patterns times fixed random odd multipliers, summed modulo 2^64. Two different images collide
     with probability about 2^-63. Hashing happens where the batch already is, in one pass: 0.1 ms for a 224×224
     image on this CPU (SHA-256 took 0.8 ms, 8 % of a Lite0 forward; on a GPU it took as long as the forward),
-    and nothing waits on the device."""
-    bits = batch.detach().to(torch.float32).reshape(len(batch), -1).contiguous().view(torch.int32).to(torch.int64)
+    and nothing waits on the device. On the CPU a compiled loop makes the same sums without PyTorch's int64 copies
+    of the batch: 38 against 239 µs for four 128-px images (700 µs inside an index's loop)."""
+    batch = batch.detach().to(torch.float32).reshape(len(batch), -1).contiguous()
+    if batch.device.type == "cpu":
+        out = np.empty(len(batch), np.int64)
+        _hash_kernel()(batch.numpy().view(np.int32), _hash_multipliers(batch.shape[1], batch.device).numpy(), out)
+        return torch.from_numpy(out) & LOW_63_BITS
+    bits = batch.view(torch.int32).to(torch.int64)
     return (bits * _hash_multipliers(bits.shape[1], bits.device)).sum(1) & LOW_63_BITS
 
 
