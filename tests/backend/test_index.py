@@ -490,11 +490,11 @@ def test_in_place_merge_keeps_the_order_of_select():
 @pytest.mark.parametrize("shape", [(3, 16, 12, 12), (3, 40, 8, 8), (3, 3, 5, 5), (3, 120, 4, 4), (3, 96, 1, 1),
                                    (3, 5, 4, 6, 6)], ids=str)
 def test_taking_maps_into_the_table_equals_searching_then_merging(shape, layout, track):
-    """`topk.take_into` (one compiled pass per layer and batch, straight into the table) leaves the table that
+    """`topk.take_into` (one compiled pass per layer and batch) and `topk.commit` leave the table that
     `maxima.channel_maxima` and `topk.merge_into` leave, batch after batch: ties to the first position and the
     lower id, NaN ranked as -inf at its first NaN; layouts it cannot read in place are left to those two."""
     from cnnwidgets.backend.index.maxima import channel_maxima, rows_of
-    from cnnwidgets.backend.index.topk import empty_table, merge_into, table_views, take_into
+    from cnnwidgets.backend.index.topk import Pending, commit, empty_table, merge_into, table_views, take_into
 
     k = 4
     taken, merged = empty_table(shape[1], k), empty_table(shape[1], k)
@@ -508,7 +508,10 @@ def test_taking_maps_into_the_table_equals_searching_then_merging(shape, layout,
         if layout in ("strided", "float64"):
             assert rows is None
             return
-        entered = take_into(table_views(taken), rows, ids, track)
+        pending = Pending()
+        entered = take_into(table_views(taken), 0, rows, ids, track, pending)
+        assert torch.equal(taken["ids"], merged["ids"])  # nothing enters before `commit` (an interrupted pass)
+        commit(table_views(taken), pending)
         values, where = channel_maxima(maps)
         merge_into(merged, values, torch.from_numpy(ids), where)
         assert 0 < entered <= 1

@@ -33,7 +33,7 @@ from ..layers import LayerInfo
 from ..preprocess import display_batch
 from .datasets import Source, _label, _preprocessed, _split_batch, image_hashes
 from .maxima import channel_amax, channel_maxima, positions_of, rows_of
-from .topk import empty_table, merge_into, table_views, take_into
+from .topk import Pending, commit, empty_table, merge_into, table_views, take_into
 from .value import FORMAT_VERSION, NO_IMAGE, Index, _select, top_parts, weights_fingerprint
 
 FILMSTRIP_FRAMES = 4
@@ -229,6 +229,7 @@ class _TopK:
         self.images = 0
         self.nothing: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.views: dict[str, tuple[np.ndarray, ...]] = {}  # per layer, its rows of the table for `take`
+        self.pending = Pending()  # what `take` found in this batch, merged by `add` once the forward is done
         self.floor = self._floor()
 
     def layer_floor(self, name: str) -> torch.Tensor | None:
@@ -236,9 +237,10 @@ class _TopK:
         return None if self.floor is None else self.floor[self.rows[name]]
 
     def take(self, name: str, maps: torch.Tensor, ids: np.ndarray, fraction: float) -> float | None:
-        """Merge a layer's batch of maps straight into the table where `topk.take_into` can read them (float32 on
-        the CPU, channels-last or contiguous): the fraction of maxima that entered, or None (then pass the layer's
-        maxima to `add`). `fraction`: that of the layer's previous batch, which picks the search (`SPARSE_BELOW`)."""
+        """Search a layer's batch of maps where `topk.take_into` can read them (float32 on the CPU, channels-last
+        or contiguous), keeping the maxima that would enter until `add` merges them once the forward is done: the
+        fraction kept, or None (then pass the layer's maxima to `add`). `fraction`: that of the layer's previous
+        batch, which picks the search (`SPARSE_BELOW`)."""
         if not self.in_place or maps.dtype != torch.float32:
             return None
         rows = rows_of(maps.numpy())
@@ -247,15 +249,17 @@ class _TopK:
         if name not in self.views:
             self.views[name] = table_views({key: self.table[key][self.rows[name]] for key in ("values", "ids", "where", "kth")})
         channels_last = rows.shape[0] == len(ids) and rows.shape[2] > 1
-        return take_into(self.views[name], rows, ids, fraction >= SPARSE_BELOW["channels_last" if channels_last else "contiguous"])
+        track = fraction >= SPARSE_BELOW["channels_last" if channels_last else "contiguous"]
+        return take_into(self.views[name], self.rows[name].start, rows, ids, track, self.pending)
 
     def add(self, reduced: dict[str, tuple[torch.Tensor | None, torch.Tensor | None]], ids: torch.Tensor, first_id: int) -> None:
         """Take one batch's maxima [N,C] (NaN allowed) and flat positions [N,C] per layer (None, None: none can
-        enter), of images `ids` [N] (`first_id` … on). On the CPU a layer absent from `reduced` was merged by
-        `take` already."""
+        enter), of images `ids` [N] (`first_id` … on). On the CPU a layer absent from `reduced` was searched by
+        `take`, whose candidates are merged here first."""
         n = len(ids)
         self.id_range = (min(self.id_range[0], first_id), max(self.id_range[1], first_id + n - 1))
         if self.in_place:
+            commit(table_views(self.table), self.pending)
             for name, rows in self.rows.items():
                 found, position = reduced.get(name, (None, None))
                 if found is not None and position is not None:

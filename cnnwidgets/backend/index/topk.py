@@ -76,7 +76,7 @@ def merge_into(top: dict[str, torch.Tensor], values: torch.Tensor, ids: torch.Te
 
 
 @functools.cache
-def _take_kernel() -> Callable:
+def _take_kernel() -> tuple[Callable, Callable]:
     import numba
 
     @numba.njit(nogil=True, boundscheck=False, cache=True)
@@ -103,19 +103,20 @@ def _take_kernel() -> Callable:
 
     @numba.njit(nogil=True, boundscheck=False, cache=True)
     def take(rows: np.ndarray, group: int, lanes: int, per: int, ids: np.ndarray, top_values: np.ndarray,
-             top_ids: np.ndarray, top_where: np.ndarray, kth: np.ndarray, track: bool) -> int:  # pragma: no cover (compiled)
+             top_ids: np.ndarray, kth: np.ndarray, first_row: int, pending_rows: np.ndarray, pending_values: np.ndarray,
+             pending_ids: np.ndarray, pending_where: np.ndarray, count: int, track: bool) -> int:  # pragma: no cover (compiled)
         """rows [B, R, group·lanes]: map b is image ids[b // per]; its lane j·lanes + c holds position r·group + j
-        of table row (b % per)·lanes + c. `track`: keep each lane's first best position during the pass (when most
-        maxima enter); else keep the maxima only and search a position for those that enter. Returns how many
-        entered."""
+        of the layer's table row (b % per)·lanes + c (the table's row first_row + that). Each maximum that would
+        enter the table as it is is appended to the pending arrays from `count` on, with its position. `track`:
+        keep each lane's first best position during the pass (when most maxima enter); else keep the maxima only
+        and search a position for those that enter. Returns the new count."""
         width = rows.shape[2]
         best = np.empty(width, np.float32)
         at = np.zeros(width, np.int64)
         nan = np.zeros(width, np.bool_)
-        entered = 0
         for b in range(rows.shape[0]):
             image = ids[b // per]
-            first_row = (b % per) * lanes
+            layer_row = (b % per) * lanes
             if track:
                 for lane in range(width):
                     best[lane] = rows[b, 0, lane]
@@ -136,7 +137,7 @@ def _take_kernel() -> Callable:
                         best[lane] = value if value > best[lane] else best[lane]
                         nan[lane] |= value != value
             for c in range(lanes):
-                row = first_row + c
+                row = layer_row + c
                 if track:  # fold the group's lanes: the maximum (NaN wins), at its first position
                     top, where = best[c], at[c] * group
                     for j in range(1, group):
@@ -146,8 +147,9 @@ def _take_kernel() -> Callable:
                             top, where = value, position
                     value = -np.inf if top != top else top
                     if enters(top_values, top_ids, kth, row, value, image):
-                        insert(top_values, top_ids, top_where, kth, row, value, image, where)
-                        entered += 1
+                        pending_rows[count], pending_values[count] = first_row + row, value
+                        pending_ids[count], pending_where[count] = image, where
+                        count += 1
                     continue
                 top, has_nan = -np.inf, False
                 for j in range(group):
@@ -166,26 +168,68 @@ def _take_kernel() -> Callable:
                             break
                     if found:
                         break
-                insert(top_values, top_ids, top_where, kth, row, value, image, where)
-                entered += 1
-        return entered
+                pending_rows[count], pending_values[count] = first_row + row, value
+                pending_ids[count], pending_where[count] = image, where
+                count += 1
+        return count
 
-    return take
+    @numba.njit(nogil=True, boundscheck=False, cache=True)
+    def commit(top_values: np.ndarray, top_ids: np.ndarray, top_where: np.ndarray, kth: np.ndarray, pending_rows: np.ndarray,
+               pending_values: np.ndarray, pending_ids: np.ndarray, pending_where: np.ndarray, count: int) -> None:  # pragma: no cover (compiled)
+        """Insert the first `count` pending candidates that (still) enter, in any order: the order is total."""
+        for i in range(count):
+            row, value, image = pending_rows[i], pending_values[i], pending_ids[i]
+            if enters(top_values, top_ids, kth, row, value, image):
+                insert(top_values, top_ids, top_where, kth, row, value, image, pending_where[i])
+
+    return take, commit
 
 
 def table_views(top: dict[str, torch.Tensor]) -> tuple[np.ndarray, ...]:
-    """The NumPy views (values, ids, where, kth) of a table's rows that `take_into` writes: made once per layer,
-    as each hook call would otherwise pay for eight PyTorch calls."""
+    """The NumPy views (values, ids, where, kth) of a table's rows that `take_into` reads and `commit` writes: made
+    once, as each hook call would otherwise pay for eight PyTorch calls."""
     return tuple(top[key].numpy() for key in ("values", "ids", "where", "kth"))
 
 
-def take_into(views: tuple[np.ndarray, ...], rows: np.ndarray, ids: np.ndarray, track: bool) -> float:
-    """Merge each map's maximum of one layer's batch into that layer's rows of a table (`table_views` of
-    `empty_table` rows), in place. `rows`: the maps as `maxima.rows_of` reads them; `ids` [N]: the images' ids;
-    `track`: find every maximum's position in the one pass (cheaper when most enter). Returns the fraction of
-    maxima that entered."""
+class Pending:
+    """Candidates found by `take_into` during one forward pass, merged into the table by `commit` after it: a pass
+    interrupted halfway (an exception, Ctrl-C) leaves the table as it was, so a saved index never holds images it
+    has not counted. Arrays grow by doubling."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.rows, self.values = np.empty(0, np.int64), np.empty(0, np.float32)
+        self.ids, self.where = np.empty(0, np.int64), np.empty(0, np.int64)
+
+    def room_for(self, more: int) -> None:
+        if self.count + more <= len(self.rows):
+            return
+        size = max(2 * len(self.rows), self.count + more)
+        for key in ("rows", "values", "ids", "where"):
+            grown = np.empty(size, getattr(self, key).dtype)
+            grown[:self.count] = getattr(self, key)[:self.count]
+            setattr(self, key, grown)
+
+
+def take_into(views: tuple[np.ndarray, ...], first_row: int, rows: np.ndarray, ids: np.ndarray, track: bool,
+              pending: Pending) -> float:
+    """Find each map's maximum of one layer's batch and add those that would enter the layer's rows of a table
+    (`table_views` of the table's rows `first_row`…) to `pending`, with their positions. `rows`: the maps as
+    `maxima.rows_of` reads them; `ids` [N]: the images' ids; `track`: find every maximum's position in the one pass
+    (cheaper when most enter). Returns the fraction of maxima added."""
     count, positions, lanes = rows.shape
     group = group_of(positions, lanes)
-    entered = _take_kernel()(rows.reshape(count, positions // group, group * lanes), group, lanes, count // len(ids), ids,
-                             *views, track)
-    return entered / (count * lanes)
+    pending.room_for(count * lanes)
+    before = pending.count
+    values, top_ids, _where, kth = views
+    pending.count = _take_kernel()[0](rows.reshape(count, positions // group, group * lanes), group, lanes, count // len(ids),
+                                      ids, values, top_ids, kth, first_row, pending.rows, pending.values, pending.ids,
+                                      pending.where, before, track)
+    return (pending.count - before) / (count * lanes)
+
+
+def commit(views: tuple[np.ndarray, ...], pending: Pending) -> None:
+    """Insert the pending candidates that enter into the table (`table_views` of all its rows), and empty `pending`."""
+    if pending.count:
+        _take_kernel()[1](*views, pending.rows, pending.values, pending.ids, pending.where, pending.count)
+    pending.count = 0
