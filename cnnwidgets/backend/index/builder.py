@@ -2,8 +2,8 @@
 
 Runs the model's folded, channels-last copy where that gives the same maps, finds each channel's maximum and its
 position with the compiled searches of `maxima` (positions only where they can still enter the top-k, once few
-can), and saves as it goes with `path=`. On the CPU, from the second batch on, each hooked layer's maps go straight
-into the top-k table in one compiled call (`topk.take_into`): in A/B runs in one process (160 and 640 images,
+can), and saves as it goes with `path=`. On the CPU, from the second batch on, each hooked layer's maps are
+searched in one compiled call (`topk.take_into`) and what enters is merged after the forward: in A/B runs in one process (160 and 640 images,
 batch 4, two threads) mobilenetv3_large_100 indexed at 0.67 / 0.64× a bare forward against 0.59 / 0.61× with the
 separate search and merge, efficientnet_b0 at 0.56 / 0.67× against 0.50 / 0.60×."""
 
