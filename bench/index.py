@@ -23,7 +23,7 @@ search in the winning block, a single selection over all layers with `_select` (
 calls). On an H200 (batch 64, `bench/results/index_cuda.json`, before these changes): 0.53-0.67, limited by the
 host's Python work per layer. Session 22, twelve matrix models (INDEX_BENCH_MODELS=efficientnet_lite0,resnet50,
 efficientnet_b0,mobilenetv3_large_100,convnext_nano,densenet121,regnety_008,vgg11_bn,repvgg_a0,tv_resnet18,
-tv_googlenet,tv_shufflenet_v2_x1_0): 0.66-0.96 after `topk.take_into` (0.59-0.95 before), ≥ 0.8 on vgg11_bn,
+tv_googlenet,tv_shufflenet_v2_x1_0): 0.63-0.95 after `topk.take_into` (0.59-0.95 before; ±0.03 between runs), ≥ 0.8 on vgg11_bn,
 resnet50, convnext_nano, repvgg_a0 and torchvision resnet18.
 
     .venv/bin/python bench/run.py index
