@@ -29,35 +29,53 @@ from .value import NO_IMAGE
 
 
 @functools.cache
+def _row_kernels() -> tuple[Callable, Callable]:
+    """(enters, insert): whether a candidate (value, image) enters a table row, and its insertion in order."""
+    import numba
+
+    @numba.njit(nogil=True, boundscheck=False, cache=True)
+    def insert(top_values: np.ndarray, top_ids: np.ndarray, top_where: np.ndarray, kth: np.ndarray, row: int,
+               value: float, image: int, where: int) -> None:  # pragma: no cover (compiled)
+        """Insert (value, image, where) into table row `row` in order (the caller checked that it enters)."""
+        slot = top_values.shape[1] - 1
+        while slot > 0 and (top_values[row, slot - 1] < value or (top_values[row, slot - 1] == value and top_ids[row, slot - 1] > image)):
+            top_values[row, slot] = top_values[row, slot - 1]
+            top_ids[row, slot] = top_ids[row, slot - 1]
+            top_where[row, slot] = top_where[row, slot - 1]
+            slot -= 1
+        top_values[row, slot] = value
+        top_ids[row, slot] = image
+        top_where[row, slot] = where
+        kth[row] = top_values[row, top_values.shape[1] - 1]
+
+    @numba.njit(nogil=True, boundscheck=False, cache=True)
+    def enters(top_values: np.ndarray, top_ids: np.ndarray, kth: np.ndarray, row: int, value: float, image: int) -> bool:  # pragma: no cover (compiled)
+        if value < kth[row]:  # the common case, read from a small array: the table's rows stay untouched
+            return False
+        last = top_values[row, top_values.shape[1] - 1]
+        return value > last or (value == last and image < top_ids[row, top_values.shape[1] - 1])
+
+    return enters, insert
+
+
+@functools.cache
 def _merge_kernel() -> Callable:
     import numba
+
+    enters, insert = _row_kernels()
 
     @numba.njit(nogil=True, boundscheck=False, cache=True)
     def merge(top_values: np.ndarray, top_ids: np.ndarray, top_where: np.ndarray, kth: np.ndarray,
               values: np.ndarray, ids: np.ndarray, where: np.ndarray) -> None:  # pragma: no cover (compiled)
         """top_* [R, k], each row in order (empty slots: -inf and the largest id), kth [R] their last values;
         values, where [N, R]; ids [N]."""
-        k = top_values.shape[1]
         for r in range(top_values.shape[0]):
             for m in range(values.shape[0]):
                 value, image = values[m, r], ids[m]
                 if value != value:
                     value = -np.inf
-                if value < kth[r]:  # the common case, read from a small array: the table's rows stay untouched
-                    continue
-                last = top_values[r, k - 1]
-                if not (value > last or (value == last and image < top_ids[r, k - 1])):
-                    continue
-                slot = k - 1
-                while slot > 0 and (top_values[r, slot - 1] < value or (top_values[r, slot - 1] == value and top_ids[r, slot - 1] > image)):
-                    top_values[r, slot] = top_values[r, slot - 1]
-                    top_ids[r, slot] = top_ids[r, slot - 1]
-                    top_where[r, slot] = top_where[r, slot - 1]
-                    slot -= 1
-                top_values[r, slot] = value
-                top_ids[r, slot] = image
-                top_where[r, slot] = where[m, r]
-                kth[r] = top_values[r, k - 1]
+                if enters(top_values, top_ids, kth, r, value, image):
+                    insert(top_values, top_ids, top_where, kth, r, value, image, where[m, r])
 
     return merge
 
@@ -80,27 +98,7 @@ def merge_into(top: dict[str, torch.Tensor], values: torch.Tensor, ids: torch.Te
 def _take_kernel() -> tuple[Callable, Callable]:
     import numba
 
-    @numba.njit(nogil=True, boundscheck=False, cache=True)
-    def insert(top_values: np.ndarray, top_ids: np.ndarray, top_where: np.ndarray, kth: np.ndarray, row: int,
-               value: float, image: int, where: int) -> None:  # pragma: no cover (compiled)
-        """Insert (value, image, where) into table row `row` in order (the caller checked that it enters)."""
-        slot = top_values.shape[1] - 1
-        while slot > 0 and (top_values[row, slot - 1] < value or (top_values[row, slot - 1] == value and top_ids[row, slot - 1] > image)):
-            top_values[row, slot] = top_values[row, slot - 1]
-            top_ids[row, slot] = top_ids[row, slot - 1]
-            top_where[row, slot] = top_where[row, slot - 1]
-            slot -= 1
-        top_values[row, slot] = value
-        top_ids[row, slot] = image
-        top_where[row, slot] = where
-        kth[row] = top_values[row, top_values.shape[1] - 1]
-
-    @numba.njit(nogil=True, boundscheck=False, cache=True)
-    def enters(top_values: np.ndarray, top_ids: np.ndarray, kth: np.ndarray, row: int, value: float, image: int) -> bool:  # pragma: no cover (compiled)
-        if value < kth[row]:
-            return False
-        last = top_values[row, top_values.shape[1] - 1]
-        return value > last or (value == last and image < top_ids[row, top_values.shape[1] - 1])
+    enters, insert = _row_kernels()
 
     @numba.njit(nogil=True, boundscheck=False, cache=True)
     def take(rows: np.ndarray, group: int, lanes: int, per: int, ids: np.ndarray, top_values: np.ndarray,
