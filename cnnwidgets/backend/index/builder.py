@@ -3,8 +3,8 @@
 Runs the model's folded, channels-last copy where that gives the same maps, finds each channel's maximum and its
 position with the compiled searches of `maxima` (positions only where they can still enter the top-k, once few
 can), and saves as it goes with `path=`. On the CPU, from the second batch on, each hooked layer's maps are
-searched in one compiled call (`topk.take_into`) and what enters is merged after the forward: in A/B runs in one process (160 and 640 images,
-batch 4, two threads) mobilenetv3_large_100 indexed at 0.67 / 0.64× a bare forward against 0.59 / 0.61× with the
+searched in one compiled call (`topk.take_into`) and what enters is merged after the forward: in A/B runs in one
+process (160 and 640 images, batch 4, two threads) mobilenetv3_large_100 indexed at 0.67 / 0.64× a bare forward against 0.59 / 0.61× with the
 separate search and merge, efficientnet_b0 at 0.56 / 0.67× against 0.50 / 0.60×."""
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ def _index_model(inspector: Inspector, example: torch.Tensor, tapped: set[str]) 
 
 SPARSE_BELOW = {"channels_last": 0.125, "contiguous": 0.5}
 """Search only the maxima above the floor (or, in `topk.take_into`, those that enter) for their position when under
-this fraction of them were in the layer's previous batch; else search all. Finding the chosen maps' positions (`maxima.positions_of`) scans each
-from its start: a channels-last map is read with a stride of C values, a cache line per position, so one full
+this fraction of them were in the layer's previous batch; else search all. Finding the chosen maps' positions
+(`maxima.positions_of`) scans each from its start: a channels-last map is read with a stride of C values, a cache line per position, so one full
 pass (`maxima.channel_maxima`) costs less once an eighth of them are chosen; a contiguous map's positions are
 adjacent, and scanning half of the chosen ones stays cheaper up to about half of them."""
 
@@ -177,8 +177,8 @@ def _unravel(where: torch.Tensor, grid: Sequence[int]) -> list[torch.Tensor]:
 PENDING_TIMES_K = 4
 """Off the CPU (see `MERGE_IN_PLACE_ON`), the maxima wait for `_TopK.select` until the pending images reach this
 many times k: one selection then replaces 16 per-batch ones at batch 4 and k 16, and the floor it gives stays recent
-enough for `_maxima` to skip most maps' positions on long datasets. Index over forward, 160 images at batch 4, one thread, load ~7 on 2 cores (per-layer
-selections then): mobilenetv3_large_100 0.49 / 0.52 / 0.55 with 1 / 4 / 10; resnet50 0.84 / 0.85 / 0.79. The
+enough for `_maxima` to skip most maps' positions on long datasets. Index over forward, 160 images at batch 4, one
+thread, load ~7 on 2 cores (per-layer selections then): mobilenetv3_large_100 0.49 / 0.52 / 0.55 with 1 / 4 / 10; resnet50 0.84 / 0.85 / 0.79. The
 first selection comes after k images, so that a floor exists early."""
 
 PENDING_BATCHES = 4
@@ -188,8 +188,8 @@ batch."""
 
 MERGE_IN_PLACE_ON = ("cpu",)
 """Devices whose top-k tables take each batch in place (`topk.take_into` in the hooks, `topk.merge_into` for
-maps it cannot read); elsewhere the maxima stay on the device
-and `_select` merges them every few batches (a read on the host after each batch would make a GPU wait)."""
+maps it cannot read); elsewhere the maxima stay on the device and `_select` merges them every few batches (a read
+on the host after each batch would make a GPU wait)."""
 
 
 class _TopK:
@@ -224,11 +224,11 @@ class _TopK:
                 self.table[key][:, :self.filled] = part
             if self.filled == k:
                 self.table["kth"][:] = self.table["values"][:, -1]
+            self.arrays = table_views(self.table)  # what `take` reads and `add` commits into
         self.id_range = (int(ids.min()), int(ids.max())) if ids.numel() else (NO_IMAGE, -1)  # of `top` and the batches
         self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.images = 0
         self.nothing: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-        self.views: dict[str, tuple[np.ndarray, ...]] = {}  # per layer, its rows of the table for `take`
         self.pending = Pending()  # what `take` found in this batch, merged by `add` once the forward is done
         self.floor = self._floor()
 
@@ -246,11 +246,9 @@ class _TopK:
         rows = rows_of(maps.numpy())
         if rows is None:
             return None
-        if name not in self.views:
-            self.views[name] = table_views({key: self.table[key][self.rows[name]] for key in ("values", "ids", "where", "kth")})
         channels_last = rows.shape[0] == len(ids) and rows.shape[2] > 1
         track = fraction >= SPARSE_BELOW["channels_last" if channels_last else "contiguous"]
-        return take_into(self.views[name], self.rows[name].start, rows, ids, track, self.pending)
+        return take_into(self.arrays, self.rows[name].start, rows, ids, track, self.pending)
 
     def add(self, reduced: dict[str, tuple[torch.Tensor | None, torch.Tensor | None]], ids: torch.Tensor, first_id: int) -> None:
         """Take one batch's maxima [N,C] (NaN allowed) and flat positions [N,C] per layer (None, None: none can
@@ -259,7 +257,7 @@ class _TopK:
         n = len(ids)
         self.id_range = (min(self.id_range[0], first_id), max(self.id_range[1], first_id + n - 1))
         if self.in_place:
-            commit(table_views(self.table), self.pending)
+            commit(self.arrays, self.pending)
             for name, rows in self.rows.items():
                 found, position = reduced.get(name, (None, None))
                 if found is not None and position is not None:

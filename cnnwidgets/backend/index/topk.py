@@ -105,7 +105,7 @@ def _take_kernel() -> tuple[Callable, Callable]:
              top_ids: np.ndarray, kth: np.ndarray, first_row: int, pending_rows: np.ndarray, pending_values: np.ndarray,
              pending_ids: np.ndarray, pending_where: np.ndarray, count: int, track: bool) -> int:  # pragma: no cover (compiled)
         """rows [B, R, group·lanes]: map b is image ids[b // per]; its lane j·lanes + c holds position r·group + j
-        of the layer's table row (b % per)·lanes + c (the table's row first_row + that). Each maximum that would
+        of table row first_row + (b % per)·lanes + c (the layer's rows start at first_row). Each maximum that would
         enter the table as it is is appended to the pending arrays from `count` on, with its position. `track`:
         keep each lane's first best position during the pass (when most maxima enter); else keep the maxima only
         and search a position for those that enter. Returns the new count."""
@@ -115,7 +115,7 @@ def _take_kernel() -> tuple[Callable, Callable]:
         nan = np.zeros(width, np.bool_)
         for b in range(rows.shape[0]):
             image = ids[b // per]
-            layer_row = (b % per) * lanes
+            layer_row = first_row + (b % per) * lanes
             if track:
                 for lane in range(width):
                     best[lane] = rows[b, 0, lane]
@@ -146,7 +146,7 @@ def _take_kernel() -> tuple[Callable, Callable]:
                             top, where = value, position
                     value = -np.inf if top != top else top
                     if enters(top_values, top_ids, kth, row, value, image):
-                        pending_rows[count], pending_values[count] = first_row + row, value
+                        pending_rows[count], pending_values[count] = row, value
                         pending_ids[count], pending_where[count] = image, where
                         count += 1
                     continue
@@ -167,7 +167,7 @@ def _take_kernel() -> tuple[Callable, Callable]:
                             break
                     if found:
                         break
-                pending_rows[count], pending_values[count] = first_row + row, value
+                pending_rows[count], pending_values[count] = row, value
                 pending_ids[count], pending_where[count] = image, where
                 count += 1
         return count
@@ -185,8 +185,8 @@ def _take_kernel() -> tuple[Callable, Callable]:
 
 
 def table_views(top: dict[str, torch.Tensor]) -> tuple[np.ndarray, ...]:
-    """The NumPy views (values, ids, where, kth) of a table's rows that `take_into` reads and `commit` writes: made
-    once, as each hook call would otherwise pay for eight PyTorch calls."""
+    """The NumPy views (values, ids, where, kth) of a table that `take_into` reads and `commit` writes: made once,
+    as each hook call would otherwise pay for four PyTorch calls."""
     return tuple(top[key].numpy() for key in ("values", "ids", "where", "kth"))
 
 
@@ -213,7 +213,7 @@ class Pending:
 def take_into(views: tuple[np.ndarray, ...], first_row: int, rows: np.ndarray, ids: np.ndarray, track: bool,
               pending: Pending) -> float:
     """Find each map's maximum of one layer's batch and add those that would enter the layer's rows of a table
-    (`table_views` of the table's rows `first_row`…) to `pending`, with their positions. `rows`: the maps as
+    (`table_views`; the layer's rows start at `first_row`) to `pending`, with their positions. `rows`: the maps as
     `maxima.rows_of` reads them; `ids` [N]: the images' ids; `track`: find every maximum's position in the one pass
     (cheaper when most enter). Returns the fraction of maxima added."""
     count, positions, lanes = rows.shape
@@ -228,7 +228,7 @@ def take_into(views: tuple[np.ndarray, ...], first_row: int, rows: np.ndarray, i
 
 
 def commit(views: tuple[np.ndarray, ...], pending: Pending) -> None:
-    """Insert the pending candidates that enter into the table (`table_views` of all its rows), and empty `pending`."""
+    """Insert the pending candidates that enter into the table (`table_views`), and empty `pending`."""
     if pending.count:
         _take_kernel()[1](*views, pending.rows, pending.values, pending.ids, pending.where, pending.count)
     pending.count = 0
