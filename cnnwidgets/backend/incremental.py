@@ -659,8 +659,9 @@ class _GateWatch(TorchFunctionMode):
         result = func(*args, **kwargs)
         if func in (F.conv1d, F.conv2d, F.conv3d) and isinstance(result, torch.Tensor):
             weight = args[1] if len(args) > 1 else kwargs["weight"]
-            self.total += result.numel() * weight[0].numel()
-            self.before_gate += 0 if self.gated else result.numel() * weight[0].numel()
+            work = result.numel() * weight[0].numel()
+            self.total += work
+            self.before_gate += 0 if self.gated else work
         elif not self.gated and getattr(func, "__name__", None) in GATE_OPS:
             maps = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dim() >= 3 and len(a) == WATCHED_IMAGES]
             spread = [m for m in maps if math.prod(m.shape[2:]) == 1]
