@@ -304,6 +304,11 @@ def test_local_share_is_the_convolution_work_before_the_first_map_wide_gate():
     assert gated == pytest.approx((216 * 100 + 64) / (216 * 100 + 64 + 2304 * 100))
     assert local_share(Memo(LayerScaled().eval(), 0), x) == 1.0  # a constant per channel spreads nothing of the image
     assert local_share(Memo(Zoo().eval(), 0), torch.randn(1, 3, 32, 32)) > 0.9  # its gate comes after all convolutions
+    training = GatedStem().train()  # the watched forward leaves the user's model as it came
+    before = model_state(training)
+    assert local_share(Memo(training, 0), x) == gated  # shapes decide the share, not weights
+    assert hooks_left(training) == 0 and training.training
+    assert_same_state(before, model_state(training))
 
     class OneImageOnly(GatedStem):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
