@@ -33,6 +33,7 @@ resnet50, convnext_nano, repvgg_a0 and torchvision resnet18.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import time
@@ -40,6 +41,8 @@ from pathlib import Path
 
 import torch
 from common import machine
+
+from cnnwidgets.backend.device import split_threads
 
 TIMM_MODELS = ("resnet50", "efficientnet_b0", "mobilenetv3_large_100")
 GOAL = 0.8
@@ -73,8 +76,9 @@ def inspectors(device: str, models: tuple[str, ...]) -> dict[str, tuple[object, 
             import torchvision
 
             found[name] = (Inspector(getattr(torchvision.models, name[3:])(weights=None).eval().to(device)), 128)
-        else:
-            found[name] = (Inspector(timm.create_model(name, pretrained=False).eval().to(device)), 128)
+        else:  # timm's ViT and Swin take the size they were made for only
+            found[name] = (Inspector(timm.create_model(name, pretrained=False).eval().to(device)),
+                           224 if name.startswith(("vit_", "swin_")) else 128)
     return found
 
 
@@ -95,6 +99,15 @@ def throughput(inspector, side: int, images: int, batch_size: int, num_workers: 
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    def bare_two_streams() -> None:
+        """The bare forward run as the index runs on the CPU: two batches at once, one PyTorch thread each."""
+        with split_threads(2), concurrent.futures.ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda batch: forward(batch[0]), loader))
+
+    def forward(batch: torch.Tensor) -> None:
+        with torch.inference_mode():
+            model(batch)
+
     def index() -> None:
         inspector.index(loader, progress=False, amp=amp)
         if device.type == "cuda":
@@ -102,10 +115,11 @@ def throughput(inspector, side: int, images: int, batch_size: int, num_workers: 
 
     inspector.index(torch.utils.data.Subset(loader.dataset, range(batch_size)), progress=False, amp=amp)  # warm-up
     bare()
-    times: dict[str, list[float]] = {"bare": [], "index": []}
-    cpu: dict[str, list[float]] = {"bare": [], "index": []}
+    runs = {"bare": bare, "index": index, **({"bare_two_streams": bare_two_streams} if device.type == "cpu" else {})}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
-        for name, run in (("bare", bare), ("index", index)):
+        for name, run in runs.items():
             start, start_cpu = time.perf_counter(), time.process_time()
             run()
             times[name].append(time.perf_counter() - start)
@@ -118,6 +132,7 @@ def throughput(inspector, side: int, images: int, batch_size: int, num_workers: 
         "ratio": round(best["bare"] / best["index"], 3),
         "ratio_slowest_rounds": round(max(times["bare"]) / max(times["index"]), 3),
         "ratio_cpu_time": round(min(cpu["bare"]) / min(cpu["index"]), 3),
+        **({"ratio_to_bare_two_streams": round(best["bare_two_streams"] / best["index"], 3)} if "bare_two_streams" in best else {}),
     }
 
 
@@ -140,7 +155,8 @@ def run(device: str = "cpu", images: int | None = None, models: tuple[str, ...] 
             results[f"{name}_amp"] = {"side": side, **throughput(inspector, side, count, batch_size, rounds=rounds, amp=True)}
         row = results[name]
         print(f"{name:30s} index ×{row['ratio']:.2f} the bare forward (CPU time ×{row['ratio_cpu_time']:.2f}; "
-              f"{row['index_images_per_s']} vs {row['bare_images_per_s']} images/s)", flush=True)
+              f"{row['index_images_per_s']} vs {row['bare_images_per_s']} images/s; "
+              f"×{row.get('ratio_to_bare_two_streams', float('nan')):.2f} the bare forward in two streams)", flush=True)
     worst = min(result["ratio"] for result in results.values())
     return {"name": "index", "device": device, "goal_ratio": GOAL, "worst_ratio": worst, "models": results,
             "threads": torch.get_num_threads(), "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -30,16 +31,30 @@ class TinyCNN(nn.Module):
         return self.fc(self.pool(self.relu(self.conv(x))).flatten(1))
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Run the test on one thread (CI-sized, the same sums on any machine), then give the session its threads back:
-    a module-level `torch.set_num_threads(1)` would slow every later test and change their float rounding."""
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """PyTorch on `count` threads for the block, then the session's count again."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run the test on one thread (CI-sized, the same sums on any machine), then give the session its threads back:
+    a module-level `torch.set_num_threads(1)` would slow every later test and change their float rounding."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """Two PyTorch threads, so that the CPU runs two streams (`backend.device.STREAMS`) whatever the machine."""
+    with torch_threads(2):
+        yield
 
 
 @pytest.fixture

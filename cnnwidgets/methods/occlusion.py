@@ -13,6 +13,7 @@ of the time. Elsewhere, or for models the incremental engine cannot trace, posit
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from ..backend.cache import image_key
-from ..backend.device import batch_size_for
+from ..backend.device import batch_size_for, run_streams, stream_count
 from ..backend.hooks import capture_outputs, eval_mode
 from ..backend.images import ImageLike
 from ..backend.incremental import ENGINE_MIN_SAVING, IncrementalEngine, UnsupportedModel, engine_for
@@ -143,7 +144,11 @@ def occluded_logits(
 def _logit_chunks(inspector, image, boxes, fill, *, patch, method, batch_size, progress, planned=None) -> Iterator[torch.Tensor]:
     """Logits of consecutive chunks of `boxes`, in order (the widget computes between chunks). `planned`: the
     positions to count towards tracing the engine (`ENGINE_PAYS_AFTER`), when not these boxes (a run in parts
-    counts its whole grid once)."""
+    counts its whole grid once).
+
+    Full forwards on the CPU run two chunks at once (`device.run_streams`): timm efficientnet_b0's 169 positions
+    1.58× Captum's speed against 1.32–1.36× in one stream. The incremental engine runs one chunk at a time: in two
+    streams Lite0's 625 positions took 4.1–4.3 s against 3.3–3.5 s (A/B in one process, two cores)."""
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     batch = inspector.preprocess(image)
@@ -162,11 +167,12 @@ def _logit_chunks(inspector, image, boxes, fill, *, patch, method, batch_size, p
 
         bar = tqdm(total=len(boxes), desc="occlusion", unit="pos", leave=False)
     try:
-        start = 0
+        start, streams = 0, (stream_count(batch.device) if engine is None else 1)
         while start < len(boxes):
-            chunk = boxes[start:start + size_now]
+            chunks = [boxes[first:first + size_now] for first in range(start, min(len(boxes), start + streams * size_now), size_now)]
             try:
-                logits = _chunk_logits(inspector, engine or scorer, batch, filled, chunk)
+                with eval_mode(inspector.model):  # once around the streams: each would restore the other's flags
+                    parts = run_streams([functools.partial(_chunk_logits, engine or scorer, batch, filled, chunk) for chunk in chunks])
             except torch.OutOfMemoryError:
                 if size_now == 1:
                     raise InputError("out of GPU memory even one position at a time; free GPU memory or use device='cpu'") from None
@@ -175,10 +181,11 @@ def _logit_chunks(inspector, image, boxes, fill, *, patch, method, batch_size, p
                 size_now = max(1, size_now // 2)
                 warnings.warn(f"out of GPU memory; retrying occlusion with batches of {size_now} positions", stacklevel=3)
                 continue
-            start += len(chunk)
-            if bar is not None:
-                bar.update(len(chunk))
-            yield logits
+            for chunk, logits in zip(chunks, parts):
+                start += len(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+                yield logits
     finally:
         if bar is not None:
             bar.close()
@@ -203,12 +210,13 @@ def _engine(inspector: Inspector, batch: torch.Tensor, method: str, positions: i
     return engine
 
 
-def _chunk_logits(inspector, runner, batch, filled, chunk) -> torch.Tensor:
-    """Logits of one chunk: by the incremental engine, or by full forwards of `runner` (the scoring module)."""
+def _chunk_logits(runner, batch, filled, chunk) -> torch.Tensor:
+    """Logits of one chunk: by the incremental engine, or by full forwards of `runner` (the scoring module; the
+    caller holds the model in eval mode)."""
     if isinstance(runner, IncrementalEngine):
         return runner.logits(chunk, filled).float().cpu()
     occluded = occlude(batch, filled, chunk)
-    with eval_mode(inspector.model), torch.inference_mode():
+    with torch.inference_mode():
         return class_scores(runner(occluded)).float().cpu()
 
 

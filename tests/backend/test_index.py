@@ -198,6 +198,61 @@ def test_resume_after_an_interruption(small, images, tmp_path):
     with pytest.raises(InputError, match="other weights, layers or offset"):
         build_index(small, dataset, ["relu1"], k=5, path=path, progress=False)
 
+@pytest.mark.parametrize("sparse_below", [0.0, 1.01], ids=["every-position-searched", "only-maxima-above-the-floor"])
+def test_two_streams_build_the_index_of_one(small, images, two_threads, sparse_below, monkeypatch):
+    """With two threads on the CPU the index runs two batches at once, one per thread (the first batch alone), and
+    merges them in order: the same index as one stream, ties (three equal images) included; the thread count is
+    given back."""
+    import threading
+
+    monkeypatch.setattr(builder_module, "SPARSE_BELOW", dict.fromkeys(builder_module.SPARSE_BELOW, sparse_below))
+    threads, start = [], builder_module._Stream.start
+
+    def recording(stream, ids):
+        threads.append(threading.current_thread().name.split("_")[0])
+        start(stream, ids)
+
+    monkeypatch.setattr(builder_module._Stream, "start", recording)
+    two = build_index(small, images, LAYERS, k=3, batch_size=2, progress=False)
+    assert threads[0] == "MainThread" and set(threads[1:]) == {"cnnwidgets-index"} and len(threads) == 12
+    assert torch.get_num_threads() == 2
+    monkeypatch.setattr("cnnwidgets.backend.device.STREAMS", 1)
+    threads.clear()
+    one = build_index(small, images, LAYERS, k=3, batch_size=2, progress=False)
+    assert set(threads) == {"MainThread"}
+    assert_same_index(two, one)
+
+
+class FailsOnMarkedImage(Small):
+    """Fails once, on the batch holding an image whose first pixel is 99 (class-level flag: the index may run a
+    copy of the model)."""
+
+    armed = [False]
+
+    def forward(self, x):
+        if self.armed[0] and bool((x[:, 0, 0, 0] == 99).any()):
+            self.armed[0] = False
+            raise RuntimeError("the model failed on this batch")
+        return super().forward(x)
+
+
+def test_a_batch_failing_on_a_stream_counts_none_after_it(images, two_threads, tmp_path):
+    """A batch that fails on a worker thread while the next one runs on the other: the saved index holds exactly
+    the batches before it (not the later one that succeeded), and resuming gives the index of a run without
+    failure."""
+    marked = images.clone()
+    marked[13, 0, 0, 0] = 99  # batch 3 of 4 images
+    inspector, path = Inspector(FailsOnMarkedImage()), tmp_path / "streams.idx"
+    FailsOnMarkedImage.armed[0] = True
+    with pytest.raises(InputError, match="the model failed on this batch"):
+        build_index(inspector, marked, LAYERS, k=5, batch_size=4, path=path, progress=False)
+    partial = Index.load(path)
+    assert not partial.complete and len(partial) == 12
+    assert torch.get_num_threads() == 2
+    resumed = build_index(inspector, marked, LAYERS, k=5, batch_size=4, path=path, progress=False)
+    assert_same_index(resumed, build_index(inspector, marked, LAYERS, k=5, batch_size=4, progress=False))
+
+
 
 def test_datasets_of_every_kind(small, images, tmp_path):
     pictures = [PIL.Image.fromarray(np.full((12, 12, 3), 40 * i, np.uint8)) for i in range(4)]

@@ -68,3 +68,15 @@ def test_a_dataloader_of_dict_batches_keeps_its_labels(images):
     for layer in LAYERS:
         for channel in range(reference.layer_shape(layer)[0]):
             assert index.top(layer, channel) == reference.top(layer, channel), (layer, channel)
+
+
+def test_a_dataloader_of_images_alone_is_read_without_labels(images):
+    """`TensorDataset(images)` batches as `[images]`, a list of one tensor: images without labels."""
+    inspector = Inspector(Small())
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images), batch_size=4)
+    index = build_index(inspector, loader, LAYERS, k=3, progress=False)
+    assert index.labels is None and len(index) == len(images)
+    reference = build_index(inspector, images, LAYERS, k=3, progress=False)
+    for layer in LAYERS:
+        for channel in range(reference.layer_shape(layer)[0]):
+            assert index.top(layer, channel) == reference.top(layer, channel), (layer, channel)

@@ -210,17 +210,47 @@ def test_top_label_and_channel_maps(small, small_input):
     torch.testing.assert_close(sums, expected, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["incremental", "full"])
+def test_two_streams_give_the_map_of_one(small_input, method, two_threads, monkeypatch):
+    """With two threads on the CPU, full forwards run two chunks of positions at once (`device.STREAMS`), one per
+    thread, and the incremental engine one at a time: the map of one stream and of brute force; PyTorch's thread
+    count and the model's training flags come back as they were (eval mode is entered once around both streams,
+    not by each)."""
+    import threading
+
+    inspector = Inspector(SmallCNN().train())
+    names, real = [], occlusion_module._chunk_logits
+
+    def recording(*args):
+        names.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(occlusion_module, "_chunk_logits", recording)
+    options = {"target": 1, "patch": 6, "stride": 3, "batch_size": 4, "method": method, "progress": False}
+    two = occlusion(inspector, small_input, **options)
+    assert set(names) == ({"MainThread", "cnnwidgets-stream-1"} if method == "full" else {"MainThread"})
+    assert len(names) == 13  # 49 positions in chunks of 4
+    assert torch.get_num_threads() == 2 and all(module.training for module in inspector.model.modules())
+    monkeypatch.setattr("cnnwidgets.backend.device.STREAMS", 1)
+    names.clear()
+    one = occlusion(inspector, small_input, **options)
+    assert set(names) == {"MainThread"}
+    torch.testing.assert_close(two, one, atol=1e-6, rtol=0)
+    torch.testing.assert_close(two, brute_force(inspector.model, small_input, 1, 6, 3), atol=1e-6, rtol=0)
+
+
 def test_out_of_memory_retries_with_smaller_batches(small, small_input, monkeypatch):
     real = occlusion_module._chunk_logits
     sizes = []
 
-    def flaky(inspector, engine, batch, filled, chunk):
+    def flaky(runner, batch, filled, chunk):
         sizes.append(len(chunk))
         if len(chunk) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory")
-        return real(inspector, engine, batch, filled, chunk)
+        return real(runner, batch, filled, chunk)
 
     monkeypatch.setattr(occlusion_module, "_chunk_logits", flaky)
+    monkeypatch.setattr("cnnwidgets.backend.device.STREAMS", 1)  # one chunk at a time, as on a GPU
     with pytest.warns(UserWarning, match="retrying occlusion with batches of 2"):
         got = occlusion(small, small_input, target=1, patch=6, stride=3, batch_size=8, method="full", progress=False)
     torch.testing.assert_close(got, brute_force(small.model, small_input, 1, 6, 3), atol=1e-6, rtol=0)

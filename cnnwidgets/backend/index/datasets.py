@@ -211,7 +211,10 @@ Batch = torch.Tensor | list
 
 
 def _split_batch(batch: object) -> tuple[Batch, Batch | None]:
-    """(images, labels or None) of one batch a DataLoader yields: a tensor, an (images, labels, …) pair or a dict."""
+    """(images, labels or None) of one batch a DataLoader yields: a tensor, an (images, labels, …) pair, an
+    (images,) one (a `TensorDataset` of images alone) or a dict."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 1 and isinstance(batch[0], torch.Tensor):
+        return batch[0], None
     if isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[0], (torch.Tensor, list)):
         return batch[0], batch[1] if isinstance(batch[1], (torch.Tensor, list)) else None
     if isinstance(batch, dict):

@@ -101,14 +101,15 @@ def _take_kernel() -> tuple[Callable, Callable]:
     enters, insert = _row_kernels()
 
     @numba.njit(nogil=True, boundscheck=False, cache=True)
-    def take(rows: np.ndarray, group: int, lanes: int, per: int, ids: np.ndarray, top_values: np.ndarray,
-             top_ids: np.ndarray, kth: np.ndarray, first_row: int, pending_rows: np.ndarray, pending_values: np.ndarray,
-             pending_ids: np.ndarray, pending_where: np.ndarray, count: int, track: bool) -> int:  # pragma: no cover (compiled)
+    def take(rows: np.ndarray, group: int, lanes: int, per: int, ids: np.ndarray, kth: np.ndarray, first_row: int,
+             pending_rows: np.ndarray, pending_values: np.ndarray, pending_ids: np.ndarray, pending_where: np.ndarray,
+             count: int, track: bool) -> int:  # pragma: no cover (compiled)
         """rows [B, R, group·lanes]: map b is image ids[b // per]; its lane j·lanes + c holds position r·group + j
-        of table row first_row + (b % per)·lanes + c (the layer's rows start at first_row). Each maximum that would
-        enter the table as it is is appended to the pending arrays from `count` on, with its position. `track`:
-        keep each lane's first best position during the pass (when most maxima enter); else keep the maxima only
-        and search a position for those that enter. Returns the new count."""
+        of table row first_row + (b % per)·lanes + c (the layer's rows start at first_row). Each maximum that
+        reaches its row's k-th value is appended to the pending arrays from `count` on, with its position (`commit`
+        decides ties with the k-th). `track`: keep each lane's first best position during the pass (when most
+        maxima enter); else keep the maxima only and search a position for those that reach it. Returns the new
+        count."""
         width = rows.shape[2]
         best = np.empty(width, np.float32)
         at = np.zeros(width, np.int64)
@@ -145,7 +146,7 @@ def _take_kernel() -> tuple[Callable, Callable]:
                         if (value > top) | (value_nan & ~top_nan) | (((value == top) | (value_nan & top_nan)) & (position < where)):
                             top, where = value, position
                     value = -np.inf if top != top else top
-                    if enters(top_values, top_ids, kth, row, value, image):
+                    if value >= kth[row]:
                         pending_rows[count], pending_values[count] = row, value
                         pending_ids[count], pending_where[count] = image, where
                         count += 1
@@ -155,7 +156,7 @@ def _take_kernel() -> tuple[Callable, Callable]:
                     top = max(top, best[j * lanes + c])
                     has_nan |= nan[j * lanes + c]
                 value = -np.inf if has_nan else top
-                if not enters(top_values, top_ids, kth, row, value, image):
+                if value < kth[row]:
                     continue
                 where = 0
                 for r in range(rows.shape[1]):  # the first position holding the maximum (or a NaN), in row-major order
@@ -212,18 +213,20 @@ class Pending:
 
 def take_into(views: tuple[np.ndarray, ...], first_row: int, rows: np.ndarray, ids: np.ndarray, track: bool,
               pending: Pending) -> float:
-    """Find each map's maximum of one layer's batch and add those that would enter the layer's rows of a table
+    """Find each map's maximum of one layer's batch and add those that reach their channel's k-th value in a table
     (`table_views`; the layer's rows start at `first_row`) to `pending`, with their positions. `rows`: the maps as
     `maxima.rows_of` reads them; `ids` [N]: the images' ids; `track`: find every maximum's position in the one pass
-    (cheaper when most enter). Returns the fraction of maxima added."""
+    (cheaper when most enter). Returns the fraction of maxima added.
+
+    Only the k-th value is read, and it only grows: another thread may `commit` into the same table meanwhile
+    (the index's streams), and a maximum under a k-th value read at any moment can never enter."""
     count, positions, lanes = rows.shape
     group = group_of(positions, lanes)
     pending.room_for(count * lanes)
     before = pending.count
-    values, top_ids, _where, kth = views
     pending.count = _take_kernel()[0](rows.reshape(count, positions // group, group * lanes), group, lanes, count // len(ids),
-                                      ids, values, top_ids, kth, first_row, pending.rows, pending.values, pending.ids,
-                                      pending.where, before, track)
+                                      ids, views[3], first_row, pending.rows, pending.values, pending.ids, pending.where,
+                                      before, track)
     return (pending.count - before) / (count * lanes)
 
 
