@@ -24,7 +24,10 @@ calls). On an H200 (batch 64, `bench/results/index_cuda.json`, before these chan
 host's Python work per layer. Session 22, twelve matrix models (INDEX_BENCH_MODELS=efficientnet_lite0,resnet50,
 efficientnet_b0,mobilenetv3_large_100,convnext_nano,densenet121,regnety_008,vgg11_bn,repvgg_a0,tv_resnet18,
 tv_googlenet,tv_shufflenet_v2_x1_0): 0.63-0.95 after `topk.take_into` (0.59-0.95 before; ±0.03 between runs), ≥ 0.8 on vgg11_bn,
-resnet50, convnext_nano, repvgg_a0 and torchvision resnet18.
+resnet50, convnext_nano, repvgg_a0 and torchvision resnet18. Session 23, all 27 matrix models
+(INDEX_BENCH_MODELS=matrix INDEX_BENCH_ROUNDS=2, about 9 minutes): 0.82-1.49, Lite0 at 224 px 0.76, after the index
+ran two batches at once on the CPU (`device.STREAMS`). `ratio_to_bare_two_streams` compares with the bare forward
+run the same way (two batches at once, one PyTorch thread each): 0.51-0.98, the cost of the index's own work.
 
     .venv/bin/python bench/run.py index
     .venv/bin/python bench/index.py --device cuda --images 2048     # on a GPU (bench/gpu_check runs it too)
@@ -45,6 +48,12 @@ from common import machine
 from cnnwidgets.backend.device import split_threads
 
 TIMM_MODELS = ("resnet50", "efficientnet_b0", "mobilenetv3_large_100")
+MATRIX_MODELS = (
+    "efficientnet_lite0", "resnet50", "resnet18d", "seresnext26d_32x4d", "efficientnet_b0", "tf_efficientnet_b0",
+    "mobilenetv3_large_100", "convnext_nano", "regnety_008", "densenet121", "inception_v3", "vgg11_bn", "repvgg_a0", "dla34",
+    "ghostnet_100", "cspresnet50", "hrnet_w18_small", "mobilevit_xxs", "vit_tiny_patch16_224", "swin_tiny_patch4_window7_224",
+    "tv_googlenet", "tv_squeezenet1_0", "tv_shufflenet_v2_x1_0", "tv_mnasnet0_5", "tv_alexnet", "tv_swin_t", "tv_resnet18")
+"""The embedded Lite0 and the architectures of tests/methods/test_model_matrix.py (INDEX_BENCH_MODELS=matrix)."""
 GOAL = 0.8
 """Issue 17: the index runs at ≥ 0.8× the bare batched forward."""
 
@@ -138,8 +147,9 @@ def throughput(inspector, side: int, images: int, batch_size: int, num_workers: 
 
 def run(device: str = "cpu", images: int | None = None, models: tuple[str, ...] | None = None, rounds: int | None = None) -> dict:
     """`bench/run.py index` takes INDEX_BENCH_MODELS (comma-separated; timm names, tv_<torchvision name>,
-    efficientnet_lite0), INDEX_BENCH_IMAGES, INDEX_BENCH_ROUNDS and INDEX_BENCH_THREADS from the environment."""
-    models = models or tuple(os.environ.get("INDEX_BENCH_MODELS", ",".join(("efficientnet_lite0", *TIMM_MODELS))).split(","))
+    efficientnet_lite0; or "matrix" for `MATRIX_MODELS`), INDEX_BENCH_IMAGES, INDEX_BENCH_ROUNDS and INDEX_BENCH_THREADS from the environment."""
+    named = os.environ.get("INDEX_BENCH_MODELS", ",".join(("efficientnet_lite0", *TIMM_MODELS)))
+    models = models or (MATRIX_MODELS if named == "matrix" else tuple(named.split(",")))
     images = images or (int(os.environ["INDEX_BENCH_IMAGES"]) if os.environ.get("INDEX_BENCH_IMAGES") else None)
     rounds = rounds or int(os.environ.get("INDEX_BENCH_ROUNDS", "3"))
     if os.environ.get("INDEX_BENCH_THREADS"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from .images import all_finite
 
 StateOrPath = Mapping[str, torch.Tensor] | str | os.PathLike
 CheckpointSource = Mapping[int, StateOrPath] | Sequence[tuple[int, StateOrPath]] | str | os.PathLike
@@ -78,4 +79,4 @@ def _state(given: StateOrPath) -> dict[str, torch.Tensor]:
 
 def non_finite(state: Mapping[str, torch.Tensor]) -> list[str]:
     """Names of the floating tensors of `state` holding NaN or infinite values (a diverged training run)."""
-    return [name for name, tensor in state.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    return [name for name, tensor in state.items() if tensor.is_floating_point() and not all_finite(tensor)]

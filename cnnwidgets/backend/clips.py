@@ -23,7 +23,7 @@ import torchvision.transforms.functional as TF
 from torch import nn
 
 from ..errors import InputError
-from .images import MIN_SIDE, check_input, to_pil
+from .images import MIN_SIDE, all_finite, check_input, to_pil
 from .preprocess import display_batch
 
 ClipLike = np.ndarray | torch.Tensor | Sequence | str | os.PathLike
@@ -167,7 +167,7 @@ def preprocess_clip(clip: ClipLike | PIL.Image.Image, transform: Callable, chann
         if tensor.shape[1] != channels:
             tensor = tensor.expand(-1, 3, -1, -1) if channels == 3 else tensor.float().mean(1, keepdim=True).round().to(torch.uint8)
         batch = torch.as_tensor(transform(tensor)).unsqueeze(0)
-        if not torch.isfinite(batch).all():
+        if not all_finite(batch):
             raise InputError("the transform gave NaN or infinite values; check its mean and std")
     if frames is not None and batch.shape[2] != frames:
         raise InputError(

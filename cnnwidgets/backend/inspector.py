@@ -17,7 +17,7 @@ from .cache import Memo, image_key, weights_key
 from .clips import ClipPreprocess, display_clip, is_video_model, preprocess_clip, probe_shape, reject_clip
 from .device import batch_size_for, batches, device_of, unwrap
 from .hooks import capture_outputs, eval_mode
-from .images import ImageLike, check_input, to_pil
+from .images import ImageLike, all_finite, check_input, to_pil
 from .layers import LayerInfo, discover_layers, find_layer, has_conv
 from .layout import fixed_input_size
 from .preprocess import Preprocess, to_display
@@ -120,7 +120,7 @@ class Inspector:
                     f"the transform gave an input of shape {tuple(batch.shape)}; "
                     f"this model takes one image as [{self.in_channels},H,W] or [1,{self.in_channels},H,W]"
                 )
-            if not torch.isfinite(batch).all():
+            if not all_finite(batch):
                 raise InputError("the input contains NaN or infinite values; pass a finite image")
         if self.input_size is not None and tuple(batch.shape[-2:]) != self.input_size:
             height, width = self.input_size
@@ -260,7 +260,7 @@ class Inspector:
         batch = images if isinstance(images, torch.Tensor) else torch.cat([self.preprocess(image) for image in images])
         if batch.dim() != (5 if self.is_video else 4) or batch.shape[1] != self.in_channels:
             raise InputError(f"a batch of shape {tuple(batch.shape)} does not fit; pass [N,{self.in_channels},{'T,' if self.is_video else ''}H,W]")
-        if not torch.isfinite(batch).all():
+        if not all_finite(batch):
             raise InputError("the input contains NaN or infinite values; pass finite images")
         size = batch_size or batch_size_for(self.device)
         with eval_mode(self.model), torch.inference_mode(), model_errors(tuple(batch.shape)):

@@ -25,7 +25,7 @@ import torch
 from ..backend.cache import image_key
 from ..backend.device import batch_size_for, run_streams, stream_count
 from ..backend.hooks import capture_outputs, eval_mode
-from ..backend.images import ImageLike
+from ..backend.images import ImageLike, all_finite
 from ..backend.incremental import ENGINE_MIN_SAVING, IncrementalEngine, UnsupportedModel, engine_for
 from ..backend.inspector import Inspector, class_scores
 from ..errors import InputError, model_errors
@@ -105,7 +105,7 @@ def fill_image(batch: torch.Tensor, fill: float | str | torch.Tensor, patch: int
         if shape in ((channels,), (channels, 1, 1), (1, channels, 1, 1)):
             return tensor.reshape(1, channels, 1, 1).expand_as(batch).contiguous()
         if shape in ((channels, height, width), (1, channels, height, width)):
-            if not torch.isfinite(tensor).all():
+            if not all_finite(tensor):
                 raise InputError("the fill tensor contains NaN or infinite values; pass finite values")
             return tensor.reshape(batch.shape).clone()
         raise InputError(

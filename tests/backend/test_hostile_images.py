@@ -214,3 +214,17 @@ def test_float_input_of_another_dtype_or_device_is_accepted(small):
     expected = small.logits(x)
     torch.testing.assert_close(small.logits(x.double()), expected)
     torch.testing.assert_close(small.logits(x.bfloat16()), small.logits(x.bfloat16().float()))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_all_finite_finds_one_bad_value_and_keeps_huge_finite_ones(bad):
+    """`all_finite` answers from one sum: a NaN or ±inf anywhere carries through it; finite values whose sum
+    overflows (3e38 + 3e38) are checked one by one and still pass."""
+    from cnnwidgets.backend.images import all_finite
+
+    values = torch.zeros(2, 3, 8, 8)
+    assert all_finite(values)
+    values[1, 2, 7, 7] = bad
+    assert not all_finite(values)
+    assert all_finite(torch.full((4,), 3e38))
+    assert not all_finite(torch.tensor([float("inf"), -float("inf")]))

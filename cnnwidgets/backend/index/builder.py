@@ -39,6 +39,7 @@ from ...errors import InputError, model_errors
 from ..device import batch_size_for, split_threads, stream_count
 from ..folded import ChannelsLast, foldable_pairs
 from ..hooks import eval_mode, forward_hooks
+from ..images import all_finite
 from ..inspector import FOLD_AFTER_IMAGES, Inspector, class_scores
 from ..layers import LayerInfo
 from ..preprocess import display_batch
@@ -422,7 +423,7 @@ def _input_batches(
             continue
         rows = range(skip, count)
         if (isinstance(images, torch.Tensor) and images.is_floating_point() and tuple(images.shape[1:]) == shape
-                and bool(torch.isfinite(images).all())):
+                and all_finite(images)):
             ready = images[skip:].detach().to("cpu", torch.float32)
             found = [None if labels is None else _label(labels[row]) for row in rows]
             yield ready, torch.tensor([-1 if label is None else label for label in found]), False
