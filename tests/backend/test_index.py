@@ -238,14 +238,17 @@ class FailsOnMarkedImage(Small):
 
 def test_a_batch_failing_on_a_stream_counts_none_after_it(images, two_threads, tmp_path):
     """A batch that fails on a worker thread while the next one runs on the other: the saved index holds exactly
-    the batches before it (not the later one that succeeded), and resuming gives the index of a run without
-    failure."""
+    the batches before it (not the later one that succeeded), the model is left as it came, and resuming gives the
+    index of a run without failure."""
     marked = images.clone()
     marked[13, 0, 0, 0] = 99  # batch 3 of 4 images
-    inspector, path = Inspector(FailsOnMarkedImage()), tmp_path / "streams.idx"
+    inspector, path = Inspector(FailsOnMarkedImage().train()), tmp_path / "streams.idx"
+    before = model_state(inspector.model)
     FailsOnMarkedImage.armed[0] = True
     with pytest.raises(InputError, match="the model failed on this batch"):
         build_index(inspector, marked, LAYERS, k=5, batch_size=4, path=path, progress=False)
+    assert_same_state(before, model_state(inspector.model))  # training flags back, no hook left, on the error path too
+    assert hooks_left(inspector.model) == 0
     partial = Index.load(path)
     assert not partial.complete and len(partial) == 12
     assert torch.get_num_threads() == 2
