@@ -137,6 +137,54 @@ def test_random_boxes_and_a_box_covering_everything():
     torch.testing.assert_close(engine.logits(boxes, fill), brute_force(model, x, boxes, fill), atol=1e-5, rtol=1e-5)
 
 
+class SharedMaps(nn.Module):
+    """Maps read by one op and maps read by two (an op written in place over them would change what the other reads),
+    and zero pads: the same on both sides before a convolution (the convolution pads instead), one-sided (TF-"same"
+    at stride 2), and one read by two convolutions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 6, 3, padding=1)
+        self.b = nn.Conv2d(6, 6, 3)
+        self.c = nn.Conv2d(6, 6, 3, stride=2)
+        self.e = nn.Conv2d(6, 6, 3)
+        self.f = nn.Conv2d(6, 6, 3, dilation=1)
+        self.d = nn.Conv2d(6, 6, 1)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.a(x)
+        x = x + F.relu(x)  # the convolution's output has two readers
+        x = F.relu(self.b(F.pad(x, (1, 1, 1, 1))))
+        x = torch.sigmoid(self.c(F.pad(x, (0, 1, 0, 1)))) * 2
+        padded = F.pad(x, (1, 1, 1, 1))
+        x = self.e(padded) + self.f(padded)
+        return self.head(F.relu(self.d(x)).mean((2, 3)))
+
+
+def test_ops_written_in_place_and_pads_left_to_the_convolution_change_no_value():
+    torch.manual_seed(3)
+    model = SharedMaps().eval()
+    x = torch.randn(1, 3, 23, 19)
+    engine = IncrementalEngine(model, x)
+    # in place: the ReLU after b, the sigmoid and the product after c, the sum of e and f, the ReLU after d; not the
+    # ReLU and the sum that read a's output. Only the symmetric pad read by one convolution is left to it.
+    assert sorted(str(node.target) for node in engine._in_place) == [
+        "aten.add.Tensor", "aten.mul.Tensor", "aten.relu.default", "aten.relu.default", "aten.sigmoid.default"]
+    assert list(engine._absorbed_pads.values()) == [(1, 1)]
+    engine.set_image(x)
+    kept = {node: value.clone() for node, value in engine._full.items() if isinstance(value, torch.Tensor)}
+    fill = torch.randn_like(x)
+    boxes = all_boxes(23, 19, 7, 3, overhang=True) + [(0, 0, 23, 19)]  # small boxes stay patches, large ones go dense
+    expected = brute_force(model, x, boxes, fill)
+    for _ in range(2):  # the same answer twice: nothing the second call reads was written over by the first
+        got = torch.cat([engine.logits(boxes[i:i + 5], fill) for i in range(0, len(boxes), 5)])
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert {"Patch", "Dense", "Unpadded"} <= set(engine.kinds.values())
+    for node, value in kept.items():
+        assert torch.equal(engine._full[node], value), node.name
+
+
 def test_efficientnet_lite0_positions_including_borders(lite0, cat):
     x = lite0.preprocess(cat)
     engine = engine_for(lite0.memo, x)
