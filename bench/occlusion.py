@@ -11,7 +11,7 @@ models (random weights) run stride 16 (169 positions) to keep the bench short on
 forward) runs the 49 positions of stride 32 (the incremental saving per position depends on the patch, not on the
 stride). Timings on a shared 2-core CPU are noisy: compare the ratios, which come from the
 same run (each side is timed in alternating rounds; the fastest round of each counts).
-Session 23: batched full forwards run two chunks at once on the CPU (`device.run_streams`), the incremental engine
+Session 23: batched full forwards run two chunks at once on the CPU (`device.ordered_streams`), the incremental engine
 one (two made Lite0 1.25× slower): efficientnet_b0, which runs full forwards, 1.32-1.36× → 1.58-1.59× Captum.
 
 A faster exact forward would lift every ratio; measured for convnext_nano (batch 4, 224 px, two threads, session

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import itertools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 import torch
 from torch import nn
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def best_device() -> torch.device:
@@ -114,30 +117,36 @@ def stream_count(device: torch.device) -> int:
     return min(STREAMS, torch.get_num_threads()) if device.type == "cpu" else 1
 
 
-def run_streams(tasks: Sequence[Callable[[], T]]) -> list[T]:
-    """The tasks' results, in order, each task run at once on its own thread (the first on this one) with PyTorch's
-    threads split among them (`split_threads`). A task's error (or a Ctrl-C) is raised once all have finished, so
-    no task outlives the call. Tasks must not change shared state (enter `hooks.eval_mode` around the call, not
-    inside a task: two tasks would restore each other's flags)."""
-    if len(tasks) == 1:
-        return [tasks[0]()]
-    results: list = [None] * len(tasks)
-    errors: list[BaseException | None] = [None] * len(tasks)
+def ordered_streams(work: Callable[[int, T], R], items: Iterable[T], streams: int) -> Iterator[R]:
+    """`work(slot, item)` for each item, `streams` items at once on as many threads with PyTorch's threads split
+    among them (`split_threads`); with one stream, each item in turn on the caller's thread. `slot` (0 … streams-1)
+    says which stream runs the item: an item reuses a slot only after the result of the item before it in that slot
+    was taken, so per-stream state may live there. Results come in the items' order, each once it and those before
+    it are done, while later items run; the caller's own work between results (merging a batch) overlaps theirs.
 
-    def run(i: int) -> None:
-        try:
-            results[i] = tasks[i]()
-        except BaseException as error:  # noqa: BLE001 (re-raised below, once every task is done)
-            errors[i] = error
-
-    with split_threads(len(tasks)):
-        threads = [threading.Thread(target=run, args=(i,), name=f"cnnwidgets-stream-{i}") for i in range(1, len(tasks))]
-        for thread in threads:
-            thread.start()
-        run(0)
-        for thread in threads:
-            thread.join()
-    for error in errors:
-        if error is not None:
-            raise error
-    return results
+    A failed item's error is raised in its place, after the results before it and once the items still running
+    have finished, so none outlives the iterator. An error while reading `items` (an interrupted data pipeline) is
+    raised after the results of the items already started. The index streams its batches through this, occlusion
+    its chunks of positions."""
+    if streams == 1:
+        for item in items:
+            yield work(0, item)
+        return
+    with split_threads(streams), concurrent.futures.ThreadPoolExecutor(streams, thread_name_prefix="cnnwidgets-stream") as pool:
+        running: collections.deque[concurrent.futures.Future] = collections.deque()
+        iterator, submitted = iter(items), 0
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                break
+            except BaseException:  # reading failed: answer the items already started, in order, then raise
+                while running:
+                    yield running.popleft().result()
+                raise
+            running.append(pool.submit(work, submitted % streams, item))
+            submitted += 1
+            if len(running) == streams:
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()

@@ -13,7 +13,6 @@ of the time. Elsewhere, or for models the incremental engine cannot trace, posit
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from ..backend.cache import image_key
-from ..backend.device import batch_size_for, run_streams, stream_count
+from ..backend.device import batch_size_for, ordered_streams, stream_count
 from ..backend.hooks import capture_outputs, eval_mode
 from ..backend.images import ImageLike, all_finite
 from ..backend.incremental import ENGINE_MIN_SAVING, IncrementalEngine, UnsupportedModel, engine_for
@@ -146,9 +145,11 @@ def _logit_chunks(inspector, image, boxes, fill, *, patch, method, batch_size, p
     positions to count towards tracing the engine (`ENGINE_PAYS_AFTER`), when not these boxes (a run in parts
     counts its whole grid once).
 
-    Full forwards on the CPU run two chunks at once (`device.run_streams`): timm efficientnet_b0's 169 positions
-    1.58× Captum's speed against 1.32–1.36× in one stream. The incremental engine runs one chunk at a time: in two
-    streams Lite0's 625 positions took 4.1–4.3 s against 3.3–3.5 s (A/B in one process, two cores)."""
+    Full forwards on the CPU run two chunks at once (`device.ordered_streams`): timm efficientnet_b0's 169 positions
+    1.58× Captum's speed against 1.32–1.36× in one stream. Both chunks finish before either is yielded: the caller
+    may run the user's cells between chunks, so the model is in eval mode only while they run. The incremental
+    engine runs one chunk at a time: in two streams Lite0's 625 positions took 4.1–4.3 s against 3.3–3.5 s (A/B in
+    one process, two cores)."""
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     batch = inspector.preprocess(image)
@@ -172,7 +173,7 @@ def _logit_chunks(inspector, image, boxes, fill, *, patch, method, batch_size, p
             chunks = [boxes[first:first + size_now] for first in range(start, min(len(boxes), start + streams * size_now), size_now)]
             try:
                 with eval_mode(inspector.model):  # once around the streams: each would restore the other's flags
-                    parts = run_streams([functools.partial(_chunk_logits, engine or scorer, batch, filled, chunk) for chunk in chunks])
+                    parts = list(ordered_streams(lambda _slot, chunk: _chunk_logits(engine or scorer, batch, filled, chunk), chunks, len(chunks)))
             except torch.OutOfMemoryError:
                 if size_now == 1:
                     raise InputError("out of GPU memory even one position at a time; free GPU memory or use device='cpu'") from None

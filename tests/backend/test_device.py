@@ -1,34 +1,71 @@
-"""Running batches in streams: PyTorch's threads split and given back, tasks' errors raised once all are done."""
+"""Running batches in streams: in order, PyTorch's threads split and given back, errors raised once running items are done."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 import torch
 
-from cnnwidgets.backend.device import run_streams, split_threads
+from cnnwidgets.backend.device import ordered_streams, split_threads
 
 
-def test_run_streams_raises_a_tasks_error_once_every_task_is_done(two_threads):
-    """A failing task (on this thread or the other) raises its error only after the other task finished, so no
-    task outlives the call; results come back in order; the thread count is restored."""
+def test_ordered_streams_answer_in_order_while_later_items_run(two_threads):
+    """Two items at once, each on a stream thread with one PyTorch thread; results in the items' order although the
+    first item is the slowest; a slot is reused only after the result of the item before it in that slot was taken;
+    the thread count comes back."""
+    events, taken = [], set()
+
+    def work(slot, item):
+        assert (item - 2) in taken or item < 2  # the item that held this slot before was answered
+        events.append((slot, item, threading.current_thread().name.split("_")[0], torch.get_num_threads()))
+        time.sleep(0.2 if item == 0 else 0.01)
+        return item * 10
+
+    results = []
+    for result in ordered_streams(work, range(5), 2):
+        results.append(result)
+        taken.add(result // 10)
+    assert results == [0, 10, 20, 30, 40]
+    assert [(slot, item) for slot, item, _name, _threads in sorted(events, key=lambda e: e[1])] == [(0, 0), (1, 1), (0, 2), (1, 3), (0, 4)]
+    assert {name for _slot, _item, name, _threads in events} == {"cnnwidgets-stream"}
+    assert {threads for *_rest, threads in events} == {1} and torch.get_num_threads() == 2
+    ran_here = [threading.current_thread().name for _ in ordered_streams(lambda slot, item: slot, range(3), 1)]
+    assert ran_here == ["MainThread"] * 3
+
+
+def test_ordered_streams_raise_a_failure_in_its_place_once_running_items_are_done(two_threads):
+    """A failed item's error comes after the results before it and only once the item running beside it finished,
+    so nothing outlives the iterator; the thread count is restored."""
     finished = []
 
-    def slow():
-        time.sleep(0.2)
-        finished.append("slow")
-        return 1
+    def work(_slot, item):
+        if item == 1:
+            raise ValueError("item 1 failed")
+        time.sleep(0.2 if item == 2 else 0.0)
+        finished.append(item)
+        return item
 
-    def failing():
-        raise ValueError("task failed")
+    results = []
+    with pytest.raises(ValueError, match="item 1 failed"):
+        for result in ordered_streams(work, range(4), 2):
+            results.append(result)
+    assert results == [0] and finished == [0, 2] and torch.get_num_threads() == 2
 
-    assert run_streams([lambda: 0, slow]) == [0, 1]
-    for tasks in ([failing, slow], [slow, failing]):
-        finished.clear()
-        with pytest.raises(ValueError, match="task failed"):
-            run_streams(tasks)
-        assert finished == ["slow"] and torch.get_num_threads() == 2
+
+def test_ordered_streams_answer_started_items_before_a_read_error(two_threads):
+    """Reading the items fails (an interrupted data pipeline) while two run: both are answered, in order, then the
+    read error is raised."""
+    def items():
+        yield from (0, 1)
+        raise KeyboardInterrupt
+
+    results = []
+    with pytest.raises(KeyboardInterrupt):
+        for result in ordered_streams(lambda _slot, item: time.sleep(0.05) or item, items(), 2):
+            results.append(result)
+    assert results == [0, 1] and torch.get_num_threads() == 2
 
 
 def test_split_threads_overlapping_blocks_restore_the_users_count(two_threads):

@@ -214,7 +214,7 @@ def test_two_streams_build_the_index_of_one(small, images, two_threads, sparse_b
 
     monkeypatch.setattr(builder_module._Stream, "start", recording)
     two = build_index(small, images, LAYERS, k=3, batch_size=2, progress=False)
-    assert threads[0] == "MainThread" and set(threads[1:]) == {"cnnwidgets-index"} and len(threads) == 12
+    assert threads[0] == "MainThread" and set(threads[1:]) == {"cnnwidgets-stream"} and len(threads) == 12
     assert torch.get_num_threads() == 2
     monkeypatch.setattr("cnnwidgets.backend.device.STREAMS", 1)
     threads.clear()

@@ -7,8 +7,9 @@ searched in one compiled call (`topk.take_into`) and what enters is merged after
 process (160 and 640 images, batch 4, two threads) mobilenetv3_large_100 indexed at 0.67 / 0.64× a bare forward against 0.59 / 0.61× with the
 separate search and merge, efficientnet_b0 at 0.56 / 0.67× against 0.50 / 0.60×.
 
-On the CPU, batches run in `device.STREAMS` streams: two batches at once, one per thread, each with its share of
-PyTorch's threads, merged in the dataset's order (the first batch runs alone: it sizes the table). The hooks'
+On the CPU, batches run in `device.STREAMS` streams (`device.ordered_streams`): two batches at once, one per thread,
+each with its share of PyTorch's threads, merged in the dataset's order while the next ones run (the first batch runs
+alone, with every thread: it sizes the table). The hooks'
 searches are single-threaded and the forward of a small batch leaves a core idle through its Python work; in one
 process, mobilenetv3_large_100 indexed at 0.98× the (one-stream) bare forward against 0.56× in one stream,
 efficientnet_b0 at 0.91× against 0.69× (160 images, batch 4, two cores). The index is the same, bit for bit: the
@@ -17,8 +18,6 @@ streams read only the table's k-th values, which only grow (`topk.take_into`), a
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import contextlib
 import itertools
 import math
@@ -36,7 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ...errors import InputError, model_errors
-from ..device import batch_size_for, split_threads, stream_count
+from ..device import batch_size_for, ordered_streams, stream_count
 from ..folded import ChannelsLast, foldable_pairs
 from ..hooks import eval_mode, forward_hooks
 from ..images import all_finite
@@ -643,43 +642,37 @@ def build_index(
     streams = [_Stream() for _ in range(stream_count(device))]
     bar = tqdm(total=total, initial=count, desc="indexing", unit="img", disable=not progress, leave=False)
     finished = False
+
+    def numbered() -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        """(images, labels, id of the first image) of each batch still to index."""
+        nonlocal resized_note
+        dispatched = count
+        for cpu_images, labels, resized in _input_batches(inspector, source, count, input_shape, size, num_workers):
+            if resized and not resized_note:
+                resized_note = True
+                warnings.warn(
+                    f"the images have mixed sizes; each is resized to {input_shape[-2]}×{input_shape[-1]} "
+                    "(pass a transform that crops to one size to choose how)", stacklevel=2)
+            yield cpu_images, labels, offset + dispatched
+            dispatched += len(cpu_images)
+
+    def run_numbered(slot: int, batch: tuple[torch.Tensor, torch.Tensor, int]) -> tuple[int, dict[str, torch.Tensor]]:
+        return run_batch(streams[slot], batch[0], batch[2])
+
     try:
         hooks = [(module, make_hook(module)) for module in wanted]
         with eval_mode(inspector.model), torch.inference_mode(), forward_hooks(hooks), \
                 forward_hooks([(codes_module, codes_hook)] if codes_module is not None and codes_from_input else [], pre=True), \
-                forward_hooks([(codes_module, codes_hook)] if codes_module is not None and not codes_from_input else []), \
-                split_threads(len(streams)), \
-                concurrent.futures.ThreadPoolExecutor(len(streams), thread_name_prefix="cnnwidgets-index") as pool:
-            running: collections.deque[tuple[_Stream, concurrent.futures.Future, torch.Tensor, int]] = collections.deque()
-
-            def finish_oldest() -> None:
-                stream, future, labels, first_id = running[0]
-                ran = future.result()  # its error, if it failed: then neither it nor any later batch is counted
-                running.popleft()
-                finish(stream, ran, labels, first_id)
-
-            dispatched, submitted = count, 0
-            try:
-                for cpu_images, labels, resized in _input_batches(inspector, source, count, input_shape, size, num_workers):
-                    if resized and not resized_note:
-                        resized_note = True
-                        warnings.warn(
-                            f"the images have mixed sizes; each is resized to {input_shape[-2]}×{input_shape[-1]} "
-                            "(pass a transform that crops to one size to choose how)", stacklevel=2)
-                    first_id, dispatched = offset + dispatched, dispatched + len(cpu_images)
-                    if table is None or len(streams) == 1:  # the first batch alone: it sizes the table the others read
-                        finish(streams[0], run_batch(streams[0], cpu_images, first_id), labels, first_id)
-                        continue
-                    stream = streams[submitted % len(streams)]  # free: the batch it ran before was finished
-                    submitted += 1
-                    running.append((stream, pool.submit(run_batch, stream, cpu_images, first_id), labels, first_id))
-                    if len(running) == len(streams):
-                        finish_oldest()
-            finally:  # also when reading the data was interrupted: the batches that ran are counted, in order
-                while running and running[0][1].exception() is None:
-                    finish_oldest()
-            if running:
-                finish_oldest()  # raises the error of the batch that failed
+                forward_hooks([(codes_module, codes_hook)] if codes_module is not None and not codes_from_input else []):
+            batches_left = numbered()
+            if table is None:  # the first batch alone: it sizes the table the streams read
+                first_batch = next(batches_left, None)
+                if first_batch is not None:
+                    finish(streams[0], run_numbered(0, first_batch), first_batch[1], first_batch[2])
+            # every batch before a failed one is counted (in order), also when reading the data was interrupted
+            for slot, (_images, labels, first_id), ran in ordered_streams(
+                    lambda slot, batch: (slot, batch, run_numbered(slot, batch)), batches_left, len(streams)):
+                finish(streams[slot], ran, labels, first_id)
         finished = True
     finally:
         bar.close()
