@@ -13,6 +13,8 @@ stride). Timings on a shared 2-core CPU are noisy: compare the ratios, which com
 same run (each side is timed in alternating rounds; the fastest round of each counts).
 Session 23: batched full forwards run two chunks at once on the CPU (`device.ordered_streams`), the incremental engine
 one (two made Lite0 1.25× slower): efficientnet_b0, which runs full forwards, 1.32-1.36× → 1.58-1.59× Captum.
+Session 24: the engine writes pointwise ops into maps nothing else reads and leaves symmetric zero pads to the
+convolution after them: Lite0 2.73-2.75× → 3.65-3.76× Captum (three runs), convnext_nano 1.34× → 1.41×.
 
 A faster exact forward would lift every ratio; measured for convnext_nano (batch 4, 224 px, two threads, session
 21), none pays: a channels-last copy 171-176 ms against 172-176 ms; `torch.jit.freeze` + `optimize_for_inference`
