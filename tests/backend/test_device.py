@@ -68,6 +68,23 @@ def test_ordered_streams_answer_started_items_before_a_read_error(two_threads):
     assert results == [0, 1] and torch.get_num_threads() == 2
 
 
+def test_ordered_streams_left_early_wait_for_their_items_and_give_the_threads_back(two_threads):
+    """A consumer that stops after the first result (a widget whose request was replaced) closes the iterator: the
+    item running beside it finishes before the close returns, and the thread count comes back."""
+    finished = []
+
+    def work(_slot, item):
+        time.sleep(0.2 if item == 1 else 0.0)
+        finished.append(item)
+        return item
+
+    results = ordered_streams(work, range(10), 2)
+    assert next(results) == 0
+    results.close()
+    assert finished == [0, 1] and torch.get_num_threads() == 2
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("cnnwidgets-stream")]
+
+
 def test_split_threads_overlapping_blocks_restore_the_users_count(two_threads):
     """Two indexes built at once (two widgets) each divide the threads; the last one out restores the count the
     first one found, whatever the order they end in."""
