@@ -471,7 +471,7 @@ class IncrementalEngine:
             if rows.rows:
                 return rows.like(full, target(value(args[0]), rows.value(), value(args[2]), **node.kwargs), rows=True)
         permuted = [states[a] for a in node.all_input_nodes if isinstance(states[a], Permuted)]
-        if permuted and isinstance(target, torch._ops.OpOverload) and torch.Tag.pointwise in target.tags:
+        if permuted and _pointwise_op(target):
             one = permuted[0]
             same = all(p.rows == one.rows and (p.patch.y0 == one.patch.y0).all() and (p.patch.x0 == one.patch.x0).all()
                        and p.patch.data.shape == one.patch.data.shape for p in permuted)
@@ -534,7 +534,7 @@ class IncrementalEngine:
 
     def _pointwise(self, node: torch.fx.Node, states: dict) -> bool:
         """An elementwise op whose patch inputs share one map shape and whose constants have no spatial extent."""
-        if not isinstance(node.target, torch._ops.OpOverload) or torch.Tag.pointwise not in node.target.tags:
+        if not _pointwise_op(node.target):
             return False
         full = self._full[node]
         if not isinstance(full, torch.Tensor) or full.dim() != 4:
@@ -632,6 +632,8 @@ class IncrementalEngine:
 
 
 def _pointwise_op(target: object) -> bool:
+    """Whether `target` is an aten op tagged pointwise (elementwise: each output value reads the same position of its
+    inputs)."""
     return isinstance(target, torch._ops.OpOverload) and torch.Tag.pointwise in target.tags
 
 
