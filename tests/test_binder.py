@@ -37,16 +37,25 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
+@pytest.fixture
+def workdir(tmp_path):
+    """A folder removed as soon as the test ends, passed or failed: Binder's environment holds PyTorch's CUDA
+    build here (about 6 GB), and pytest would otherwise keep its last three runs' folders, enough to fill CI's
+    disk (stop 24's CI run failed with "No space left on device" while installing it)."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 @pytest.mark.skipif(shutil.which("npm") is None, reason="building cnnwidgets needs npm")
-def test_binder_environment_runs_every_notebook_under_2gb(tmp_path):
-    repo = tmp_path / "repo"
+def test_binder_environment_runs_every_notebook_under_2gb(workdir):
+    repo = workdir / "repo"
     shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".venv", "node_modules", ".git", "test-artifacts", "*.egg-info"))
-    venv = tmp_path / "binder-env"
+    venv = workdir / "binder-env"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     # PyTorch's CPU index (binder/requirements.txt) is out of reach here: fail over to PyPI at once instead of
     # retrying every package for seconds; Binder itself reaches that index and gets the CPU build
     env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(venv),
-           "PIP_RETRIES": "0"}
+           "PIP_RETRIES": "0", "PIP_NO_CACHE_DIR": "1"}
     env.pop("PYTHONPATH", None)
     install = subprocess.run(["pip", "install", "-q", "-r", "binder/requirements.txt"], cwd=repo, env=env,
                              capture_output=True, text=True)
@@ -56,7 +65,7 @@ def test_binder_environment_runs_every_notebook_under_2gb(tmp_path):
 
     notebooks = sorted(str(p) for p in (repo / "notebooks").glob("*.ipynb"))
     start = time.monotonic()
-    runner = subprocess.Popen(["python", "-c", RUN_NOTEBOOKS, *notebooks], cwd=tmp_path, env=env,
+    runner = subprocess.Popen(["python", "-c", RUN_NOTEBOOKS, *notebooks], cwd=workdir, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watched = psutil.Process(runner.pid)
     peaks: dict[str, int] = {}  # notebook -> peak memory while it ran
