@@ -577,16 +577,8 @@ class IncrementalEngine:
         return Patch(self._full[node], ys, xs, cast(Callable[..., Any], target)(*args, **kwargs))
 
     def _in_place_target(self, node: torch.fx.Node) -> Any:
-        """The op to run for `node`: its in-place variant where `_in_place_variants` allows one and the result has
-        its first input's shape and dtype (so the op can write into it), else the op itself."""
-        variant = self._in_place.get(node)
-        if variant is None:
-            return node.target
-        result, first = self._full[node], self._full[cast(torch.fx.Node, node.args[0])]
-        if not (isinstance(result, torch.Tensor) and isinstance(first, torch.Tensor) and result.shape == first.shape
-                and result.dtype == first.dtype):
-            return node.target
-        return variant
+        """The op to run for `node`: its in-place variant where `_in_place_variants` allows one, else the op itself."""
+        return self._in_place.get(node, node.target)
 
     def _fallback(self, node: torch.fx.Node, states: dict) -> Dense | Many:
         layout = CHANNELS_LAST if node.target is aten.convolution.default else None
@@ -638,10 +630,12 @@ def _pointwise_op(target: object) -> bool:
 
 
 def _in_place_variants(varying: list[torch.fx.Node]) -> dict[torch.fx.Node, Any]:
-    """{pointwise node: its in-place variant (`add_` for `add`)} where the node's first input is a tensor that nothing
-    else reads: made for it alone in this pass (by a convolution, a matrix product, a pointwise op...) and passed on
-    only through ops with no other reader. Writing there saves a pass over new memory: on this 2-core CPU `clamp_` of
-    a batch of 16 maps [672,14,14] took 78 µs, `hardtanh` into a new tensor 289 µs (2026-12-01)."""
+    """{pointwise node: its in-place variant (`add_` for `add`)} where the node's first input is a tensor that nothing else
+    reads: made for it alone in this pass (by a convolution, a matrix product, a pointwise op...) and passed on only
+    through ops with no other reader; and where the traced result has that input's shape and dtype, so the op can write
+    into it (not `add` of a [C,1,1] bias and a map, nor a comparison). Writing there saves a pass over new memory: on
+    this 2-core CPU `clamp_` of a batch of 16 maps [672,14,14] took 78 µs, `hardtanh` into a new tensor 289 µs
+    (2026-12-01)."""
     owned: set[torch.fx.Node] = set()
     for node in varying:
         if node.op != "call_function" or len(node.users) != 1:
@@ -651,13 +645,22 @@ def _in_place_variants(varying: list[torch.fx.Node]) -> dict[torch.fx.Node, Any]
             owned.add(node)
     variants = {}
     for node in varying:
-        if _pointwise_op(node.target) and node.args and node.args[0] in owned and node.args[0] not in node.args[1:]:
+        first = node.args[0] if node.args else None
+        if (_pointwise_op(node.target) and isinstance(first, torch.fx.Node) and first in owned and first not in node.args[1:]
+                and _same_shape_and_dtype(node, first)):
             target = cast(torch._ops.OpOverload, node.target)
             packet = getattr(aten, target._schema.name.split("::")[1] + "_", None)
             variant = getattr(packet, target._overloadname, None)
             if variant is not None:
                 variants[node] = variant
     return variants
+
+
+def _same_shape_and_dtype(node: torch.fx.Node, other: torch.fx.Node) -> bool:
+    """Whether the two nodes' traced values are tensors of one shape and dtype."""
+    value, other_value = node.meta.get("val"), other.meta.get("val")
+    return (isinstance(value, torch.Tensor) and isinstance(other_value, torch.Tensor) and value.shape == other_value.shape
+            and value.dtype == other_value.dtype)
 
 
 def _absorbed_pads(varying: list[torch.fx.Node]) -> dict[torch.fx.Node, tuple[int, int]]:
