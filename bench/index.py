@@ -28,6 +28,8 @@ resnet50, convnext_nano, repvgg_a0 and torchvision resnet18. Session 23, all 27 
 (INDEX_BENCH_MODELS=matrix INDEX_BENCH_ROUNDS=2, about 9 minutes): 0.82-1.49, Lite0 at 224 px 0.76, after the index
 ran two batches at once on the CPU (`device.STREAMS`). `ratio_to_bare_two_streams` compares with the bare forward
 run the same way (two batches at once, one PyTorch thread each): 0.51-0.98, the cost of the index's own work.
+Session 25, all 27 (INDEX_BENCH_MODELS=matrix INDEX_BENCH_ROUNDS=2): 0.84-1.42, Lite0 0.87, after a third batch
+was queued beside the two running (`device.ordered_streams`).
 
     .venv/bin/python bench/run.py index
     .venv/bin/python bench/index.py --device cuda --images 2048     # on a GPU (bench/gpu_check runs it too)

@@ -117,14 +117,23 @@ def stream_count(device: torch.device) -> int:
     return min(STREAMS, torch.get_num_threads()) if device.type == "cpu" else 1
 
 
-def ordered_streams(work: Callable[[int, T], R], items: Iterable[T], streams: int) -> Iterator[R]:
-    """`work(slot, item)` for each item, `streams` items at once on as many threads with PyTorch's threads split
-    among them (`split_threads`); with one stream, each item in turn on the caller's thread. `slot` (0 … streams-1)
-    says which stream runs the item: an item reuses a slot only after the result of the item before it in that slot
-    was taken, so per-stream state may live there. Results come in the items' order, each once it and those before
-    it are done, while later items run; the caller's own work between results (merging a batch) overlaps theirs.
+def slot_count(streams: int) -> int:
+    """How many items `ordered_streams` holds at once with `streams` streams: one queued beyond those running."""
+    return streams + 1 if streams > 1 else 1
 
-    A failed item's error is raised in its place, after the results before it and once the items still running
+
+def ordered_streams(work: Callable[[int, T], R], items: Iterable[T], streams: int) -> Iterator[R]:
+    """`work(slot, item)` for each item, `streams` items at once on as many threads with PyTorch's threads split among
+    them (`split_threads`); with one stream, each item in turn on the caller's thread. Results come in the items'
+    order, each once it and those before it are done, while later items run; the caller's own work between results
+    (merging a batch) overlaps theirs. One more item than there are streams is read and queued ahead, so a thread
+    that finishes starts the next item at once instead of waiting while the caller merges a result and reads the
+    next item: in three A/B runs in one process, the index of 160 images on Lite0 (batch 4, two cores) ran at
+    0.86–0.89× the bare forward against 0.79–0.86× without it (median rounds 65.7 against 60.6 images/s).
+    `slot` (0 … `slot_count(streams)` - 1) says which per-item state the item uses: an item reuses a slot only after the
+    result of the item before it in that slot was taken.
+
+    A failed item's error is raised in its place, after the results before it and once the items already read
     have finished, so none outlives the iterator. An error while reading `items` (an interrupted data pipeline) is
     raised after the results of the items already started. The index streams its batches through this, occlusion
     its chunks of positions."""
@@ -132,6 +141,7 @@ def ordered_streams(work: Callable[[int, T], R], items: Iterable[T], streams: in
         for item in items:
             yield work(0, item)
         return
+    slots = slot_count(streams)
     with split_threads(streams), concurrent.futures.ThreadPoolExecutor(streams, thread_name_prefix="cnnwidgets-stream") as pool:
         running: collections.deque[concurrent.futures.Future] = collections.deque()
         iterator, submitted = iter(items), 0
@@ -144,9 +154,9 @@ def ordered_streams(work: Callable[[int, T], R], items: Iterable[T], streams: in
                 while running:
                     yield running.popleft().result()
                 raise
-            running.append(pool.submit(work, submitted % streams, item))
+            running.append(pool.submit(work, submitted % slots, item))
             submitted += 1
-            if len(running) == streams:
+            if len(running) == slots:
                 yield running.popleft().result()
         while running:
             yield running.popleft().result()

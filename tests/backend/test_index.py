@@ -200,21 +200,23 @@ def test_resume_after_an_interruption(small, images, tmp_path):
 
 @pytest.mark.parametrize("sparse_below", [0.0, 1.01], ids=["every-position-searched", "only-maxima-above-the-floor"])
 def test_two_streams_build_the_index_of_one(small, images, two_threads, sparse_below, monkeypatch):
-    """With two threads on the CPU the index runs two batches at once, one per thread (the first batch alone), and
-    merges them in order: the same index as one stream, ties (three equal images) included; the thread count is
-    given back."""
+    """With two threads on the CPU the index runs two batches at once, one per thread, with a third queued in a
+    slot of its own (the first batch alone), and merges them in order: the same index as one stream, ties (three
+    equal images) included; the thread count is given back."""
     import threading
 
     monkeypatch.setattr(builder_module, "SPARSE_BELOW", dict.fromkeys(builder_module.SPARSE_BELOW, sparse_below))
-    threads, start = [], builder_module._Stream.start
+    threads, slots, start = [], set(), builder_module._Stream.start
 
     def recording(stream, ids):
         threads.append(threading.current_thread().name.split("_")[0])
+        slots.add(id(stream))
         start(stream, ids)
 
     monkeypatch.setattr(builder_module._Stream, "start", recording)
     two = build_index(small, images, LAYERS, k=3, batch_size=2, progress=False)
     assert threads[0] == "MainThread" and set(threads[1:]) == {"cnnwidgets-stream"} and len(threads) == 12
+    assert len(slots) == 3
     assert torch.get_num_threads() == 2
     monkeypatch.setattr("cnnwidgets.backend.device.STREAMS", 1)
     threads.clear()

@@ -8,8 +8,8 @@ process (160 and 640 images, batch 4, two threads) mobilenetv3_large_100 indexed
 separate search and merge, efficientnet_b0 at 0.56 / 0.67× against 0.50 / 0.60×.
 
 On the CPU, batches run in `device.STREAMS` streams (`device.ordered_streams`): two batches at once, one per thread,
-each with its share of PyTorch's threads, merged in the dataset's order while the next ones run (the first batch runs
-alone, with every thread: it sizes the table). The hooks' searches are single-threaded and the forward of a small
+each with its share of PyTorch's threads, and a third read and queued, merged in the dataset's order while the next
+ones run (the first batch runs alone, with every thread: it sizes the table). The hooks' searches are single-threaded and the forward of a small
 batch leaves a core idle through its Python work; in one process, mobilenetv3_large_100 indexed at 0.98× the
 (one-stream) bare forward against 0.56× in one stream, efficientnet_b0 at 0.91× against 0.69× (160 images, batch 4,
 two cores). The index is the same, bit for bit: the streams read only the table's k-th values, which only grow
@@ -35,7 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ...errors import InputError, model_errors
-from ..device import batch_size_for, ordered_streams, stream_count
+from ..device import batch_size_for, ordered_streams, slot_count, stream_count
 from ..folded import ChannelsLast, foldable_pairs
 from ..hooks import eval_mode, forward_hooks
 from ..images import all_finite
@@ -344,9 +344,10 @@ before one copy to the CPU: a copy after each batch made the GPU wait for the ho
 
 
 class _Stream:
-    """What the hooks gather while one thread runs one batch (`calls` per module, layers `reached`, maxima
-    `reduced` for `_TopK.add`, candidates `pending` from `_TopK.take`, the `codes`), and each layer's fraction of
-    maxima `chosen` in that stream's previous batch (which picks the search, see `SPARSE_BELOW`)."""
+    """What the hooks gather while one thread runs one batch, kept until the batch is merged (`calls` per module,
+    layers `reached`, maxima `reduced` for `_TopK.add`, candidates `pending` from `_TopK.take`, the `codes`), and
+    each layer's fraction of maxima `chosen` in the previous batch of this slot (which picks the search, see
+    `SPARSE_BELOW`)."""
 
     def __init__(self) -> None:
         self.calls: dict[nn.Module, int] = {}
@@ -639,7 +640,8 @@ def build_index(
             snapshot(False).save(path)
             last_save = time.monotonic()
 
-    streams = [_Stream() for _ in range(stream_count(device))]
+    stream_total = stream_count(device)
+    streams = [_Stream() for _ in range(slot_count(stream_total))]  # per batch in flight: the running and the queued
     bar = tqdm(total=total, initial=count, desc="indexing", unit="img", disable=not progress, leave=False)
     finished = False
 
@@ -671,7 +673,7 @@ def build_index(
                     finish(streams[0], run_numbered(0, first_batch), first_batch[1], first_batch[2])
             # every batch before a failed one is counted (in order), also when reading the data was interrupted
             for slot, (_images, labels, first_id), ran in ordered_streams(
-                    lambda slot, batch: (slot, batch, run_numbered(slot, batch)), batches_left, len(streams)):
+                    lambda slot, batch: (slot, batch, run_numbered(slot, batch)), batches_left, stream_total):
                 finish(streams[slot], ran, labels, first_id)
         finished = True
     finally:
