@@ -9,11 +9,11 @@ separate search and merge, efficientnet_b0 at 0.56 / 0.67× against 0.50 / 0.60�
 
 On the CPU, batches run in `device.STREAMS` streams (`device.ordered_streams`): two batches at once, one per thread,
 each with its share of PyTorch's threads, and a third read and queued, merged in the dataset's order while the next
-ones run (the first batch runs alone, with every thread: it sizes the table). The hooks' searches are single-threaded and the forward of a small
-batch leaves a core idle through its Python work; in one process, mobilenetv3_large_100 indexed at 0.98× the
-(one-stream) bare forward against 0.56× in one stream, efficientnet_b0 at 0.91× against 0.69× (160 images, batch 4,
-two cores). The index is the same, bit for bit: the streams read only the table's k-th values, which only grow
-(`topk.take_into`), and batches are merged in order.
+ones run (the first batch runs alone, with every thread: it sizes the table). The hooks' searches are
+single-threaded and the forward of a small batch leaves a core idle through its Python work; in one process,
+mobilenetv3_large_100 indexed at 0.98× the (one-stream) bare forward against 0.56× in one stream, efficientnet_b0 at
+0.91× against 0.69× (160 images, batch 4, two cores). The index is the same, bit for bit: the streams read only the
+table's k-th values, which only grow (`topk.take_into`), and batches are merged in order.
 """
 
 from __future__ import annotations
