@@ -35,12 +35,15 @@ PATCH = 32
 
 
 def _timed(run) -> tuple[float, object]:
+    """(Seconds, result) of `run()`, waiting for the GPU's queued work when CUDA is in use (`bench/gpu_check`)."""
     start = time.perf_counter()
     out = run()
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
     return time.perf_counter() - start, out
 
 
-def _compare(inspector, image, stride: int, label: str) -> dict:
+def compare_with_captum(inspector, image, stride: int, label: str, patch: int = PATCH) -> dict:
     from captum.attr import Occlusion
 
     from cnnwidgets.backend.incremental import engine_for
@@ -49,20 +52,21 @@ def _compare(inspector, image, stride: int, label: str) -> dict:
     batch = inspector.preprocess(image)
     model = inspector.model
     target = inspector.class_index(None, batch)
-    positions = len(grid_boxes(tuple(batch.shape[-2:]), PATCH, stride))
+    positions = len(grid_boxes(tuple(batch.shape[-2:]), patch, stride))
+    channels = batch.shape[1]
 
     def ours(method: str):
-        return occlusion(inspector, batch, target, PATCH, stride, output="attribution", progress=False, method=method)
+        return occlusion(inspector, batch, target, patch, stride, output="attribution", progress=False, method=method)
 
     def captum():
         with torch.inference_mode():
             attribution = Occlusion(lambda x: model(x).softmax(-1)).attribute(
-                batch, sliding_window_shapes=(3, PATCH, PATCH), strides=(3, stride, stride), baselines=0.0,
+                batch, sliding_window_shapes=(channels, patch, patch), strides=(channels, stride, stride), baselines=0.0,
                 target=target, perturbations_per_eval=4)
         return attribution[0, 0]
 
     def plain():
-        boxes = grid_boxes(tuple(batch.shape[-2:]), PATCH, stride)
+        boxes = grid_boxes(tuple(batch.shape[-2:]), patch, stride)
         fill = torch.zeros_like(batch)
         with torch.inference_mode():
             return torch.cat([model(occlude(batch, fill, boxes[i:i + 4])) for i in range(0, len(boxes), 4)])
@@ -93,7 +97,7 @@ def _compare(inspector, image, stride: int, label: str) -> dict:
     return {
         "model": label,
         "positions": positions,
-        "patch": PATCH,
+        "patch": patch,
         "stride": stride,
         "engine_saving": round(engine_for(inspector.memo, batch).saving, 3),
         "first_call_s": round(first_s, 2),
@@ -104,8 +108,8 @@ def _compare(inspector, image, stride: int, label: str) -> dict:
         "speedup_vs_captum": round(captum_s / ours_s, 2),
         "speedup_vs_plain_forwards": round(plain_s / ours_s, 2),
         "ours_ms_per_position": round(1000 * ours_s / positions, 2),
-        "max_abs_difference_vs_captum": max(float((ours_map - captum_map.float()).abs().max()),
-                                            float((first_map - captum_map.float()).abs().max())),
+        "max_abs_difference_vs_captum": max(float((ours_map.cpu() - captum_map.float().cpu()).abs().max()),
+                                            float((first_map.cpu() - captum_map.float().cpu()).abs().max())),
         "rounds_s": {name: [round(t, 2) for t in times] for name, times in runs.items()},
     }
 
@@ -186,7 +190,7 @@ def run() -> dict:
         if only and not any(word.lower() in label.lower() for word in only.split(",")):
             continue
         inspector = make()
-        results.append(_compare(inspector, cat, stride, label))
+        results.append(compare_with_captum(inspector, cat, stride, label))
         row = results[-1]
         print(f"{label:40s} first call ×{row['first_call_speedup_vs_captum']:.2f}, built ×{row['speedup_vs_captum']:.2f} "
               f"Captum ppe=4 ({row['ours_s']} s vs {row['captum_s']} s, {row['positions']} positions), "

@@ -20,3 +20,5 @@ def test_the_gpu_check_dry_run_passes_every_check(tmp_path):
     assert report["passed"] and not report["failed"]
     assert len(report["checks"]) >= 20 and len(report["widgets"]) >= 15
     assert all(result["models_untouched"] for result in report["widgets"].values())
+    against_captum = report["occlusion_against_captum"]["digits CNN"]  # bench/occlusion.py's comparison, on the device
+    assert against_captum["positions"] == 49 and against_captum["max_abs_difference_vs_captum"] <= 1e-5
