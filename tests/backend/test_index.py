@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 import numpy as np
 import PIL.Image
@@ -14,7 +15,6 @@ import cnnwidgets.backend.index.builder as builder_module
 from cnnwidgets import Inspector
 from cnnwidgets.backend.index import HASH_CHECKS, NO_IMAGE, Index, build_index, weights_fingerprint
 from cnnwidgets.errors import InputError
-
 from tests.conftest import assert_same_state, hooks_left, model_state
 
 LAYERS = ["relu1", "relu2"]
@@ -580,6 +580,35 @@ def test_taking_maps_into_the_table_equals_searching_then_merging(shape, layout,
     assert bool((taken["ids"] < NO_IMAGE).all())
 
 
+@pytest.mark.parametrize("track", [True, False], ids=["positions-in-the-pass", "positions-of-those-that-enter"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels-last"])
+def test_capped_maxima_equal_to_a_full_rows_kth_are_not_taken(layout, track):
+    """A capped activation (ReLU6 at 6) gives most maps the same maximum: once a row holds k images at the cap, a
+    later image at the cap cannot enter (the tie goes to the lower id), so `take_into` keeps none of them (it kept
+    every one, and the index then searched every map in full on every batch), while an earlier image at the cap
+    (a lower id) still enters; the table stays what `merge_into` leaves."""
+    from cnnwidgets.backend.index.maxima import channel_maxima, rows_of
+    from cnnwidgets.backend.index.topk import Pending, commit, empty_table, merge_into, table_views, take_into
+
+    k, shape = 4, (3, 40, 6, 6)
+    taken, merged = empty_table(shape[1], k), empty_table(shape[1], k)
+    generator = torch.Generator().manual_seed(0)
+    for first_id, expected in ((10, 1.0), (13, 1.0), (16, 0.0), (3, 1.0)):  # 16-18 tie at the k-th; 3-5 come first
+        maps = torch.rand(shape, generator=generator).mul(8).clamp(max=6.0)  # every map reaches the cap
+        maps[:, :, 0, 0] = 6.0
+        maps = LAYOUTS[layout](maps)
+        ids = np.arange(first_id, first_id + 3, dtype=np.int64)
+        pending = Pending()
+        entered = take_into(table_views(taken), 0, rows_of(maps.numpy()), ids, track, pending)
+        commit(table_views(taken), pending)
+        values, where = channel_maxima(maps)
+        merge_into(merged, values, torch.from_numpy(ids), where)
+        assert entered == pytest.approx(expected)
+        for key in ("values", "ids", "where", "kth"):
+            assert torch.equal(taken[key], merged[key]), (first_id, key)
+    assert bool((taken["ids"] == torch.tensor([3, 4, 5, 10])).all())
+
+
 class ConvBnRelu(nn.Module):
     """torchvision GoogLeNet's BasicConv2d: the ReLU is a function, so no module's output is an activation layer."""
 
@@ -627,3 +656,38 @@ def test_default_layers_of_a_model_with_functional_activations_are_its_blocks(mo
         expected = torch.relu(model.block1.bn(model.block1.conv(images))).amax((2, 3)).max(0).values
     best = torch.tensor([index.top("block1", channel)[0][1] for channel in range(4)])
     torch.testing.assert_close(best, expected, atol=1e-5, rtol=1e-5)
+
+
+COMPILED_SEARCHES = """
+import numpy as np, torch
+from cnnwidgets.backend.index.datasets import image_hashes
+from cnnwidgets.backend.index.maxima import channel_amax, channel_maxima, positions_of, rows_of
+from cnnwidgets.backend.index.topk import Pending, commit, empty_table, merge_into, table_views, take_into
+
+maps = torch.rand(2, 40, 6, 6).contiguous(memory_format=torch.channels_last)
+values, where = channel_maxima(maps)
+positions_of(maps, channel_amax(maps), values > 0.5)
+table = empty_table(40, 4)
+merge_into(table, values, torch.arange(2), where)
+for track in (True, False):
+    pending = Pending()
+    take_into(table_views(table), 0, rows_of(maps.numpy()), np.arange(2, 4), track, pending)
+    commit(table_views(table), pending)
+image_hashes(maps)
+"""
+
+
+def test_the_compiled_searches_are_compiled_once_and_then_loaded_from_disk(tmp_path):
+    """numba caches a compiled loop on disk only when it calls no other compiled function made at run time: the
+    top-k merge did, so every process compiled it anew (0.15–0.4 s of every first index) and added a file to its
+    cache. A second process must find every loop in the cache and write nothing."""
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    files = []
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", COMPILED_SEARCHES], env=environment, check=True, timeout=300)
+        files.append(sorted(path.name for path in tmp_path.rglob("*") if path.is_file()))
+    assert len([name for name in files[0] if name.endswith(".nbc")]) == 5  # take, commit, two searches, the hash
+    assert files[1] == files[0]

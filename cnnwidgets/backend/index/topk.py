@@ -29,55 +29,38 @@ from .value import NO_IMAGE
 
 
 @functools.cache
-def _row_kernels() -> tuple[Callable, Callable]:
-    """(enters, insert): whether a candidate (value, image) enters a table row, and its insertion in order."""
+def _commit_kernel() -> Callable:
+    """The compiled `commit`. The rule for entering a row is written out in it, and `take`'s in that: numba caches
+    a compiled function on disk only when it calls no other compiled function made at run time (as these are, so
+    that importing cnnwidgets does not import numba); with the rule in helpers, `commit` was compiled anew in every
+    process (0.15–0.4 s) and its cache on disk grew by a file each time."""
     import numba
 
     @numba.njit(nogil=True, boundscheck=False, cache=True)
-    def insert(top_values: np.ndarray, top_ids: np.ndarray, top_where: np.ndarray, kth: np.ndarray, row: int,
-               value: float, image: int, where: int) -> None:  # pragma: no cover (compiled)
-        """Insert (value, image, where) into table row `row` in order (the caller checked that it enters)."""
-        slot = top_values.shape[1] - 1
-        while slot > 0 and (top_values[row, slot - 1] < value or (top_values[row, slot - 1] == value and top_ids[row, slot - 1] > image)):
-            top_values[row, slot] = top_values[row, slot - 1]
-            top_ids[row, slot] = top_ids[row, slot - 1]
-            top_where[row, slot] = top_where[row, slot - 1]
-            slot -= 1
-        top_values[row, slot] = value
-        top_ids[row, slot] = image
-        top_where[row, slot] = where
-        kth[row] = top_values[row, top_values.shape[1] - 1]
+    def commit(top_values: np.ndarray, top_ids: np.ndarray, top_where: np.ndarray, kth: np.ndarray, rows: np.ndarray,
+               values: np.ndarray, ids: np.ndarray, where: np.ndarray, count: int) -> None:  # pragma: no cover (compiled)
+        """Insert the first `count` candidates (table row, value, image, position) that enter, in any order (the
+        order is total), each into its row in order. top_* [R, k], each row in order (empty slots: -inf and the
+        largest id), kth [R] their last values."""
+        last = top_values.shape[1] - 1
+        for i in range(count):
+            row, value, image = rows[i], values[i], ids[i]
+            if value < kth[row]:  # the common case, read from a small array: the table's rows stay untouched
+                continue
+            if not (value > top_values[row, last] or (value == top_values[row, last] and image < top_ids[row, last])):
+                continue
+            slot = last
+            while slot > 0 and (top_values[row, slot - 1] < value or (top_values[row, slot - 1] == value and top_ids[row, slot - 1] > image)):
+                top_values[row, slot] = top_values[row, slot - 1]
+                top_ids[row, slot] = top_ids[row, slot - 1]
+                top_where[row, slot] = top_where[row, slot - 1]
+                slot -= 1
+            top_values[row, slot] = value
+            top_ids[row, slot] = image
+            top_where[row, slot] = where[i]
+            kth[row] = top_values[row, last]
 
-    @numba.njit(nogil=True, boundscheck=False, cache=True)
-    def enters(top_values: np.ndarray, top_ids: np.ndarray, kth: np.ndarray, row: int, value: float, image: int) -> bool:  # pragma: no cover (compiled)
-        if value < kth[row]:  # the common case, read from a small array: the table's rows stay untouched
-            return False
-        last = top_values[row, top_values.shape[1] - 1]
-        return value > last or (value == last and image < top_ids[row, top_values.shape[1] - 1])
-
-    return enters, insert
-
-
-@functools.cache
-def _merge_kernel() -> Callable:
-    import numba
-
-    enters, insert = _row_kernels()
-
-    @numba.njit(nogil=True, boundscheck=False, cache=True)
-    def merge(top_values: np.ndarray, top_ids: np.ndarray, top_where: np.ndarray, kth: np.ndarray,
-              values: np.ndarray, ids: np.ndarray, where: np.ndarray) -> None:  # pragma: no cover (compiled)
-        """top_* [R, k], each row in order (empty slots: -inf and the largest id), kth [R] their last values;
-        values, where [N, R]; ids [N]."""
-        for r in range(top_values.shape[0]):
-            for m in range(values.shape[0]):
-                value, image = values[m, r], ids[m]
-                if value != value:
-                    value = -np.inf
-                if enters(top_values, top_ids, kth, r, value, image):
-                    insert(top_values, top_ids, top_where, kth, r, value, image, where[m, r])
-
-    return merge
+    return commit
 
 
 def empty_table(rows: int, k: int) -> dict[str, torch.Tensor]:
@@ -89,28 +72,36 @@ def empty_table(rows: int, k: int) -> dict[str, torch.Tensor]:
 
 def merge_into(top: dict[str, torch.Tensor], values: torch.Tensor, ids: torch.Tensor, where: torch.Tensor) -> None:
     """Merge candidates — maxima `values` [N, R] (float32), their image `ids` [N] and positions `where` [N, R]
-    (int64) — into `top` (an `empty_table` and what was merged into it: rows in order), in place."""
-    _merge_kernel()(top["values"].numpy(), top["ids"].numpy(), top["where"].numpy(), top["kth"].numpy(),
-                    values.contiguous().numpy(), ids.numpy(), where.contiguous().numpy())
+    (int64) — into `top` (an `empty_table` and what was merged into it: rows in order), in place; NaN maxima
+    rank as -inf."""
+    n, rows = values.shape
+    found = values.contiguous().numpy()
+    _commit_kernel()(*table_views(top), np.tile(np.arange(rows), n), np.where(np.isnan(found), np.float32(-np.inf), found).ravel(),
+                     np.repeat(ids.numpy(), rows), where.contiguous().numpy().ravel(), n * rows)
 
 
 @functools.cache
-def _take_kernel() -> tuple[Callable, Callable]:
+def _take_kernel() -> Callable:
     import numba
 
-    enters, insert = _row_kernels()
-
     @numba.njit(nogil=True, boundscheck=False, cache=True)
-    def take(rows: np.ndarray, group: int, lanes: int, per: int, ids: np.ndarray, kth: np.ndarray, first_row: int,
-             pending_rows: np.ndarray, pending_values: np.ndarray, pending_ids: np.ndarray, pending_where: np.ndarray,
-             count: int, track: bool) -> int:  # pragma: no cover (compiled)
+    def take(rows: np.ndarray, group: int, lanes: int, per: int, ids: np.ndarray, kth: np.ndarray, top_ids: np.ndarray,
+             first_row: int, pending_rows: np.ndarray, pending_values: np.ndarray, pending_ids: np.ndarray,
+             pending_where: np.ndarray, count: int, track: bool) -> int:  # pragma: no cover (compiled)
         """rows [B, R, group·lanes]: map b is image ids[b // per]; its lane j·lanes + c holds position r·group + j
         of table row first_row + (b % per)·lanes + c (the layer's rows start at first_row). Each maximum that
-        reaches its row's k-th value is appended to the pending arrays from `count` on, with its position (`commit`
-        decides ties with the k-th). `track`: keep each lane's first best position during the pass (when most
-        maxima enter); else keep the maxima only and search a position for those that reach it. Returns the new
-        count."""
-        width = rows.shape[2]
+        would enter its row (above the k-th value, or equal to it from an image before the k-th's: an empty slot's
+        id is the largest) is appended to the pending arrays from `count` on, with its position. `track`: keep each
+        lane's first best position during the pass (when most maxima enter); else keep the maxima only and search a
+        position for those that enter. Returns the new count.
+
+        A capped activation (ReLU6 at 6) ties at the k-th value in most maps once k images reached the cap; kept as
+        candidates for `commit`, such ties made Lite0's first four activation layers keep 60–87 % of each batch's
+        maxima and search every map in full (`track`), on every batch of 1,000 random images. Another thread may
+        `commit` into a row meanwhile (the index's streams): it commits only batches before this one, so the row
+        holds only earlier images and empty slots, and a value equal to the k-th of a full row can never enter,
+        whichever moments the reads of `kth` and `top_ids` see."""
+        width, last = rows.shape[2], top_ids.shape[1] - 1
         best = np.empty(width, np.float32)
         at = np.zeros(width, np.int64)
         nan = np.zeros(width, np.bool_)
@@ -146,43 +137,32 @@ def _take_kernel() -> tuple[Callable, Callable]:
                         if (value > top) | (value_nan & ~top_nan) | (((value == top) | (value_nan & top_nan)) & (position < where)):
                             top, where = value, position
                     value = -np.inf if top != top else top
-                    if value >= kth[row]:
-                        pending_rows[count], pending_values[count] = row, value
-                        pending_ids[count], pending_where[count] = image, where
-                        count += 1
-                    continue
-                top, has_nan = -np.inf, False
-                for j in range(group):
-                    top = max(top, best[j * lanes + c])
-                    has_nan |= nan[j * lanes + c]
-                value = -np.inf if has_nan else top
-                if value < kth[row]:
-                    continue
-                where = 0
-                for r in range(rows.shape[1]):  # the first position holding the maximum (or a NaN), in row-major order
-                    found = False
+                else:
+                    top, has_nan = -np.inf, False
                     for j in range(group):
-                        x = rows[b, r, j * lanes + c]
-                        if (x != x) if has_nan else (x == top):
-                            where, found = r * group + j, True
+                        top = max(top, best[j * lanes + c])
+                        has_nan |= nan[j * lanes + c]
+                    value = -np.inf if has_nan else top
+                k_value = kth[row]  # enters: above the k-th value, or equal to it from an image before the k-th's
+                if value < k_value or (value == k_value and image > top_ids[row, last]):
+                    continue
+                if not track:
+                    where = 0
+                    for r in range(rows.shape[1]):  # the first position holding the maximum (or a NaN), in row-major order
+                        found = False
+                        for j in range(group):
+                            x = rows[b, r, j * lanes + c]
+                            if (x != x) if has_nan else (x == top):
+                                where, found = r * group + j, True
+                                break
+                        if found:
                             break
-                    if found:
-                        break
                 pending_rows[count], pending_values[count] = row, value
                 pending_ids[count], pending_where[count] = image, where
                 count += 1
         return count
 
-    @numba.njit(nogil=True, boundscheck=False, cache=True)
-    def commit(top_values: np.ndarray, top_ids: np.ndarray, top_where: np.ndarray, kth: np.ndarray, pending_rows: np.ndarray,
-               pending_values: np.ndarray, pending_ids: np.ndarray, pending_where: np.ndarray, count: int) -> None:  # pragma: no cover (compiled)
-        """Insert the first `count` pending candidates that (still) enter, in any order: the order is total."""
-        for i in range(count):
-            row, value, image = pending_rows[i], pending_values[i], pending_ids[i]
-            if enters(top_values, top_ids, kth, row, value, image):
-                insert(top_values, top_ids, top_where, kth, row, value, image, pending_where[i])
-
-    return take, commit
+    return take
 
 
 def table_views(top: dict[str, torch.Tensor]) -> tuple[np.ndarray, ...]:
@@ -218,20 +198,20 @@ def take_into(views: tuple[np.ndarray, ...], first_row: int, rows: np.ndarray, i
     `maxima.rows_of` reads them; `ids` [N]: the images' ids; `track`: find every maximum's position in the one pass
     (cheaper when most enter). Returns the fraction of maxima added.
 
-    Only the k-th value is read, and it only grows: another thread may `commit` into the same table meanwhile
-    (the index's streams), and a maximum under a k-th value read at any moment can never enter."""
+    Only each row's last entry is read, and it only gets better: another thread may `commit` into
+    the same table meanwhile (the index's streams), and a maximum that cannot enter at any moment never can."""
     count, positions, lanes = rows.shape
     group = group_of(positions, lanes)
     pending.room_for(count * lanes)
     before = pending.count
-    pending.count = _take_kernel()[0](rows.reshape(count, positions // group, group * lanes), group, lanes, count // len(ids),
-                                      ids, views[3], first_row, pending.rows, pending.values, pending.ids, pending.where,
-                                      before, track)
+    pending.count = _take_kernel()(rows.reshape(count, positions // group, group * lanes), group, lanes, count // len(ids),
+                                      ids, views[3], views[1], first_row, pending.rows, pending.values, pending.ids,
+                                      pending.where, before, track)
     return (pending.count - before) / (count * lanes)
 
 
 def commit(views: tuple[np.ndarray, ...], pending: Pending) -> None:
     """Insert the pending candidates that enter into the table (`table_views`), and empty `pending`."""
     if pending.count:
-        _take_kernel()[1](*views, pending.rows, pending.values, pending.ids, pending.where, pending.count)
+        _commit_kernel()(*views, pending.rows, pending.values, pending.ids, pending.where, pending.count)
     pending.count = 0
