@@ -30,6 +30,10 @@ ran two batches at once on the CPU (`device.STREAMS`). `ratio_to_bare_two_stream
 run the same way (two batches at once, one PyTorch thread each): 0.51-0.98, the cost of the index's own work.
 Session 25, all 27 (INDEX_BENCH_MODELS=matrix INDEX_BENCH_ROUNDS=2): 0.84-1.42, Lite0 0.87, after a third batch
 was queued beside the two running (`device.ordered_streams`).
+Session 27, all 27, on a faster 2-core machine (bare forwards 1.2-1.8x session 25's): 0.70-1.26, under 0.8 on
+mnasnet0_5 0.70, mobilenetv3 0.77 and Lite0 0.78 (over 4,000 images, `index_4000_images.json`: 0.60 / 0.86 / 0.74;
+--images 4000 --rounds 2 --models tv_mnasnet0_5 mobilenetv3_large_100 efficientnet_lite0, the file renamed): the
+index's per-layer work (hooks, searches, their effect on the next convolutions) did not shrink with the forward.
 
     .venv/bin/python bench/run.py index
     .venv/bin/python bench/index.py --device cuda --images 2048     # on a GPU (bench/gpu_check runs it too)
