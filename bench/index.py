@@ -34,6 +34,7 @@ Session 27, all 27, on a faster 2-core machine (bare forwards 1.2-1.8x session 2
 mnasnet0_5 0.70, mobilenetv3 0.77 and Lite0 0.78 (over 4,000 images, `index_4000_images.json`: 0.60 / 0.86 / 0.74;
 --images 4000 --rounds 2 --models tv_mnasnet0_5 mobilenetv3_large_100 efficientnet_lite0, the file renamed): the
 index's per-layer work (hooks, searches, their effect on the next convolutions) did not shrink with the forward.
+After less Python in the hooks (`maxima.rows_of`, `group_of`): 0.71-1.42, under 0.8 on mnasnet0_5 0.71 and Lite0 0.79.
 
     .venv/bin/python bench/run.py index
     .venv/bin/python bench/index.py --device cuda --images 2048     # on a GPU (bench/gpu_check runs it too)
