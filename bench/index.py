@@ -32,7 +32,7 @@ Session 25, all 27 (INDEX_BENCH_MODELS=matrix INDEX_BENCH_ROUNDS=2): 0.84-1.42, 
 was queued beside the two running (`device.ordered_streams`).
 Session 27, all 27, on a faster 2-core machine (bare forwards 1.2-1.8x session 25's): 0.70-1.26, under 0.8 on
 mnasnet0_5 0.70, mobilenetv3 0.77 and Lite0 0.78 (over 4,000 images, `index_4000_images.json`: 0.60 / 0.86 / 0.74;
---images 4000 --rounds 2 --models tv_mnasnet0_5 mobilenetv3_large_100 efficientnet_lite0, the file renamed): the
+bench/index.py --images 4000 --rounds 2 --models tv_mnasnet0_5 mobilenetv3_large_100 efficientnet_lite0): the
 index's per-layer work (hooks, searches, their effect on the next convolutions) did not shrink with the forward.
 After less Python in the hooks (`maxima.rows_of`, `group_of`): 0.71-1.42, under 0.8 on mnasnet0_5 0.71 and Lite0 0.79.
 
@@ -188,6 +188,9 @@ if __name__ == "__main__":
     parser.add_argument("--models", nargs="*", default=None)
     arguments = parser.parse_args()
     result = run(arguments.device, arguments.images, tuple(arguments.models) if arguments.models else None, arguments.rounds)
-    out = Path(__file__).resolve().parent / "results" / ("index.json" if arguments.device == "cpu" else f"index_{arguments.device}.json")
+    name = "index" if arguments.device == "cpu" else f"index_{arguments.device}"
+    if arguments.device == "cpu" and arguments.images:  # a longer run sits beside the 160-image matrix, not over it
+        name = f"index_{arguments.images}_images"
+    out = Path(__file__).resolve().parent / "results" / f"{name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
