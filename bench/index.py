@@ -35,6 +35,9 @@ mnasnet0_5 0.70, mobilenetv3 0.77 and Lite0 0.78 (over 4,000 images, `index_4000
 bench/index.py --images 4000 --rounds 2 --models tv_mnasnet0_5 mobilenetv3_large_100 efficientnet_lite0): the
 index's per-layer work (hooks, searches, their effect on the next convolutions) did not shrink with the forward.
 After less Python in the hooks (`maxima.rows_of`, `group_of`): 0.71-1.42, under 0.8 on mnasnet0_5 0.71 and Lite0 0.79.
+Session 28, all 27, on another 2-core machine (mnasnet0_5's bare forward 406 images/s against session 27's 492):
+0.92-1.39, nothing under 0.8 (mnasnet0_5 0.92, convnext_nano 0.94, Lite0 0.96); over 4,000 images mnasnet0_5 1.09,
+mobilenetv3 1.06, Lite0 0.90. Every run, and where the time goes: bench/HISTORY.md.
 
     .venv/bin/python bench/run.py index
     .venv/bin/python bench/index.py --device cuda --images 2048     # on a GPU (bench/gpu_check runs it too)

@@ -15,6 +15,9 @@ Session 23: batched full forwards run two chunks at once on the CPU (`device.ord
 one (two made Lite0 1.25× slower): efficientnet_b0, which runs full forwards, 1.32-1.36× → 1.58-1.59× Captum.
 Session 24: the engine writes pointwise ops into maps nothing else reads and leaves symmetric zero pads to the
 convolution after them: Lite0 2.73-2.75× → 3.65-3.76× Captum (three runs), convnext_nano 1.34× → 1.41×.
+Session 28, another 2-core machine (Captum's Lite0 forwards 1.2× slower than session 24's): Lite0 3.02×, ResNet-18
+2.82×, timm resnet50 / efficientnet_b0 / convnext_nano 2.23× / 1.50× / 1.62×, VGG-16 5.19×; the drag 19.3 ms median.
+Earlier runs: bench/HISTORY.md.
 
 A faster exact forward would lift every ratio; measured for convnext_nano (batch 4, 224 px, two threads, session
 21), none pays: a channels-last copy 171-176 ms against 172-176 ms; `torch.jit.freeze` + `optimize_for_inference`
