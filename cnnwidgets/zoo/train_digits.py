@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 import torch
-import torch.nn.functional as F
 
 from .digits import DATA, RUNS, DigitsCNN, digits
+from .training import train_epoch
 
 SEED = 0
 BATCH_SIZE = 32
@@ -69,17 +69,8 @@ def train(lr: float = 1e-3, epochs: int = 30, checkpoints: Sequence[int] = (), s
     saved: dict[int, dict[str, torch.Tensor]] = {}
     history = []
     for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(len(x_train), generator=generator)
-        total = 0.0
-        for start in range(0, len(order), BATCH_SIZE):
-            batch = order[start:start + BATCH_SIZE]
-            loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
-        record = {"epoch": epoch, "loss": total / len(order), "train_accuracy": accuracy(model, x_train, y_train),
+        loss = train_epoch(model, optimizer, x_train, y_train, generator, BATCH_SIZE)
+        record = {"epoch": epoch, "loss": loss, "train_accuracy": accuracy(model, x_train, y_train),
                   "test_accuracy": accuracy(model, x_test, y_test)}
         history.append(record)
         if log:

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .motion import DATA, MOTION_LABELS, NETWORKS, build, motion_clips
+from .training import train_epoch
 
 SEED = 0
 BATCH_SIZE = 32
@@ -50,17 +50,7 @@ def train(network: str, epochs: int = EPOCHS, seed: int = SEED, limit: int | Non
         optimizer = torch.optim.Adam(model.parameters(), lr=LR)
         history = []
         for epoch in range(1, epochs + 1):
-            model.train()
-            order = torch.randperm(len(x), generator=generator)
-            total = 0.0
-            for start in range(0, len(order), BATCH_SIZE):
-                batch = order[start:start + BATCH_SIZE]
-                loss = F.cross_entropy(model(x[batch]), y[batch])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(batch)
-            history.append({"epoch": epoch, "loss": total / len(order)})
+            history.append({"epoch": epoch, "loss": train_epoch(model, optimizer, x, y, generator, BATCH_SIZE)})
             if log:
                 print(f"{network} epoch {epoch:2d}: loss {history[-1]['loss']:.4f}", flush=True)
     finally:
