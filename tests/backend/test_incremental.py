@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cnnwidgets.backend.cache import Memo
-from cnnwidgets.backend.incremental import IncrementalEngine, UnsupportedModel, engine_for, verify
+from cnnwidgets.backend.incremental import IncrementalEngine, Patch, UnsupportedModel, _crop, _paste, engine_for, verify
 from cnnwidgets.zoo.efficientnet_lite0 import Conv2dSame
 
 from tests.conftest import assert_same_state, hooks_left, model_state
@@ -135,6 +136,31 @@ def test_random_boxes_and_a_box_covering_everything():
     boxes.append((0, 0, 32, 30))
     fill = torch.zeros_like(x)
     torch.testing.assert_close(engine.logits(boxes, fill), brute_force(model, x, boxes, fill), atol=1e-5, rtol=1e-5)
+
+
+def test_windows_gathered_and_patches_written_at_once_equal_one_by_one():
+    """`_crop` and `_paste` index every position's pixels at once; the reference slices one position at a time,
+    with offsets hanging over every edge and patches in either memory layout."""
+    generator = np.random.default_rng(0)
+    for case in range(60):
+        channels, height, width, count = int(generator.choice([1, 3, 16])), *generator.integers(3, 20, 2), int(generator.integers(2, 9))
+        h, w = int(generator.integers(1, height + 1)), int(generator.integers(1, width + 1))
+        source = torch.randn(1, channels, height, width).contiguous(memory_format=torch.channels_last)
+        ys, xs = generator.integers(0, height - h + 1, count), generator.integers(0, width - w + 1, count)
+        crops = _crop(source, ys, xs, h, w)
+        assert crops.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(crops, torch.stack([source[0, :, y:y + h, x:x + w] for y, x in zip(ys, xs)]))
+
+        data = torch.randn(count, channels, h, w)
+        data = data.contiguous(memory_format=torch.channels_last) if case % 2 else data
+        target = torch.randn(count, channels, height, width).contiguous(memory_format=torch.channels_last)
+        dy, dx = generator.integers(-h, height + 1, count), generator.integers(-w, width + 1, count)
+        expected = target.clone()
+        for b, (y, x) in enumerate(zip(dy.tolist(), dx.tolist())):
+            top, left, bottom, right = max(y, 0), max(x, 0), min(y + h, height), min(x + w, width)
+            if bottom > top and right > left:
+                expected[b, :, top:bottom, left:right] = data[b, :, top - y:bottom - y, left - x:right - x]
+        assert torch.equal(_paste(target, Patch(source, ys, xs, data), dy, dx), expected)
 
 
 class SharedMaps(nn.Module):
