@@ -17,6 +17,9 @@ Session 24: the engine writes pointwise ops into maps nothing else reads and lea
 convolution after them: Lite0 2.73-2.75× → 3.65-3.76× Captum (three runs), convnext_nano 1.34× → 1.41×.
 Session 28, another 2-core machine (Captum's Lite0 forwards 1.2× slower than session 24's): Lite0 3.02×, ResNet-18
 2.82×, timm resnet50 / efficientnet_b0 / convnext_nano 2.23× / 1.50× / 1.62×, VGG-16 5.19×; the drag 19.3 ms median.
+A second run an hour later, after the engine gathered and wrote distinct windows in one indexed copy each (4-7 %
+faster alone), on a busier machine: Lite0 3.79× (Captum 14.95 s against 11.32 s), ResNet-18 2.53×, timm 2.29× / 1.57× /
+1.55×, VGG-16 5.10×; the drag 30.2 ms median.
 Earlier runs: bench/HISTORY.md.
 
 A faster exact forward would lift every ratio; measured for convnext_nano (batch 4, 224 px, two threads, session
