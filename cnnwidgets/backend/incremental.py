@@ -212,8 +212,9 @@ def _paste(target: torch.Tensor, patch: Patch, dy: np.ndarray, dx: np.ndarray) -
     rows = (_grid_rows(dy, dx, h, w, W) + (np.arange(len(dy)) * (H * W))[:, None, None]).reshape(-1)
     values = _pixels(patch.data)
     if not inside:  # keep the pixels that land in target
-        kept = (((dy[:, None] + np.arange(h) >= 0) & (dy[:, None] + np.arange(h) < H))[:, :, None]
-                & ((dx[:, None] + np.arange(w) >= 0) & (dx[:, None] + np.arange(w) < W))[:, None, :]).reshape(-1)
+        target_rows, target_columns = dy[:, None] + np.arange(h), dx[:, None] + np.arange(w)
+        kept = (((target_rows >= 0) & (target_rows < H))[:, :, None]
+                & ((target_columns >= 0) & (target_columns < W))[:, None, :]).reshape(-1)
         rows, values = rows[kept], values[torch.from_numpy(kept)]
     target.permute(0, 2, 3, 1).view(-1, target.shape[1]).index_copy_(0, torch.from_numpy(rows), values)
     return target
